@@ -1,0 +1,35 @@
+//! The semantics of the https-step "Make HTTPS Request" workflow step, as plain
+//! Rust: config format and validation, request building, response handling and
+//! the step's flow. The component (`guest/`) wraps this around `wasi:http`; hosts
+//! use it natively to read step-config JSON.
+//!
+//! # How to use
+//! 1. Read a config: [`parse_step_config`] gives a [`StepConfig`] and every shape
+//!    problem (unknown keys, wrong types) at once.
+//! 2. Check it: [`validate`] gives every semantic problem at once.
+//! 3. Run it: [`run`] with an [`Effects`] implementation that sends requests.
+//!
+//! ```
+//! use https_step_core::{parse_step_config, validate};
+//! let parsed = parse_step_config(r#"{"url": "https://api.example.com/orders", "method": "GET"}"#);
+//! assert!(parsed.problems.is_empty());
+//! assert!(validate(&parsed.config).is_empty());
+//! ```
+
+pub mod config_json;
+pub mod headers;
+pub mod mirror;
+pub mod model;
+pub mod request;
+pub mod response;
+pub mod status;
+pub mod step;
+pub mod validate;
+
+pub use config_json::{ParsedConfig, parse_step_config, parse_step_config_value};
+pub use mirror::Mirror;
+pub use model::*;
+pub use request::PreparedRequest;
+pub use response::RawResponse;
+pub use step::{AttemptLimits, Effects, run};
+pub use validate::validate;

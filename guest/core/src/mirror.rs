@@ -1,0 +1,98 @@
+//! Conversion between these types and the generated WIT bindings.
+//!
+//! The guest (wit-bindgen) and the host (wasmtime `bindgen!`) each generate
+//! their own Rust types for `wit/https-step.wit`, with the same names and
+//! fields. [`mirror_wit_types!`](crate::mirror_wit_types) implements [`Mirror`]
+//! both ways between them and this crate's types, so the mapping is written
+//! once. The step config is converted by hand on each side because its JSON
+//! fields travel as text.
+
+/// Converts a value to its twin type on the other side of the WIT boundary.
+pub trait Mirror<T> {
+    /// Converts.
+    fn mirror(self) -> T;
+}
+
+macro_rules! identity {
+    ($($t:ty),*) => {$(
+        impl Mirror<$t> for $t {
+            fn mirror(self) -> $t {
+                self
+            }
+        }
+    )*};
+}
+identity!(String, bool, u16, u32, u64, f64);
+
+impl<A: Mirror<B>, B> Mirror<Vec<B>> for Vec<A> {
+    fn mirror(self) -> Vec<B> {
+        self.into_iter().map(Mirror::mirror).collect()
+    }
+}
+
+impl<A: Mirror<B>, B> Mirror<Option<B>> for Option<A> {
+    fn mirror(self) -> Option<B> {
+        self.map(Mirror::mirror)
+    }
+}
+
+/// Implements [`Mirror`] both ways between this crate's types and the
+/// generated bindings of the `workflow:https-step/types` interface, given as a
+/// module name in scope (`use …::types as wit; mirror_wit_types!(wit);`).
+#[macro_export]
+macro_rules! mirror_wit_types {
+    ($wit:ident) => {
+        $crate::mirror_wit_types!(@records $wit;
+            KeyValue { key, value },
+            Problem { path, message },
+            Signing { secrets, scheme, header },
+            RetryPolicy { intervals_ms, initial_ms, multiplier, max_interval_ms, max_attempts,
+                jitter, retry_on_status, deadline_ms, idempotency_key, max_retry_after_ms },
+            Attempt { number, status, error, elapsed_ms, wait_ms, wait_reason },
+            Response { status, headers, body, body_base64, json },
+            StepOutcome { response, outputs, attempts, continued_error },
+            StepFailure { error, attempts, response }
+        );
+        $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete]; []);
+        $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
+        $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
+        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter]; []);
+        $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
+        // `StepError` is non_exhaustive: a case without a WIT twin (a bug)
+        // crosses the boundary as `internal` with its message.
+        $crate::mirror_wit_types!(@map $wit; StepError; []; [InvalidConfig, Denied, Timeout,
+            Connection, Tls, Protocol, UnexpectedStatus, ResponseTooLarge, InvalidResponse,
+            SchemaMismatch, MissingOutput, Internal]; fallback Internal);
+    };
+    (@records $wit:ident; $($name:ident { $($field:ident),* }),*) => {$(
+        impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {
+            fn mirror(self) -> $crate::$name {
+                $crate::$name { $($field: $crate::mirror::Mirror::mirror(self.$field)),* }
+            }
+        }
+        impl $crate::mirror::Mirror<$wit::$name> for $crate::$name {
+            fn mirror(self) -> $wit::$name {
+                $wit::$name { $($field: $crate::mirror::Mirror::mirror(self.$field)),* }
+            }
+        }
+    )*};
+    (@map $wit:ident; $name:ident; [$($unit:ident),*]; [$($payload:ident),*] $(; fallback $fb:ident)?) => {
+        impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {
+            fn mirror(self) -> $crate::$name {
+                match self {
+                    $(Self::$unit => $crate::$name::$unit,)*
+                    $(Self::$payload(v) => $crate::$name::$payload($crate::mirror::Mirror::mirror(v)),)*
+                }
+            }
+        }
+        impl $crate::mirror::Mirror<$wit::$name> for $crate::$name {
+            fn mirror(self) -> $wit::$name {
+                match self {
+                    $(Self::$unit => $wit::$name::$unit,)*
+                    $(Self::$payload(v) => $wit::$name::$payload($crate::mirror::Mirror::mirror(v)),)*
+                    $(other => $wit::$name::$fb(other.to_string()),)?
+                }
+            }
+        }
+    };
+}

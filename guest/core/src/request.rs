@@ -1,0 +1,180 @@
+//! Turns a validated [`StepConfig`] into the exact request to send.
+
+use crate::model::{Body, KeyValue, Method, Problem, StepConfig};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// `User-Agent` sent unless the config sets one (many APIs, GitHub's among
+/// them, refuse requests without it).
+pub const USER_AGENT: &str = concat!("https-step/", env!("CARGO_PKG_VERSION"));
+
+/// Everything but RFC 3986 `unreserved` is percent-encoded in query keys and
+/// values. Spaces become `%20`, never `+`, so servers that do not apply form
+/// decoding to the query still read the intended value.
+const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A request ready to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRequest {
+    /// Method.
+    pub method: Method,
+    /// Absolute URL, query included.
+    pub url: url::Url,
+    /// Headers in sending order.
+    pub headers: Vec<KeyValue>,
+    /// Body bytes (empty for no body).
+    pub body: Vec<u8>,
+}
+
+impl PreparedRequest {
+    /// `host[:port]` as sent in the request target's authority.
+    pub fn authority(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        }
+    }
+
+    /// Path and query, e.g. `/orders?id=7`.
+    pub fn path_with_query(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        }
+    }
+
+    /// Value of the first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|kv| kv.key.eq_ignore_ascii_case(name))
+            .map(|kv| kv.value.as_str())
+    }
+}
+
+/// Encodes one query key or value.
+pub fn encode_query_component(s: &str) -> String {
+    utf8_percent_encode(s, QUERY_COMPONENT).to_string()
+}
+
+/// Builds the request of a config that passed [`crate::validate`].
+pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
+    let mut url = url::Url::parse(config.url.trim())
+        .map_err(|err| Problem::new("url", format!("not a valid absolute URL: {err}")))?;
+    if !config.query.is_empty() {
+        let added: Vec<String> = config
+            .query
+            .iter()
+            .map(|kv| format!("{}={}", encode_query_component(&kv.key), encode_query_component(&kv.value)))
+            .collect();
+        let query = match url.query() {
+            Some(existing) if !existing.is_empty() => format!("{existing}&{}", added.join("&")),
+            _ => added.join("&"),
+        };
+        url.set_query(Some(&query));
+    }
+    let mut headers = config.headers.clone();
+    let (body, content_type) = match &config.body {
+        None => (Vec::new(), None),
+        Some(Body::Json(value)) => (
+            serde_json::to_vec(value).map_err(|e| Problem::new("body.json", e.to_string()))?,
+            Some("application/json"),
+        ),
+        Some(Body::Form(fields)) => {
+            let encoded = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(fields.iter().map(|kv| (&kv.key, &kv.value)))
+                .finish();
+            (encoded.into_bytes(), Some("application/x-www-form-urlencoded"))
+        }
+        Some(Body::Text { text, content_type }) => (
+            text.clone().into_bytes(),
+            Some(content_type.as_deref().unwrap_or("text/plain; charset=utf-8")),
+        ),
+    };
+    let has = |headers: &[KeyValue], name: &str| headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name));
+    // A Content-Type configured as a header wins over the body kind's default.
+    if let Some(ct) = content_type {
+        if !has(&headers, "content-type") {
+            headers.push(KeyValue::new("Content-Type", ct));
+        }
+    }
+    if !has(&headers, "user-agent") {
+        headers.push(KeyValue::new("User-Agent", USER_AGENT));
+    }
+    Ok(PreparedRequest {
+        method: config.method,
+        url,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn query_is_appended_and_percent_encoded() {
+        let mut c = StepConfig::get("https://api.example.com/v1/items?fixed=1");
+        c.query = vec![
+            KeyValue::new("q", "a b&c=d/é"),
+            KeyValue::new("tag", "x"),
+            KeyValue::new("tag", "y+z"),
+            KeyValue::new("empty", ""),
+        ];
+        let r = prepare(&c).expect("prepare");
+        assert_eq!(
+            r.path_with_query(),
+            "/v1/items?fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&tag=x&tag=y%2Bz&empty="
+        );
+        assert_eq!(r.authority(), "api.example.com");
+    }
+
+    #[test]
+    fn explicit_port_and_ip_authority() {
+        let r = prepare(&StepConfig::get("http://127.0.0.1:8080")).expect("prepare");
+        assert_eq!(r.authority(), "127.0.0.1:8080");
+        assert_eq!(r.path_with_query(), "/");
+        let r = prepare(&StepConfig::get("https://[::1]:9443/x")).expect("prepare");
+        assert_eq!(r.authority(), "[::1]:9443");
+    }
+
+    #[test]
+    fn bodies_get_their_content_type() {
+        let mut c = StepConfig::get("https://x.test");
+        c.method = Method::Post;
+        c.body = Some(Body::Json(json!({"b": [1, true, null], "a": "é"})));
+        let r = prepare(&c).expect("prepare");
+        // Key order is kept as configured (serde_json `preserve_order`).
+        assert_eq!(r.body, "{\"b\":[1,true,null],\"a\":\"é\"}".as_bytes());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+
+        c.body = Some(Body::Form(vec![KeyValue::new("name", "Ada Lovelace"), KeyValue::new("x", "1&2=3")]));
+        let r = prepare(&c).expect("prepare");
+        assert_eq!(r.body, b"name=Ada+Lovelace&x=1%262%3D3");
+        assert_eq!(r.header("Content-Type"), Some("application/x-www-form-urlencoded"));
+
+        c.body = Some(Body::Text { text: "a,b".into(), content_type: Some("text/csv".into()) });
+        assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/csv"));
+        c.body = Some(Body::Text { text: "hi".into(), content_type: None });
+        assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/plain; charset=utf-8"));
+    }
+
+    #[test]
+    fn configured_headers_win_and_keep_order() {
+        let mut c = StepConfig::get("https://x.test");
+        c.method = Method::Put;
+        c.headers = vec![KeyValue::new("content-type", "application/vnd.api+json"), KeyValue::new("User-Agent", "mine")];
+        c.body = Some(Body::Json(json!(1)));
+        let r = prepare(&c).expect("prepare");
+        assert_eq!(r.headers, c.headers);
+        let r = prepare(&StepConfig::get("https://x.test")).expect("prepare");
+        assert_eq!(r.header("user-agent"), Some(USER_AGENT));
+        assert!(r.body.is_empty() && r.header("content-type").is_none());
+    }
+}

@@ -1,0 +1,279 @@
+//! The only module that touches `wasi:http`: sends one prepared request and
+//! reads the response under the attempt's deadline and size cap.
+//!
+//! The deadline is enforced here, not only by the host: every wait (for the
+//! body to be writable, for the response, for the next body chunk) polls the
+//! operation's pollable together with a `monotonic-clock` timer for the
+//! attempt's deadline. The same deadline is also passed to the host as
+//! connect / first-byte / between-bytes timeouts so that it can give up early.
+
+use https_step_core::{
+    AttemptLimits, Effects, Method, PreparedRequest, RawResponse, StepError,
+};
+use wasip2::clocks::monotonic_clock;
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
+    RequestOptions, Scheme,
+};
+use wasip2::io::poll::{Pollable, poll};
+use wasip2::io::streams::{InputStream, OutputStream, StreamError};
+
+/// Largest read or write per call. `blocking-write-and-flush` and `write`
+/// accept at most 4096 bytes per call in wasi:io 0.2.
+const CHUNK: u64 = 4096;
+
+/// [`Effects`] over WASI.
+pub struct Wasi;
+
+impl Effects for Wasi {
+    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, StepError> {
+        let deadline = Deadline::after_ms(limits.timeout_ms);
+        send(request, limits, &deadline)
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        monotonic_clock::now() / 1_000_000
+    }
+
+    fn progress(&mut self, line: &str) {
+        // Goes to `wasi:cli/stderr`, which the host captures and forwards.
+        eprintln!("{line}");
+    }
+}
+
+/// The end of an attempt on the monotonic clock.
+struct Deadline {
+    at_ns: u64,
+    timeout_ms: u32,
+}
+
+impl Deadline {
+    fn after_ms(ms: u32) -> Self {
+        Deadline {
+            at_ns: monotonic_clock::now().saturating_add(u64::from(ms) * 1_000_000),
+            timeout_ms: ms,
+        }
+    }
+
+    fn remaining_ns(&self) -> u64 {
+        self.at_ns.saturating_sub(monotonic_clock::now())
+    }
+
+    fn timeout(&self, what: &str) -> StepError {
+        StepError::Timeout(format!("{what} within timeout_ms ({} ms)", self.timeout_ms))
+    }
+
+    /// Waits until `pollable` is ready; false when the deadline came first.
+    fn wait(&self, pollable: &Pollable) -> bool {
+        let timer = monotonic_clock::subscribe_instant(self.at_ns);
+        let ready = poll(&[pollable, &timer]);
+        ready.contains(&0)
+    }
+}
+
+fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -> Result<RawResponse, StepError> {
+    let internal = |what: &str| StepError::Internal(format!("wasi:http refused {what}"));
+    let entries: Vec<(String, Vec<u8>)> = request
+        .headers
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.as_bytes().to_vec()))
+        .chain(
+            // A Content-Length lets the host frame the body instead of using
+            // chunked coding (RFC 9112 §6.3), which some servers refuse.
+            (request.method.allows_body() || !request.body.is_empty())
+                .then(|| ("Content-Length".to_string(), request.body.len().to_string().into_bytes())),
+        )
+        .collect();
+    let headers = Fields::from_list(&entries)
+        .map_err(|e| StepError::InvalidConfig(vec![https_step_core::Problem::new("headers", format!("refused by the host: {e:?}"))]))?;
+    let outgoing = OutgoingRequest::new(headers);
+    outgoing
+        .set_method(&match request.method {
+            Method::Get => WasiMethod::Get,
+            Method::Post => WasiMethod::Post,
+            Method::Put => WasiMethod::Put,
+            Method::Patch => WasiMethod::Patch,
+            Method::Delete => WasiMethod::Delete,
+        })
+        .map_err(|()| internal("the method"))?;
+    let scheme = if request.url.scheme() == "https" { Scheme::Https } else { Scheme::Http };
+    outgoing.set_scheme(Some(&scheme)).map_err(|()| internal("the scheme"))?;
+    outgoing
+        .set_authority(Some(&request.authority()))
+        .map_err(|()| internal("the authority"))?;
+    outgoing
+        .set_path_with_query(Some(&request.path_with_query()))
+        .map_err(|()| internal("the path"))?;
+    let body = outgoing.body().map_err(|()| internal("the body"))?;
+
+    let options = RequestOptions::new();
+    let remaining = deadline.remaining_ns();
+    // Setting an option fails only when the host does not support it; the
+    // guest-side deadline still holds then.
+    let _ = options.set_connect_timeout(Some(remaining));
+    let _ = options.set_first_byte_timeout(Some(remaining));
+    let _ = options.set_between_bytes_timeout(Some(remaining));
+
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error_code)?;
+    write_body(body, &request.body, deadline)?;
+
+    let pollable = future.subscribe();
+    if !deadline.wait(&pollable) {
+        return Err(deadline.timeout("no response"));
+    }
+    drop(pollable);
+    let response = match future.get() {
+        Some(Ok(Ok(response))) => response,
+        Some(Ok(Err(code))) => return Err(map_error_code(code)),
+        Some(Err(())) => return Err(internal("to hand over the response twice")),
+        None => return Err(deadline.timeout("no response")),
+    };
+    let status = response.status();
+    let headers = response.headers().entries();
+    let declared_len = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
+    if let Some(len) = declared_len.filter(|&len| len > limits.max_response_bytes) {
+        return Err(too_large(limits, &format!("it declares {len} bytes")));
+    }
+    let incoming = response.consume().map_err(|()| internal("the response body"))?;
+    let body = read_body(incoming, limits, deadline)?;
+    Ok(RawResponse { status, headers, body })
+}
+
+fn too_large(limits: AttemptLimits, detail: &str) -> StepError {
+    StepError::ResponseTooLarge(format!(
+        "the response body is larger than max_response_bytes ({} bytes): {detail}",
+        limits.max_response_bytes
+    ))
+}
+
+/// Writes the body without blocking past the deadline, then finishes it.
+fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(), StepError> {
+    {
+        let stream = body.write().map_err(|()| StepError::Internal("wasi:http gave no body stream".into()))?;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = writable(&stream, deadline)?;
+            let (chunk, tail) = rest.split_at(usize::try_from(n.min(CHUNK)).unwrap_or(4096).min(rest.len()));
+            stream.write(chunk).map_err(write_error)?;
+            rest = tail;
+        }
+        stream.flush().map_err(write_error)?;
+        writable(&stream, deadline)?;
+        // The stream must be dropped before `finish` (wasi:http 0.2 resource rules).
+    }
+    OutgoingBody::finish(body, None).map_err(map_error_code)
+}
+
+/// Waits until `stream` accepts bytes; returns how many.
+fn writable(stream: &OutputStream, deadline: &Deadline) -> Result<u64, StepError> {
+    loop {
+        match stream.check_write() {
+            Ok(0) => {
+                if !deadline.wait(&stream.subscribe()) {
+                    return Err(deadline.timeout("the request body was not accepted"));
+                }
+            }
+            Ok(n) => return Ok(n),
+            Err(e) => return Err(write_error(e)),
+        }
+    }
+}
+
+fn write_error(e: StreamError) -> StepError {
+    match e {
+        StreamError::Closed => StepError::Connection("the connection closed while sending the request body".into()),
+        StreamError::LastOperationFailed(err) => {
+            StepError::Connection(format!("sending the request body failed: {}", err.to_debug_string()))
+        }
+    }
+}
+
+fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline) -> Result<Vec<u8>, StepError> {
+    let mut body = Vec::new();
+    {
+        let stream: InputStream = incoming.stream().map_err(|()| StepError::Internal("wasi:http gave no response stream".into()))?;
+        let pollable = stream.subscribe();
+        loop {
+            match stream.read(CHUNK * 16) {
+                Ok(chunk) if chunk.is_empty() => {
+                    if !deadline.wait(&pollable) {
+                        return Err(deadline.timeout("the response body did not arrive"));
+                    }
+                }
+                Ok(_) if deadline.remaining_ns() == 0 => {
+                    // A server that streams without pause never makes us wait.
+                    return Err(deadline.timeout("the response body did not end"));
+                }
+                Ok(chunk) => {
+                    // Checked while streaming: nothing past the cap is kept.
+                    if body.len() as u64 + chunk.len() as u64 > limits.max_response_bytes {
+                        return Err(too_large(limits, "the server sent more"));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Err(StreamError::Closed) => break,
+                Err(StreamError::LastOperationFailed(err)) => {
+                    let detail = err.to_debug_string();
+                    return Err(match wasip2::http::types::http_error_code(&err) {
+                        Some(code) => map_error_code(code),
+                        None => StepError::Connection(format!("reading the response body failed: {detail}")),
+                    });
+                }
+            }
+        }
+    }
+    // Trailers are not used; dropping the future is enough.
+    drop(IncomingBody::finish(incoming));
+    Ok(body)
+}
+
+/// Maps a `wasi:http` error to the step's error, in words a workflow author
+/// can act on.
+fn map_error_code(code: ErrorCode) -> StepError {
+    use ErrorCode as C;
+    match code {
+        C::HttpRequestDenied => StepError::Denied(
+            "the host's outbound policy does not allow this destination (HTTP-request-denied); ask the platform to allow the origin".into(),
+        ),
+        C::DestinationIpProhibited => StepError::Denied(
+            "the destination resolves to an address the host's policy prohibits (destination-IP-prohibited), such as a private or loopback network".into(),
+        ),
+        C::DnsTimeout => StepError::Timeout("the DNS lookup timed out".into()),
+        C::DnsError(p) => StepError::Connection(format!(
+            "the DNS lookup failed{}",
+            p.rcode.map(|r| format!(": {r}")).unwrap_or_default()
+        )),
+        C::DestinationNotFound => StepError::Connection("the host name was not found".into()),
+        C::DestinationUnavailable | C::DestinationIpUnroutable => {
+            StepError::Connection("the destination is unreachable".into())
+        }
+        C::ConnectionRefused => StepError::Connection("the connection was refused".into()),
+        C::ConnectionTerminated => StepError::Connection("the connection was closed by the server".into()),
+        C::ConnectionLimitReached => StepError::Connection("the host's connection limit was reached".into()),
+        C::ConnectionTimeout => StepError::Timeout("connecting timed out".into()),
+        C::ConnectionReadTimeout | C::HttpResponseTimeout => {
+            StepError::Timeout("the server did not answer in time".into())
+        }
+        C::ConnectionWriteTimeout => StepError::Timeout("sending the request timed out".into()),
+        C::TlsProtocolError => StepError::Tls("the TLS handshake failed".into()),
+        C::TlsCertificateError => StepError::Tls("the server's TLS certificate is not trusted or not valid for this host".into()),
+        C::TlsAlertReceived(a) => StepError::Tls(format!(
+            "the server sent a TLS alert{}",
+            a.alert_message.map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+        C::HttpResponseBodySize(_) => StepError::ResponseTooLarge("the response body exceeds the host's limit".into()),
+        C::HttpResponseHeaderSectionSize(_) | C::HttpResponseHeaderSize(_) => {
+            StepError::InvalidResponse("the response headers exceed the size limit".into())
+        }
+        C::HttpResponseIncomplete => StepError::Protocol("the response ended before it was complete".into()),
+        C::InternalError(m) => StepError::Connection(format!(
+            "the request failed in the host{}",
+            m.map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+        other => StepError::Protocol(format!("the HTTP exchange failed: {other:?}")),
+    }
+}

@@ -1,0 +1,236 @@
+//! The `https-step` command line (README "CLI"). The binary is a thin wrapper
+//! around [`execute`], which the conformance suite also calls in-process.
+
+use crate::output::{host_error_json, step_result_json};
+use crate::{Error, StepRuntime, Tenant, demo};
+use https_step_core::{Problem, StepError, StepFailure, parse_step_config};
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Usage text.
+pub const USAGE: &str = "\
+usage:
+  https-step run STEP.json [--context CONTEXT.json] [--allow ORIGIN]... [--ca-cert PEM]
+  https-step validate STEP.json [--json]
+  https-step demo
+
+run       runs the step; prints one JSON object on stdout, progress on stderr.
+          exit 0: ok (or continued after an error), 1: the step failed, 2: usage.
+validate  prints every problem of the config; exit 0 if valid, 1 if not.
+demo      runs realistic steps against an embedded HTTPS echo server.
+
+--allow ORIGIN   allow scheme://host[:port] (port may be *), private addresses
+                 and plain http included, e.g. --allow http://127.0.0.1:8080
+--ca-cert PEM    trust the CA certificate(s) in this PEM file
+--context FILE   the workflow context JSON (default {})
+";
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the step failed or the config is invalid.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad arguments or unreadable files.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Where progress lines go; shared because runs report from other tasks.
+pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Help,
+    Run { step: String, context: Option<String>, allow: Vec<String>, ca_cert: Option<String> },
+    Validate { step: String, json: bool },
+    Demo,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let mut it = args.iter();
+    let command = match it.next().map(String::as_str) {
+        None | Some("-h" | "--help" | "help") => return Ok(Command::Help),
+        Some(c @ ("run" | "validate" | "demo")) => c,
+        Some(other) => return Err(format!("unknown command {other:?}")),
+    };
+    let (mut step, mut context, mut allow, mut ca_cert, mut json) = (None, None, Vec::new(), None, false);
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match (command, arg.as_str()) {
+            ("run", "--context") => context = Some(value("--context")?),
+            ("run", "--allow") => allow.push(value("--allow")?),
+            ("run", "--ca-cert") => ca_cert = Some(value("--ca-cert")?),
+            ("validate", "--json") => json = true,
+            (_, flag) if flag.starts_with('-') => return Err(format!("unknown option {flag:?} for {command}")),
+            ("run" | "validate", path) if step.is_none() => step = Some(path.to_string()),
+            (_, extra) => return Err(format!("unexpected argument {extra:?}")),
+        }
+    }
+    let need_step = || step.clone().ok_or_else(|| format!("{command} needs a STEP.json file"));
+    Ok(match command {
+        "run" => Command::Run { step: need_step()?, context, allow, ca_cert },
+        "validate" => Command::Validate { step: need_step()?, json },
+        _ => Command::Demo,
+    })
+}
+
+fn read(path: &str, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {what} {path:?}: {e}"))
+}
+
+fn say(err: &SharedWriter, line: &str) {
+    let mut w = err.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = writeln!(w, "{line}");
+}
+
+/// Runs the command line `args` (without the program name). `runtime` is
+/// used when given, else one is built. Returns the exit code.
+pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut dyn Write, err: SharedWriter) -> u8 {
+    let command = match parse_args(args) {
+        Ok(c) => c,
+        Err(msg) => {
+            say(&err, &format!("error: {msg}\n\n{USAGE}"));
+            return EXIT_USAGE;
+        }
+    };
+    if command == Command::Help {
+        let _ = write!(out, "{USAGE}");
+        return EXIT_OK;
+    }
+    let built;
+    let runtime = match runtime {
+        Some(r) => r,
+        None => match StepRuntime::builder().build() {
+            Ok(r) => {
+                built = r;
+                &built
+            }
+            Err(e) => {
+                say(&err, &format!("error: {e}"));
+                return EXIT_FAILED;
+            }
+        },
+    };
+    let result = match command {
+        Command::Help => Ok(EXIT_OK),
+        Command::Run { step, context, allow, ca_cert } => run(runtime, &step, context, &allow, ca_cert, out, &err).await,
+        Command::Validate { step, json } => validate(runtime, &step, json, out).await,
+        Command::Demo => demo::run(runtime, out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(CliError::Usage(msg)) => {
+            say(&err, &format!("error: {msg}"));
+            EXIT_USAGE
+        }
+        Err(CliError::Host(e)) => {
+            let _ = writeln!(out, "{}", host_error_json(&e));
+            say(&err, &format!("error: {e}"));
+            EXIT_FAILED
+        }
+    }
+}
+
+/// A command's failure outside the step's own outcome.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    Usage(String),
+    Host(Error),
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        CliError::Host(e)
+    }
+}
+
+/// Reads a step config and collects every problem: the JSON's shape problems
+/// and the component's semantic ones.
+async fn load_config(runtime: &StepRuntime, path: &str) -> Result<(https_step_core::StepConfig, Vec<Problem>), CliError> {
+    let bytes = read(path, "step config").map_err(CliError::Usage)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let parsed = parse_step_config(&text);
+    let mut problems = parsed.problems;
+    let not_json = problems.first().is_some_and(|p| p.path.is_empty());
+    if !not_json {
+        problems.extend(runtime.validate(&parsed.config).await?);
+    }
+    Ok((parsed.config, problems))
+}
+
+async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+    let (_, problems) = load_config(runtime, step).await?;
+    if json {
+        let list: Vec<_> = problems.iter().map(|p| serde_json::json!({"path": p.path, "message": p.message})).collect();
+        let _ = writeln!(out, "{}", serde_json::Value::from(list));
+    } else if problems.is_empty() {
+        let _ = writeln!(out, "{step}: valid");
+    } else {
+        for p in &problems {
+            let _ = writeln!(out, "{p}");
+        }
+    }
+    Ok(if problems.is_empty() { EXIT_OK } else { EXIT_FAILED })
+}
+
+async fn run(
+    runtime: &StepRuntime,
+    step: &str,
+    context: Option<String>,
+    allow: &[String],
+    ca_cert: Option<String>,
+    out: &mut dyn Write,
+    err: &SharedWriter,
+) -> Result<u8, CliError> {
+    let mut tenant = Tenant::builder("cli");
+    for origin in allow {
+        tenant = tenant.allow(origin).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    if let Some(path) = ca_cert {
+        let pem = read(&path, "CA certificate").map_err(CliError::Usage)?;
+        tenant = tenant.ca_certs_pem(&pem).map_err(|e| CliError::Usage(format!("{path}: {e}")))?;
+    }
+    let tenant = Arc::new(tenant.build().map_err(|e| CliError::Usage(e.to_string()))?);
+    let context = match context {
+        Some(path) => String::from_utf8_lossy(&read(&path, "context").map_err(CliError::Usage)?).into_owned(),
+        None => "{}".to_string(),
+    };
+    let (config, problems) = load_config(runtime, step).await?;
+    let result = if problems.is_empty() {
+        let sink = err.clone();
+        let progress = Arc::new(move |line: &str| say(&sink, line));
+        runtime.run(&tenant, &config, &context, progress).await?
+    } else {
+        Err(StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None })
+    };
+    if let Err(failure) = &result {
+        say(err, &format!("step failed ({}): {}", failure.error.kind(), failure.error));
+    }
+    let _ = writeln!(out, "{}", step_result_json(&result));
+    Ok(if result.is_ok() { EXIT_OK } else { EXIT_FAILED })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_args(&[]), Ok(Command::Help));
+        assert_eq!(
+            parse_args(&args("run s.json --allow http://a:1 --allow https://b --context c.json --ca-cert ca.pem")),
+            Ok(Command::Run {
+                step: "s.json".into(),
+                context: Some("c.json".into()),
+                allow: vec!["http://a:1".into(), "https://b".into()],
+                ca_cert: Some("ca.pem".into())
+            })
+        );
+        assert_eq!(parse_args(&args("validate s.json --json")), Ok(Command::Validate { step: "s.json".into(), json: true }));
+        assert_eq!(parse_args(&args("demo")), Ok(Command::Demo));
+        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x"] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad}");
+        }
+    }
+}

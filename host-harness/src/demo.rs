@@ -1,0 +1,155 @@
+//! `https-step demo`: realistic steps against an embedded HTTPS echo server
+//! on 127.0.0.1 (certificate generated at start), with a readable transcript
+//! of what the server received and what the step returned.
+
+use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
+use crate::loopback::{LoopbackServer, Recorded, Reply};
+use crate::{StepRuntime, Tenant};
+use https_step_core::parse_step_config_value;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::sync::Arc;
+
+/// What the demo's server does: create orders, list them, 404 otherwise.
+fn respond(request: &Recorded) -> Reply {
+    match (request.method.as_str(), request.path()) {
+        ("POST", "/v1/orders") => {
+            let item: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            Reply::json(201, &json!({"id": "ord_1001", "status": "created", "order": item}))
+        }
+        ("GET", "/v1/orders") => Reply::json(
+            200,
+            &json!({"orders": [{"id": "ord_1001", "status": "open"}], "query": request.query()}),
+        ),
+        _ => Reply::json(404, &json!({"error": "not_found", "path": request.path()})),
+    }
+}
+
+struct DemoStep {
+    title: &'static str,
+    config: Value,
+    /// Whether the outcome must be a continued error (else plain success).
+    continues: bool,
+}
+
+fn steps(origin: &str) -> Vec<DemoStep> {
+    vec![
+        DemoStep {
+            title: "Create an order (POST with a JSON body, expects 201)",
+            config: json!({
+                "url": format!("{origin}/v1/orders"),
+                "method": "POST",
+                "headers": [
+                    {"key": "Authorization", "value": "Bearer demo-token-123"},
+                    {"key": "X-Request-Source", "value": "workflow-demo"}
+                ],
+                "body": {"json": {"sku": "BOOK-42", "quantity": 2, "gift": true, "customer": {"name": "Ada Lovelace"}}},
+                "expected_status": [201],
+                "timeout_ms": 5000
+            }),
+            continues: false,
+        },
+        DemoStep {
+            title: "List open orders (GET with query parameters)",
+            config: json!({
+                "url": format!("{origin}/v1/orders"),
+                "method": "GET",
+                "query": [
+                    {"key": "status", "value": "open"},
+                    {"key": "customer", "value": "Ada Lovelace & Co/Ltd"}
+                ],
+                "expected_status": ["2xx"]
+            }),
+            continues: false,
+        },
+        DemoStep {
+            title: "Fetch a missing order (expects 200, continues on error)",
+            config: json!({
+                "url": format!("{origin}/v1/orders/ord_9999"),
+                "method": "GET",
+                "expected_status": [200],
+                "continue_on_error": true
+            }),
+            continues: true,
+        },
+    ]
+}
+
+/// Header values never shown in the transcript.
+fn shown(name: &str, value: &str) -> String {
+    if name.eq_ignore_ascii_case("authorization") {
+        "*** (redacted)".to_string()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Runs the demo, writing the transcript to `out`.
+pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8, CliError> {
+    let io = |e: std::io::Error| CliError::Usage(format!("starting the demo server failed: {e}"));
+    let server = LoopbackServer::https(Arc::new(respond)).await.map_err(io)?;
+    let origin = server.origin();
+    let tenant = Arc::new(
+        Tenant::builder("demo")
+            .allow(&origin)?
+            .ca_certs_pem(server.ca_pem().unwrap_or_default().as_bytes())?
+            .build()?,
+    );
+    let mut w = String::new();
+    w.push_str(&format!(
+        "https-step demo: component {} KB, HTTPS echo server at {origin} (self-signed certificate generated now)\n",
+        https_step_guest_artifact::WASM.len() / 1024
+    ));
+    let mut all_as_expected = true;
+    for (i, step) in steps(&origin).into_iter().enumerate() {
+        let parsed = parse_step_config_value(&step.config);
+        let seen_before = server.requests().len();
+        let progress_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = progress_lines.clone();
+        let result = runtime
+            .run(&tenant, &parsed.config, "{}", Arc::new(move |l: &str| sink.lock().unwrap_or_else(|p| p.into_inner()).push(l.to_string())))
+            .await?;
+        w.push_str(&format!("\n── Step {}: {} ──\n", i + 1, step.title));
+        for request in server.requests().iter().skip(seen_before) {
+            w.push_str(&format!("→ the server received: {} {}\n", request.method, request.target));
+            for (name, value) in &request.headers {
+                w.push_str(&format!("    {name}: {}\n", shown(name, value)));
+            }
+            if !request.body.is_empty() {
+                w.push_str(&format!("    {}\n", String::from_utf8_lossy(&request.body)));
+            }
+        }
+        let (response, attempts, verdict) = match &result {
+            Ok(o) => (
+                o.response.as_ref(),
+                &o.attempts,
+                match &o.continued_error {
+                    None => "ok".to_string(),
+                    Some(e) => format!("continued after error ({}): {e}", e.kind()),
+                },
+            ),
+            Err(f) => (f.response.as_ref(), &f.attempts, format!("FAILED ({}): {}", f.error.kind(), f.error)),
+        };
+        if let Some(r) = response {
+            let ms = attempts.last().map_or(0, |a| a.elapsed_ms);
+            w.push_str(&format!("← {} in {ms} ms\n    {}\n", r.status, r.body));
+        }
+        w.push_str(&format!("= outcome: {verdict}\n"));
+        let as_expected = match &result {
+            Ok(o) => o.continued_error.is_some() == step.continues,
+            Err(_) => false,
+        };
+        all_as_expected &= as_expected;
+    }
+    w.push_str(&format!(
+        "\n{} steps run, {} requests received by the server over {} connection(s).\n",
+        3,
+        server.requests().len(),
+        server.connections()
+    ));
+    if !all_as_expected {
+        w.push_str("demo: a step did not behave as expected\n");
+    }
+    let _ = out.write_all(w.as_bytes());
+    Ok(if all_as_expected { EXIT_OK } else { EXIT_FAILED })
+}

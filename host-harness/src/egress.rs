@@ -1,0 +1,308 @@
+//! The single egress choke point: every `wasi:http` request of a guest comes
+//! through [`Egress::send_request`], which applies the tenant's
+//! [`EgressPolicy`], resolves the name itself, checks every address, and dials
+//! only a checked address (so a DNS answer cannot change between the check and
+//! the connection). wasmtime's `default_send_request` is not used: it resolves
+//! on its own, applies no address policy and trusts only webpki roots.
+
+use crate::policy::{Denial, EgressPolicy, Scheme, parse_host};
+use crate::tenant::Tenant;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// Host-side events worth telling the operator (never secrets).
+pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The `WasiHttpHooks` of one run.
+pub struct Egress {
+    tenant: Arc<Tenant>,
+    events: EventSink,
+}
+
+impl Egress {
+    /// Hooks for a run of `tenant`, reporting host-side events to `events`.
+    pub fn new(tenant: Arc<Tenant>, events: EventSink) -> Self {
+        Egress { tenant, events }
+    }
+}
+
+type SendFuture = Box<
+    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
+        + Send,
+>;
+
+impl WasiHttpHooks for Egress {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> SendFuture {
+        let tenant = self.tenant.clone();
+        let events = self.events.clone();
+        Box::new(async move {
+            let result = send(&tenant, request, options).await;
+            if let Err(Refusal::Policy(denial)) = &result {
+                events(&format!("egress refused: {denial}"));
+            }
+            result.map_err(Refusal::into_error)
+        })
+    }
+}
+
+/// Why a request did not get a response.
+enum Refusal {
+    Policy(Denial),
+    Other(Error),
+}
+
+impl Refusal {
+    fn into_error(self) -> Error {
+        match self {
+            Refusal::Policy(Denial::Address { .. }) => Error::DestinationIpProhibited,
+            Refusal::Policy(_) => Error::HttpRequestDenied,
+            Refusal::Other(e) => e,
+        }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Other(e)
+    }
+}
+
+impl From<hyper::Error> for Refusal {
+    fn from(e: hyper::Error) -> Self {
+        Refusal::Other(Error::from(e))
+    }
+}
+
+/// The timeouts of one request: the guest's, clamped to the tenant's maxima.
+struct Timeouts {
+    connect: Duration,
+    first_byte: Duration,
+    between_bytes: Duration,
+}
+
+impl Timeouts {
+    fn new(tenant: &Tenant, options: Option<RequestOptions>) -> Self {
+        let limits = &tenant.limits;
+        let pick = |asked: Option<Duration>, max: Duration| asked.map_or(max, |a| a.min(max));
+        let o = options.unwrap_or_default();
+        Timeouts {
+            connect: pick(o.connect_timeout, limits.connect_timeout),
+            first_byte: pick(o.first_byte_timeout, limits.first_byte_timeout),
+            // tokio's timers need a non-zero period.
+            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout).max(Duration::from_millis(1)),
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+async fn send(
+    tenant: &Tenant,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Refusal> {
+    let uri = request.uri().clone();
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        _ => return Err(Error::HttpRequestUriInvalid.into()),
+    };
+    let raw_host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let host = parse_host(raw_host).ok_or(Error::HttpRequestUriInvalid)?;
+    let port = uri.port_u16().unwrap_or(scheme.default_port());
+    let admission = tenant.egress.admit(scheme, &host, port).map_err(Refusal::Policy)?;
+    let timeouts = Timeouts::new(tenant, options);
+
+    let addrs = tokio::time::timeout(timeouts.connect, resolve(&host, port))
+        .await
+        .map_err(|_| Error::DnsTimeout)??;
+    let host_name = host.to_string();
+    let mut checked = Vec::new();
+    let mut first_denial = None;
+    for addr in addrs {
+        match EgressPolicy::check_address(admission, &host_name, addr.ip()) {
+            Ok(()) => checked.push(addr),
+            Err(d) => {
+                first_denial.get_or_insert(d);
+            }
+        }
+    }
+    if checked.is_empty() {
+        return Err(match first_denial {
+            Some(d) => Refusal::Policy(d),
+            None => Error::DestinationNotFound.into(),
+        });
+    }
+    let tcp = tokio::time::timeout(timeouts.connect, connect(&checked))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)??;
+    let stream: Box<dyn Stream> = match scheme {
+        Scheme::Http => Box::new(tcp),
+        Scheme::Https => {
+            let server_name = match &host {
+                url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone()).map_err(|_| Error::HttpRequestUriInvalid)?,
+                url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
+                url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
+            };
+            let connector = tokio_rustls::TlsConnector::from(tenant.tls.clone());
+            let tls = tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(tls_error)?;
+            Box::new(tls)
+        }
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(stream)).await?;
+
+    // The request line carries only the path (origin-form, RFC 9112 §3.2.1);
+    // wasmtime has already set the Host header from the authority.
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    // Drive the connection while waiting for the response head; afterwards the
+    // rest of the connection becomes the worker future wasmtime keeps alive for
+    // as long as the guest holds the response (and aborts when it drops it).
+    let mut conn = Some(Box::pin(conn));
+    let response = tokio::time::timeout(timeouts.first_byte, async {
+        let mut response = std::pin::pin!(sender.send_request(request));
+        loop {
+            match &mut conn {
+                Some(c) => tokio::select! {
+                    r = &mut response => return r,
+                    done = c => {
+                        conn = None;
+                        done?;
+                    }
+                },
+                None => return response.await,
+            }
+        }
+    })
+    .await
+    .map_err(|_| Error::ConnectionReadTimeout)??;
+
+    let cap = tenant.limits.max_response_bytes;
+    let response = response.map(|incoming| {
+        GuardedBody {
+            inner: incoming,
+            between_bytes: timeouts.between_bytes,
+            timer: Box::pin(tokio::time::sleep(timeouts.between_bytes)),
+            remaining: cap,
+            cap,
+        }
+        .boxed_unsync()
+    });
+    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {
+        match conn {
+            Some(c) => c.await.map_err(Error::from),
+            None => Ok(()),
+        }
+    });
+    Ok((response, worker))
+}
+
+async fn resolve(host: &url::Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+    match host {
+        url::Host::Ipv4(ip) => Ok(vec![SocketAddr::new(IpAddr::V4(*ip), port)]),
+        url::Host::Ipv6(ip) => Ok(vec![SocketAddr::new(IpAddr::V6(*ip), port)]),
+        url::Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(addrs) => Ok(addrs.collect()),
+            Err(err) => Err(Error::DnsError { rcode: Some(err.to_string()), info_code: None }.into()),
+        },
+    }
+}
+
+/// Connects to the first checked address that accepts.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Refusal> {
+    let mut last = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                // Small request/response exchanges: do not wait for Nagle.
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last.map(|e| e.kind()) {
+        Some(std::io::ErrorKind::ConnectionRefused) => Error::ConnectionRefused,
+        _ => Error::DestinationUnavailable,
+    }
+    .into())
+}
+
+fn tls_error(err: std::io::Error) -> Refusal {
+    let rustls_error = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    Refusal::Other(match rustls_error {
+        Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => Error::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        _ => Error::TlsProtocolError,
+    })
+}
+
+/// The response body as the guest reads it: bounded in size by the tenant's
+/// cap (enforced while streaming, whatever the guest asks for) and failing
+/// when the server pauses longer than the between-bytes timeout.
+struct GuardedBody {
+    inner: hyper::body::Incoming,
+    between_bytes: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    remaining: u64,
+    cap: u64,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                if len > self.remaining {
+                    let cap = self.cap;
+                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(cap)))));
+                }
+                self.remaining -= len;
+                let next = tokio::time::Instant::now() + self.between_bytes;
+                self.timer.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match self.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,33 @@
+//! The host library's error type.
+
+/// What can go wrong in the host, outside the step's own outcome (which is a
+/// [`crate::StepFailure`] with a WIT `step-error`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The component could not be compiled, linked or instantiated.
+    #[error("loading the step component failed: {0}")]
+    Load(String),
+    /// A tenant policy entry is invalid.
+    #[error("{0}")]
+    Policy(String),
+    /// A CA certificate could not be read or used.
+    #[error("CA certificate: {0}")]
+    Certificate(String),
+    /// The guest trapped: a fault in the step or an exhausted resource limit.
+    /// The run is over; the host and other runs are unaffected.
+    #[error("the step crashed: {0}")]
+    GuestTrap(String),
+}
+
+impl Error {
+    /// Kebab-case name used as `error.kind` by the CLI.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Load(_) => "load",
+            Error::Policy(_) => "policy",
+            Error::Certificate(_) => "certificate",
+            Error::GuestTrap(_) => "guest-trap",
+        }
+    }
+}

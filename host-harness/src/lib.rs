@@ -1,0 +1,45 @@
+//! Host harness for the https-step component: loads it once into wasmtime,
+//! runs each step in its own `Store`, and enforces each tenant's outbound
+//! policy at the single egress point (`wasi:http` `send_request`).
+//!
+//! # How to use
+//! 1. Build a runtime once: [`StepRuntime::builder`]`().build()` compiles the
+//!    embedded component.
+//! 2. Describe each tenant once: [`Tenant::builder`] with allowed origins and
+//!    extra CA roots.
+//! 3. Read a step config with [`https_step_core::parse_step_config`] and run it
+//!    with [`StepRuntime::run`]; or check it with [`StepRuntime::validate`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), https_step_host::Error> {
+//! use std::sync::Arc;
+//! use https_step_host::{StepRuntime, Tenant};
+//!
+//! let runtime = StepRuntime::builder().build()?;
+//! let tenant = Arc::new(Tenant::builder("acme").allow("http://127.0.0.1:8080")?.build()?);
+//! let parsed = https_step_core::parse_step_config(r#"{"url": "http://127.0.0.1:8080/health"}"#);
+//! assert!(parsed.problems.is_empty());
+//! let outcome = runtime.run(&tenant, &parsed.config, "{}", Arc::new(|line: &str| eprintln!("{line}"))).await?;
+//! match outcome {
+//!     Ok(done) => println!("status {:?}", done.response.map(|r| r.status)),
+//!     Err(failed) => println!("failed: {}", failed.error),
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+mod convert;
+mod demo;
+mod egress;
+mod error;
+pub mod loopback;
+pub mod output;
+pub mod policy;
+mod progress;
+mod runtime;
+pub mod tenant;
+
+pub use error::Error;
+pub use https_step_core::{StepFailure, StepOutcome};
+pub use runtime::{ProgressFn, RuntimeBuilder, StepRuntime};
+pub use tenant::{HostLimits, Tenant, TenantBuilder};

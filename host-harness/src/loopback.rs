@@ -1,0 +1,333 @@
+//! A small scripted HTTP/1.1 server on 127.0.0.1, with optional TLS from a
+//! certificate generated at start. It serves the `demo` command and the
+//! conformance suite: it records every request exactly as received and answers
+//! what a [`Responder`] decides, including faults (never answering, closing,
+//! an endless body).
+//!
+//! It is written on raw TCP rather than on hyper so that a reply can break the
+//! protocol on purpose.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// Largest request head the server reads.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest request body the server reads.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// A request as the server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Method.
+    pub method: String,
+    /// Request target, e.g. `/orders?id=1`.
+    pub target: String,
+    /// Header names (lower-case) and values, in received order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// 1-based number of the connection it came on.
+    pub connection: usize,
+}
+
+impl Recorded {
+    /// Path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    }
+
+    /// Query part of the target, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Values of header `name` (case-insensitive).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A complete response, after `delay_ms`. `Content-Length` is added unless
+    /// given in `headers`.
+    Respond {
+        /// Status code.
+        status: u16,
+        /// Headers.
+        headers: Vec<(String, String)>,
+        /// Body.
+        body: Vec<u8>,
+        /// Wait before answering.
+        delay_ms: u64,
+    },
+    /// Read the request and never answer.
+    Hang,
+    /// Close the connection without answering.
+    Close,
+    /// A chunked body that never ends.
+    Endless {
+        /// Status code.
+        status: u16,
+    },
+}
+
+impl Reply {
+    /// A JSON response.
+    pub fn json(status: u16, body: &serde_json::Value) -> Reply {
+        Reply::Respond {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+            delay_ms: 0,
+        }
+    }
+}
+
+/// Decides the reply to each request.
+pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A running server; stops (and drops every connection) when dropped.
+pub struct LoopbackServer {
+    port: u16,
+    tls_ca_pem: Option<String>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+trait Conn: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Conn for T {}
+
+impl LoopbackServer {
+    /// Starts a plain-HTTP server on 127.0.0.1 on a free port.
+    pub async fn http(responder: Responder) -> std::io::Result<Self> {
+        Self::start(responder, None).await
+    }
+
+    /// Starts an HTTPS server with a self-signed certificate for `127.0.0.1`
+    /// and `localhost`; [`LoopbackServer::ca_pem`] gives the certificate to trust.
+    pub async fn https(responder: Responder) -> std::io::Result<Self> {
+        let other = |e: String| std::io::Error::other(e);
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+            .map_err(|e| other(e.to_string()))?;
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| other(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.cert.der().clone()], key)
+            .map_err(|e| other(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start(responder, Some((acceptor, cert.cert.pem()))).await
+    }
+
+    async fn start(responder: Responder, tls: Option<(tokio_rustls::TlsAcceptor, String)>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (acceptor, tls_ca_pem) = match tls {
+            Some((a, pem)) => (Some(a), Some(pem)),
+            None => (None, None),
+        };
+        let task = tokio::spawn({
+            let requests = requests.clone();
+            let connections = connections.clone();
+            async move {
+                // Dropped with the accept task: aborts every connection.
+                let mut tasks = JoinSet::new();
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let number = connections.fetch_add(1, Ordering::SeqCst) + 1;
+                    let responder = responder.clone();
+                    let requests = requests.clone();
+                    let acceptor = acceptor.clone();
+                    tasks.spawn(async move {
+                        let _ = tcp.set_nodelay(true);
+                        let conn: Box<dyn Conn> = match acceptor {
+                            Some(a) => match a.accept(tcp).await {
+                                Ok(tls) => Box::new(tls),
+                                Err(_) => return,
+                            },
+                            None => Box::new(tcp),
+                        };
+                        serve(conn, number, responder, requests).await;
+                    });
+                    while tasks.try_join_next().is_some() {}
+                }
+            }
+        });
+        Ok(LoopbackServer { port, tls_ca_pem, requests, connections, task })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        let scheme = if self.tls_ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// PEM of the certificate to trust (HTTPS servers only).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls_ca_pem.as_deref()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Connections accepted so far (including ones that sent nothing).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, requests: Arc<Mutex<Vec<Recorded>>>) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(request) = read_request(&mut conn, &mut buf, number).await else { return };
+        let keep_alive = !request
+            .header_values("connection")
+            .iter()
+            .any(|v| v.eq_ignore_ascii_case("close"));
+        requests.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        match responder(&request) {
+            Reply::Respond { status, headers, body, delay_ms } => {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+                for (name, value) in &headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+                    head.push_str(&format!("content-length: {}\r\n", body.len()));
+                }
+                head.push_str("\r\n");
+                if conn.write_all(head.as_bytes()).await.is_err() || conn.write_all(&body).await.is_err() {
+                    return;
+                }
+                let _ = conn.flush().await;
+            }
+            Reply::Hang => std::future::pending::<()>().await,
+            Reply::Close => return,
+            Reply::Endless { status } => {
+                let head = format!("HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n", reason(status));
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
+                while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+                return;
+            }
+        }
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Reads one request; `None` at end of stream or on a malformed request.
+async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: usize) -> Option<Recorded> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD || !read_more(conn, buf).await {
+            return None;
+        }
+    };
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut parsed = httparse::Request::new(&mut slots);
+    parsed.parse(&buf[..head_end]).ok()?;
+    let method = parsed.method?.to_string();
+    let target = parsed.path?.to_string();
+    let headers: Vec<(String, String)> = parsed
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    buf.drain(..head_end);
+    let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        read_chunked(conn, buf).await?
+    } else {
+        let len: usize = find("content-length").map_or(Some(0), |v| v.trim().parse().ok())?;
+        if len > MAX_BODY {
+            return None;
+        }
+        while buf.len() < len {
+            if !read_more(conn, buf).await {
+                return None;
+            }
+        }
+        buf.drain(..len).collect()
+    };
+    Some(Recorded { method, target, headers, body, connection })
+}
+
+async fn read_chunked(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if !read_more(conn, buf).await {
+                return None;
+            }
+        };
+        let size_text = String::from_utf8_lossy(&buf[..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        buf.drain(..line_end + 2);
+        while buf.len() < size + 2 {
+            if !read_more(conn, buf).await {
+                return None;
+            }
+        }
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+        if size == 0 {
+            return Some(body);
+        }
+        if body.len() > MAX_BODY {
+            return None;
+        }
+    }
+}
+
+async fn read_more(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 8192];
+    match conn.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown")
+}

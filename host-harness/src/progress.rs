@@ -1,0 +1,101 @@
+//! The guest's stderr, turned into progress lines for the host. Bounded: a
+//! guest cannot make the host buffer or print more than [`MAX_PROGRESS_BYTES`].
+
+use crate::runtime::ProgressFn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Most bytes of guest stderr forwarded per run; the rest is dropped.
+pub const MAX_PROGRESS_BYTES: usize = 64 * 1024;
+/// Longest line kept; longer lines are cut.
+const MAX_LINE: usize = 4096;
+
+#[derive(Default)]
+struct Lines {
+    partial: Vec<u8>,
+    seen: usize,
+    truncated: bool,
+}
+
+/// A `wasi:cli/stderr` that calls a function per complete line.
+#[derive(Clone)]
+pub struct ProgressStream {
+    sink: ProgressFn,
+    lines: Arc<Mutex<Lines>>,
+}
+
+impl ProgressStream {
+    /// Forwards lines to `sink`.
+    pub fn new(sink: ProgressFn) -> Self {
+        ProgressStream { sink, lines: Arc::default() }
+    }
+
+    fn accept(&self, buf: &[u8]) {
+        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let room = MAX_PROGRESS_BYTES.saturating_sub(lines.seen);
+        lines.seen = lines.seen.saturating_add(buf.len());
+        let kept = &buf[..buf.len().min(room)];
+        for &b in kept {
+            if b == b'\n' {
+                let line = std::mem::take(&mut lines.partial);
+                (self.sink)(&String::from_utf8_lossy(&line));
+            } else if lines.partial.len() < MAX_LINE {
+                lines.partial.push(b);
+            }
+        }
+        if kept.len() < buf.len() && !lines.truncated {
+            lines.truncated = true;
+            (self.sink)("(further step output dropped: over 64 KiB)");
+        }
+    }
+}
+
+impl IsTerminal for ProgressStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for ProgressStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for ProgressStream {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.accept(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_bounds_output() {
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let s2 = seen.clone();
+        let stream = ProgressStream::new(Arc::new(move |l: &str| s2.lock().expect("lock").push(l.to_string())));
+        stream.accept(b"attempt 1: 200\nattem");
+        stream.accept(b"pt 2\n");
+        stream.accept(&vec![b'x'; MAX_PROGRESS_BYTES]);
+        stream.accept(b"\nlate\n");
+        let seen = seen.lock().expect("lock");
+        assert_eq!(seen[..2], ["attempt 1: 200", "attempt 2"]);
+        assert_eq!(seen.len(), 3, "{:?}", &seen[2..]);
+        assert!(seen[2].contains("dropped"));
+    }
+}
