@@ -115,17 +115,20 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     let _ = options.set_first_byte_timeout(Some(remaining));
     let _ = options.set_between_bytes_timeout(Some(remaining));
 
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(map_error_code)?;
-    write_body(body, &request.body, deadline)?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|c| map_error_code(c, deadline))?;
+    // A failed body write is reported only when the response future has no
+    // better explanation: when the host refuses or times out the request, it
+    // closes the body stream, and the future then carries the real reason.
+    let write_result = write_body(body, &request.body, deadline);
 
     let pollable = future.subscribe();
     if !deadline.wait(&pollable) {
-        return Err(deadline.timeout("no response"));
+        return Err(write_result.err().unwrap_or_else(|| deadline.timeout("no response")));
     }
     drop(pollable);
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(map_error_code(code)),
+        Some(Ok(Err(code))) => return Err(map_error_code(code, deadline)),
         Some(Err(())) => return Err(internal("to hand over the response twice")),
         None => return Err(deadline.timeout("no response")),
     };
@@ -152,7 +155,7 @@ fn too_large(limits: AttemptLimits, detail: &str) -> StepError {
 
 /// Writes the body without blocking past the deadline, then finishes it.
 fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(), StepError> {
-    {
+    if !bytes.is_empty() {
         let stream = body.write().map_err(|()| StepError::Internal("wasi:http gave no body stream".into()))?;
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -165,7 +168,7 @@ fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(
         writable(&stream, deadline)?;
         // The stream must be dropped before `finish` (wasi:http 0.2 resource rules).
     }
-    OutgoingBody::finish(body, None).map_err(map_error_code)
+    OutgoingBody::finish(body, None).map_err(|c| map_error_code(c, deadline))
 }
 
 /// Waits until `stream` accepts bytes; returns how many.
@@ -219,7 +222,7 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
                 Err(StreamError::LastOperationFailed(err)) => {
                     let detail = err.to_debug_string();
                     return Err(match wasip2::http::types::http_error_code(&err) {
-                        Some(code) => map_error_code(code),
+                        Some(code) => map_error_code(code, deadline),
                         None => StepError::Connection(format!("reading the response body failed: {detail}")),
                     });
                 }
@@ -233,7 +236,7 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
 
 /// Maps a `wasi:http` error to the step's error, in words a workflow author
 /// can act on.
-fn map_error_code(code: ErrorCode) -> StepError {
+fn map_error_code(code: ErrorCode, deadline: &Deadline) -> StepError {
     use ErrorCode as C;
     match code {
         C::HttpRequestDenied => StepError::Denied(
@@ -242,7 +245,7 @@ fn map_error_code(code: ErrorCode) -> StepError {
         C::DestinationIpProhibited => StepError::Denied(
             "the destination resolves to an address the host's policy prohibits (destination-IP-prohibited), such as a private or loopback network".into(),
         ),
-        C::DnsTimeout => StepError::Timeout("the DNS lookup timed out".into()),
+        C::DnsTimeout => deadline.timeout("the DNS lookup did not finish"),
         C::DnsError(p) => StepError::Connection(format!(
             "the DNS lookup failed{}",
             p.rcode.map(|r| format!(": {r}")).unwrap_or_default()
@@ -254,11 +257,9 @@ fn map_error_code(code: ErrorCode) -> StepError {
         C::ConnectionRefused => StepError::Connection("the connection was refused".into()),
         C::ConnectionTerminated => StepError::Connection("the connection was closed by the server".into()),
         C::ConnectionLimitReached => StepError::Connection("the host's connection limit was reached".into()),
-        C::ConnectionTimeout => StepError::Timeout("connecting timed out".into()),
-        C::ConnectionReadTimeout | C::HttpResponseTimeout => {
-            StepError::Timeout("the server did not answer in time".into())
-        }
-        C::ConnectionWriteTimeout => StepError::Timeout("sending the request timed out".into()),
+        C::ConnectionTimeout => deadline.timeout("no connection was established"),
+        C::ConnectionReadTimeout | C::HttpResponseTimeout => deadline.timeout("no response"),
+        C::ConnectionWriteTimeout => deadline.timeout("the request could not be sent"),
         C::TlsProtocolError => StepError::Tls("the TLS handshake failed".into()),
         C::TlsCertificateError => StepError::Tls("the server's TLS certificate is not trusted or not valid for this host".into()),
         C::TlsAlertReceived(a) => StepError::Tls(format!(

@@ -1,1 +1,480 @@
-//! placeholder
+//! The conformance runner: each case file in `tests/cases/` gives a step
+//! config, a scripted upstream server on 127.0.0.1 and expectations on both
+//! the CLI's output and what the server received. Cases run through the real
+//! CLI code path (`https_step_host::cli::execute`) in-process, sharing one
+//! compiled component.
+//!
+//! # How to add a case
+//! Write `tests/cases/<behaviour>.json` (format: [`Case`]); `$SERVER` in any
+//! string of `step`, `context` or `args` becomes the server's origin. Run
+//! `cargo test --release -p https-step-tests -- <behaviour>`.
+
+use anyhow::{Context as _, Result, bail};
+use base64::Engine as _;
+use https_step_host::StepRuntime;
+use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One conformance case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// What behaviour the case pins down.
+    pub description: String,
+    /// `run` (default) or `validate` (then `--json` is passed).
+    #[serde(default = "default_command")]
+    pub command: String,
+    /// The step config (`$SERVER` is substituted).
+    pub step: Value,
+    /// The workflow context, if any.
+    #[serde(default)]
+    pub context: Option<Value>,
+    /// The upstream server.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// Pass `--allow <server origin>` (default true).
+    #[serde(default = "yes")]
+    pub allow_server: bool,
+    /// Pass `--ca-cert` for a TLS server (default true).
+    #[serde(default = "yes")]
+    pub trust_server: bool,
+    /// Extra CLI arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Expectations.
+    pub expect: Expect,
+}
+
+fn default_command() -> String {
+    "run".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The scripted server.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Serve HTTPS with a self-signed certificate.
+    #[serde(default)]
+    pub tls: bool,
+    /// Nothing listens: the port is bound, then closed (connection refused).
+    #[serde(default)]
+    pub refused: bool,
+    /// Replies in order; the last one repeats. Default: one `200 {}`.
+    #[serde(default)]
+    pub replies: Vec<ReplySpec>,
+}
+
+/// One scripted reply.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    /// Status (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// Headers as `[name, value]` pairs.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// Text body.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// JSON body (adds `content-type: application/json`).
+    #[serde(default)]
+    pub json: Option<Value>,
+    /// Binary body, base64.
+    #[serde(default)]
+    pub body_base64: Option<String>,
+    /// A body of this many `x` bytes.
+    #[serde(default)]
+    pub body_repeat: Option<usize>,
+    /// A body of this many nested JSON arrays (`[[[…]]]`).
+    #[serde(default)]
+    pub body_nested_arrays: Option<usize>,
+    /// Wait before answering.
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// `hang`, `close` or `endless` instead of a normal response.
+    #[serde(default)]
+    pub behavior: Option<String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+impl ReplySpec {
+    fn to_reply(&self) -> Result<Reply> {
+        Ok(match self.behavior.as_deref() {
+            Some("hang") => Reply::Hang,
+            Some("close") => Reply::Close,
+            Some("endless") => Reply::Endless { status: self.status },
+            Some(other) => bail!("unknown behavior {other:?}"),
+            None => {
+                let mut headers = self.headers.clone();
+                let body = if let Some(json) = &self.json {
+                    headers.push(("content-type".into(), "application/json".into()));
+                    json.to_string().into_bytes()
+                } else if let Some(b64) = &self.body_base64 {
+                    base64::engine::general_purpose::STANDARD.decode(b64)?
+                } else if let Some(n) = self.body_repeat {
+                    vec![b'x'; n]
+                } else if let Some(n) = self.body_nested_arrays {
+                    format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes()
+                } else {
+                    self.body.clone().unwrap_or_default().into_bytes()
+                };
+                Reply::Respond { status: self.status, headers, body, delay_ms: self.delay_ms }
+            }
+        })
+    }
+}
+
+/// Expectations. Absent fields are not checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// CLI exit code.
+    pub exit: u8,
+    /// `ok` of the output.
+    #[serde(default)]
+    pub ok: Option<bool>,
+    /// `continued` of the output.
+    #[serde(default)]
+    pub continued: Option<bool>,
+    /// `status` of the output (`null` allowed).
+    #[serde(default)]
+    pub status: Option<Value>,
+    /// `error.kind`.
+    #[serde(default)]
+    pub error_kind: Option<String>,
+    /// Substrings of `error.message`.
+    #[serde(default)]
+    pub error_message_contains: Vec<String>,
+    /// Exactly these problems, in order (from `error.problems`, or the
+    /// `validate --json` array).
+    #[serde(default)]
+    pub problems: Option<Vec<ProblemExpect>>,
+    /// `json` of the output.
+    #[serde(default)]
+    pub json: Option<Value>,
+    /// `body` of the output.
+    #[serde(default)]
+    pub body: Option<Value>,
+    /// `body_base64` of the output.
+    #[serde(default)]
+    pub body_base64: Option<Value>,
+    /// Subset of response headers (`name` lower-case → value).
+    #[serde(default)]
+    pub response_headers: BTreeMap<String, String>,
+    /// Number of attempts in the output.
+    #[serde(default)]
+    pub attempts: Option<usize>,
+    /// Upper bound of the CLI's wall time.
+    #[serde(default)]
+    pub max_elapsed_ms: Option<u64>,
+    /// Exactly these requests reached the server, in order.
+    #[serde(default)]
+    pub requests: Option<Vec<RequestExpect>>,
+    /// Connections the server accepted.
+    #[serde(default)]
+    pub connections: Option<usize>,
+    /// Substrings of stderr.
+    #[serde(default)]
+    pub stderr_contains: Vec<String>,
+    /// Strings that must appear in neither stdout nor stderr (secrets).
+    #[serde(default)]
+    pub never_printed: Vec<String>,
+}
+
+/// An expected problem.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProblemExpect {
+    /// Exact field path.
+    pub path: String,
+    /// Substring of the message.
+    #[serde(default)]
+    pub contains: Option<String>,
+}
+
+/// An expected request as the server saw it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestExpect {
+    /// Method.
+    pub method: String,
+    /// Path (without query).
+    pub path: String,
+    /// Raw query string (`null` = none).
+    #[serde(default)]
+    pub query: Option<Value>,
+    /// Header (lower-case name) → all its values, in order.
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    /// Headers that must be absent.
+    #[serde(default)]
+    pub absent_headers: Vec<String>,
+    /// Exact body text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Body parsed as JSON.
+    #[serde(default)]
+    pub json: Option<Value>,
+}
+
+/// Reads a case file.
+pub fn load(path: &Path) -> Result<Case> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Every `*.json` under `dir`, sorted.
+pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn substitute(value: &Value, origin: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace("$SERVER", origin)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| substitute(v, origin)).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), substitute(v, origin))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A unique scratch directory for one case.
+fn scratch(name: &str) -> Result<PathBuf> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "https-step-case-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// What one run of the CLI produced.
+pub struct CliRun {
+    /// Exit code.
+    pub exit: u8,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Runs the CLI in-process with `args`.
+pub async fn run_cli(runtime: &StepRuntime, args: &[String]) -> CliRun {
+    let mut stdout = Vec::new();
+    let stderr = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let started = Instant::now();
+    let exit = https_step_host::cli::execute(args, Some(runtime), &mut stdout, stderr.clone()).await;
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    CliRun { exit, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr, elapsed }
+}
+
+/// Runs one case; the error lists every unmet expectation.
+pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<()> {
+    let replies: Vec<Reply> = case.server.replies.iter().map(ReplySpec::to_reply).collect::<Result<_>>()?;
+    let served = Arc::new(AtomicUsize::new(0));
+    let responder = Arc::new(move |_: &Recorded| {
+        let i = served.fetch_add(1, Ordering::SeqCst);
+        replies
+            .get(i)
+            .or(replies.last())
+            .cloned()
+            .unwrap_or_else(|| Reply::json(200, &serde_json::json!({})))
+    });
+    let server = if case.server.tls {
+        Some(LoopbackServer::https(responder).await?)
+    } else if case.server.refused {
+        None
+    } else {
+        Some(LoopbackServer::http(responder).await?)
+    };
+    let origin = match &server {
+        Some(s) => s.origin(),
+        None => {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let port = listener.local_addr()?.port();
+            drop(listener);
+            format!("http://127.0.0.1:{port}")
+        }
+    };
+    let dir = scratch(name)?;
+    let step_path = dir.join("step.json");
+    std::fs::write(&step_path, serde_json::to_vec_pretty(&substitute(&case.step, &origin))?)?;
+    let mut args = vec![case.command.clone(), step_path.display().to_string()];
+    if case.command == "validate" {
+        args.push("--json".into());
+    } else {
+        if case.allow_server {
+            args.extend(["--allow".into(), origin.clone()]);
+        }
+        if let (Some(pem), true) = (server.as_ref().and_then(|s| s.ca_pem()), case.trust_server) {
+            let ca = dir.join("ca.pem");
+            std::fs::write(&ca, pem)?;
+            args.extend(["--ca-cert".into(), ca.display().to_string()]);
+        }
+        if let Some(context) = &case.context {
+            let path = dir.join("context.json");
+            std::fs::write(&path, serde_json::to_vec(&substitute(context, &origin))?)?;
+            args.extend(["--context".into(), path.display().to_string()]);
+        }
+    }
+    args.extend(case.args.iter().map(|a| a.replace("$SERVER", &origin)));
+
+    let run = tokio::time::timeout(Duration::from_secs(60), run_cli(runtime, &args))
+        .await
+        .context("the CLI did not finish within 60 s")?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let requests = server.as_ref().map(LoopbackServer::requests).unwrap_or_default();
+    let connections = server.as_ref().map_or(0, LoopbackServer::connections);
+    let failures = check(&case.expect, &run, &requests, connections);
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        bail!(
+            "{}\n  - {}\n--- args: {:?}\n--- stdout:\n{}\n--- stderr:\n{}\n--- server saw {} request(s) on {} connection(s): {:#?}",
+            case.description,
+            failures.join("\n  - "),
+            args,
+            run.stdout,
+            run.stderr,
+            requests.len(),
+            connections,
+            requests
+        )
+    }
+}
+
+fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) -> Vec<String> {
+    let mut f = Vec::new();
+    if e.exit != run.exit {
+        same(&mut f, "exit code", &e.exit.into(), &run.exit.into());
+    }
+    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap_or(Value::Null);
+    let field = |name: &str| out.get(name).cloned().unwrap_or(Value::Null);
+    if let Some(ok) = e.ok {
+        same(&mut f, "ok", &ok.into(), &field("ok"));
+    }
+    if let Some(c) = e.continued {
+        same(&mut f, "continued", &c.into(), &field("continued"));
+    }
+    for (name, want) in [("status", &e.status), ("json", &e.json), ("body", &e.body), ("body_base64", &e.body_base64)] {
+        if let Some(want) = want {
+            same(&mut f, name, want, &field(name));
+        }
+    }
+    let error = field("error");
+    if let Some(kind) = &e.error_kind {
+        same(&mut f, "error.kind", &Value::from(kind.as_str()), &error["kind"]);
+    }
+    let message = error["message"].as_str().unwrap_or_default();
+    for part in &e.error_message_contains {
+        if !message.contains(part.as_str()) {
+            f.push(format!("error.message should contain {part:?}: {message:?}"));
+        }
+    }
+    if let Some(want) = &e.problems {
+        let got = if out.is_array() { out.clone() } else { error["problems"].clone() };
+        let got = got.as_array().cloned().unwrap_or_default();
+        let paths: Vec<&str> = got.iter().map(|p| p["path"].as_str().unwrap_or("?")).collect();
+        let want_paths: Vec<&str> = want.iter().map(|p| p.path.as_str()).collect();
+        if paths != want_paths {
+            f.push(format!("problem paths: expected {want_paths:?}, got {paths:?}"));
+        }
+        for (w, g) in want.iter().zip(&got) {
+            if let Some(part) = &w.contains {
+                let msg = g["message"].as_str().unwrap_or_default();
+                if !msg.contains(part.as_str()) {
+                    f.push(format!("problem {:?} should contain {part:?}: {msg:?}", w.path));
+                }
+            }
+        }
+    }
+    for (name, want) in &e.response_headers {
+        let got = field("headers")
+            .as_array()
+            .and_then(|hs| hs.iter().find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))).cloned())
+            .map(|h| h[1].clone())
+            .unwrap_or(Value::Null);
+        same(&mut f, &format!("response header {name}"), &Value::from(want.as_str()), &got);
+    }
+    if let Some(n) = e.attempts {
+        same(&mut f, "attempts", &n.into(), &field("attempts").as_array().map_or(0, Vec::len).into());
+    }
+    if let Some(max) = e.max_elapsed_ms {
+        if run.elapsed > Duration::from_millis(max) {
+            f.push(format!("took {:?}, more than {max} ms", run.elapsed));
+        }
+    }
+    if let Some(n) = e.connections {
+        same(&mut f, "server connections", &n.into(), &connections.into());
+    }
+    if let Some(want) = &e.requests {
+        if want.len() != requests.len() {
+            f.push(format!("server requests: expected {}, got {}", want.len(), requests.len()));
+        }
+        for (i, (w, got)) in want.iter().zip(requests).enumerate() {
+            check_request(&mut f, i, w, got);
+        }
+    }
+    for part in &e.stderr_contains {
+        if !run.stderr.contains(part.as_str()) {
+            f.push(format!("stderr should contain {part:?}"));
+        }
+    }
+    for secret in &e.never_printed {
+        if run.stdout.contains(secret.as_str()) || run.stderr.contains(secret.as_str()) {
+            f.push(format!("{secret:?} was printed"));
+        }
+    }
+    f
+}
+
+fn same(f: &mut Vec<String>, what: &str, want: &Value, got: &Value) {
+    if want != got {
+        f.push(format!("{what}: expected {want}, got {got}"));
+    }
+}
+
+fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorded) {
+    let mut eq = |what: &str, want: Value, have: Value| same(f, &format!("request {i} {what}"), &want, &have);
+    eq("method", w.method.as_str().into(), got.method.as_str().into());
+    eq("path", w.path.as_str().into(), got.path().into());
+    if let Some(q) = &w.query {
+        eq("query", q.clone(), got.query().map_or(Value::Null, Value::from));
+    }
+    for (name, values) in &w.headers {
+        eq(&format!("header {name}"), values.clone().into(), got.header_values(name).into());
+    }
+    for name in &w.absent_headers {
+        eq(&format!("header {name}"), Value::Array(vec![]), got.header_values(name).into());
+    }
+    if let Some(body) = &w.body {
+        eq("body", body.as_str().into(), String::from_utf8_lossy(&got.body).into_owned().into());
+    }
+    if let Some(json) = &w.json {
+        let have = serde_json::from_slice::<Value>(&got.body).unwrap_or(Value::Null);
+        eq("json body", json.clone(), have);
+    }
+}

@@ -55,6 +55,8 @@ fn check_url(config: &StepConfig, problems: &mut Vec<Problem>) {
                     "url",
                     format!("scheme {:?} is not supported; use https:// (or http:// where the host allows it)", url.scheme()),
                 ));
+                // Other checks would only restate that this is not a web URL.
+                return;
             }
             if url.host_str().is_none_or(str::is_empty) {
                 problems.push(Problem::new("url", "has no host"));
