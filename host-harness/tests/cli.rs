@@ -1,0 +1,94 @@
+//! The `https-step` binary as a user runs it: exit codes, usage errors and the
+//! demo. (Behaviour of `run` is covered case by case in `tests/cases/`.)
+
+use std::process::{Command, Output};
+
+fn https_step(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_https-step"))
+        .args(args)
+        .output()
+        .expect("the https-step binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn demo_runs_three_steps_end_to_end() {
+    let out = https_step(&["demo"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    for needle in [
+        "→ the server received: POST /v1/orders",
+        "content-type: application/json",
+        "authorization: *** (redacted)",
+        "← 201",
+        "GET /v1/orders?status=open&customer=Ada%20Lovelace%20%26%20Co%2FLtd",
+        "← 404",
+        "continued after error (unexpected-status)",
+        "3 steps run, 3 requests received",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("demo-token-123"), "the demo printed a credential");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [&["frobnicate"][..], &["run"], &["run", "a.json", "--allow"], &["run", "/nonexistent/step.json"], &["validate", "x.json", "--bogus"]] {
+        let out = https_step(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("error:"), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+    }
+}
+
+#[test]
+fn bad_allow_entry_and_unreadable_ca_exit_2() {
+    let dir = std::env::temp_dir().join(format!("https-step-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let step = dir.join("step.json");
+    std::fs::write(&step, r#"{"url": "https://api.example.com"}"#).expect("write");
+    let step = step.to_string_lossy().into_owned();
+    let out = https_step(&["run", &step, "--allow", "127.0.0.1:80"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("write scheme://host[:port]"), "{}", text(&out.stderr));
+    let out = https_step(&["run", &step, "--ca-cert", "/nonexistent.pem"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read CA certificate"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn validate_prints_problems_for_people_and_as_json() {
+    let dir = std::env::temp_dir().join(format!("https-step-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"url": "ftp://x", "method": "GET", "body": {"text": "x"}}"#).expect("write");
+    let good = dir.join("good.json");
+    std::fs::write(&good, r#"{"url": "https://api.example.com/x"}"#).expect("write");
+    let (bad, good) = (bad.to_string_lossy().into_owned(), good.to_string_lossy().into_owned());
+
+    let out = https_step(&["validate", &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("url: scheme \"ftp\" is not supported"), "{stdout}");
+    assert!(stdout.contains("body: a GET request cannot carry a body"), "{stdout}");
+
+    let out = https_step(&["validate", &bad, "--json"]);
+    let problems: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON array");
+    assert_eq!(problems.as_array().map(Vec::len), Some(2), "{problems}");
+
+    let out = https_step(&["validate", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).ends_with(": valid\n"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_goes_to_stdout() {
+    let out = https_step(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("https-step run STEP.json"));
+}
