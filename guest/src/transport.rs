@@ -8,9 +8,9 @@
 //! connect / first-byte / between-bytes timeouts so that it can give up early.
 
 use https_step_core::{
-    AttemptLimits, Effects, Method, PreparedRequest, RawResponse, StepError,
+    AttemptLimits, Effects, Method, PreparedRequest, RawResponse, SendError, StepError,
 };
-use wasip2::clocks::monotonic_clock;
+use wasip2::clocks::{monotonic_clock, wall_clock};
 use wasip2::http::outgoing_handler;
 use wasip2::http::types::{
     ErrorCode, Fields, IncomingBody, Method as WasiMethod, OutgoingBody, OutgoingRequest,
@@ -27,13 +27,26 @@ const CHUNK: u64 = 4096;
 pub struct Wasi;
 
 impl Effects for Wasi {
-    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, StepError> {
+    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
         let deadline = Deadline::after_ms(limits.timeout_ms);
         send(request, limits, &deadline)
     }
 
     fn now_ms(&mut self) -> u64 {
         monotonic_clock::now() / 1_000_000
+    }
+
+    fn unix_secs(&mut self) -> u64 {
+        wall_clock::now().seconds
+    }
+
+    fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+        wasip2::random::random::get_random_bytes(len as u64)
+    }
+
+    fn sleep_ms(&mut self, ms: u64) {
+        // Blocks on a monotonic-clock pollable: the host parks the guest, no busy loop.
+        monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
     }
 
     fn progress(&mut self, line: &str) {
@@ -72,8 +85,18 @@ impl Deadline {
     }
 }
 
-fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -> Result<RawResponse, StepError> {
-    let internal = |what: &str| StepError::Internal(format!("wasi:http refused {what}"));
+/// A failure of a request that surely never reached the server.
+fn unsent(error: StepError) -> SendError {
+    SendError { error, maybe_sent: false }
+}
+
+/// A failure of a request that may have reached the server.
+fn sent(error: StepError) -> SendError {
+    SendError { error, maybe_sent: true }
+}
+
+fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -> Result<RawResponse, SendError> {
+    let internal = |what: &str| unsent(StepError::Internal(format!("wasi:http refused {what}")));
     let entries: Vec<(String, Vec<u8>)> = request
         .headers
         .iter()
@@ -85,8 +108,9 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
                 .then(|| ("Content-Length".to_string(), request.body.len().to_string().into_bytes())),
         )
         .collect();
-    let headers = Fields::from_list(&entries)
-        .map_err(|e| StepError::InvalidConfig(vec![https_step_core::Problem::new("headers", format!("refused by the host: {e:?}"))]))?;
+    let headers = Fields::from_list(&entries).map_err(|e| {
+        unsent(StepError::InvalidConfig(vec![https_step_core::Problem::new("headers", format!("refused by the host: {e:?}"))]))
+    })?;
     let outgoing = OutgoingRequest::new(headers);
     outgoing
         .set_method(&match request.method {
@@ -115,7 +139,7 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     let _ = options.set_first_byte_timeout(Some(remaining));
     let _ = options.set_between_bytes_timeout(Some(remaining));
 
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|c| map_error_code(c, deadline))?;
+    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|c| classify(map_error_code(&c, deadline), &c))?;
     // A failed body write is reported only when the response future has no
     // better explanation: when the host refuses or times out the request, it
     // closes the body stream, and the future then carries the real reason.
@@ -123,14 +147,14 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
 
     let pollable = future.subscribe();
     if !deadline.wait(&pollable) {
-        return Err(write_result.err().unwrap_or_else(|| deadline.timeout("no response")));
+        return Err(sent(write_result.err().unwrap_or_else(|| deadline.timeout("no response"))));
     }
     drop(pollable);
     let response = match future.get() {
         Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(map_error_code(code, deadline)),
+        Some(Ok(Err(code))) => return Err(classify(map_error_code(&code, deadline), &code)),
         Some(Err(())) => return Err(internal("to hand over the response twice")),
-        None => return Err(deadline.timeout("no response")),
+        None => return Err(sent(deadline.timeout("no response"))),
     };
     let status = response.status();
     let headers = response.headers().entries();
@@ -139,10 +163,10 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
         .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
     if let Some(len) = declared_len.filter(|&len| len > limits.max_response_bytes) {
-        return Err(too_large(limits, &format!("it declares {len} bytes")));
+        return Err(sent(too_large(limits, &format!("it declares {len} bytes"))));
     }
     let incoming = response.consume().map_err(|()| internal("the response body"))?;
-    let body = read_body(incoming, limits, deadline)?;
+    let body = read_body(incoming, limits, deadline).map_err(sent)?;
     Ok(RawResponse { status, headers, body })
 }
 
@@ -168,7 +192,7 @@ fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(
         writable(&stream, deadline)?;
         // The stream must be dropped before `finish` (wasi:http 0.2 resource rules).
     }
-    OutgoingBody::finish(body, None).map_err(|c| map_error_code(c, deadline))
+    OutgoingBody::finish(body, None).map_err(|c| map_error_code(&c, deadline))
 }
 
 /// Waits until `stream` accepts bytes; returns how many.
@@ -222,7 +246,7 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
                 Err(StreamError::LastOperationFailed(err)) => {
                     let detail = err.to_debug_string();
                     return Err(match wasip2::http::types::http_error_code(&err) {
-                        Some(code) => map_error_code(code, deadline),
+                        Some(code) => map_error_code(&code, deadline),
                         None => StepError::Connection(format!("reading the response body failed: {detail}")),
                     });
                 }
@@ -234,9 +258,32 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
     Ok(body)
 }
 
+/// Whether the request behind `code` may have reached the server: only
+/// failures before or during connection setup say surely not.
+fn classify(error: StepError, code: &ErrorCode) -> SendError {
+    use ErrorCode as C;
+    let before_sending = matches!(
+        code,
+        C::HttpRequestDenied
+            | C::DestinationIpProhibited
+            | C::DnsTimeout
+            | C::DnsError(_)
+            | C::DestinationNotFound
+            | C::DestinationUnavailable
+            | C::DestinationIpUnroutable
+            | C::ConnectionRefused
+            | C::ConnectionTimeout
+            | C::ConnectionLimitReached
+            | C::TlsProtocolError
+            | C::TlsCertificateError
+            | C::TlsAlertReceived(_)
+    );
+    SendError { error, maybe_sent: !before_sending }
+}
+
 /// Maps a `wasi:http` error to the step's error, in words a workflow author
 /// can act on.
-fn map_error_code(code: ErrorCode, deadline: &Deadline) -> StepError {
+fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
     use ErrorCode as C;
     match code {
         C::HttpRequestDenied => StepError::Denied(
@@ -248,7 +295,7 @@ fn map_error_code(code: ErrorCode, deadline: &Deadline) -> StepError {
         C::DnsTimeout => deadline.timeout("the DNS lookup did not finish"),
         C::DnsError(p) => StepError::Connection(format!(
             "the DNS lookup failed{}",
-            p.rcode.map(|r| format!(": {r}")).unwrap_or_default()
+            p.rcode.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
         )),
         C::DestinationNotFound => StepError::Connection("the host name was not found".into()),
         C::DestinationUnavailable | C::DestinationIpUnroutable => {
@@ -264,7 +311,7 @@ fn map_error_code(code: ErrorCode, deadline: &Deadline) -> StepError {
         C::TlsCertificateError => StepError::Tls("the server's TLS certificate is not trusted or not valid for this host".into()),
         C::TlsAlertReceived(a) => StepError::Tls(format!(
             "the server sent a TLS alert{}",
-            a.alert_message.map(|m| format!(": {m}")).unwrap_or_default()
+            a.alert_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         )),
         C::HttpResponseBodySize(_) => StepError::ResponseTooLarge("the response body exceeds the host's limit".into()),
         C::HttpResponseHeaderSectionSize(_) | C::HttpResponseHeaderSize(_) => {
@@ -273,7 +320,7 @@ fn map_error_code(code: ErrorCode, deadline: &Deadline) -> StepError {
         C::HttpResponseIncomplete => StepError::Protocol("the response ended before it was complete".into()),
         C::InternalError(m) => StepError::Connection(format!(
             "the request failed in the host{}",
-            m.map(|m| format!(": {m}")).unwrap_or_default()
+            m.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
         )),
         other => StepError::Protocol(format!("the HTTP exchange failed: {other:?}")),
     }

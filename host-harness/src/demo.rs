@@ -9,10 +9,16 @@ use https_step_core::parse_step_config_value;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// What the demo's server does: create orders, list them, 404 otherwise.
-fn respond(request: &Recorded) -> Reply {
+/// What the demo's server does: create orders, list them, accept webhooks
+/// (after one 503, to show a retry), 404 otherwise.
+fn respond(request: &Recorded, webhooks_seen: &AtomicUsize) -> Reply {
     match (request.method.as_str(), request.path()) {
+        ("POST", "/v1/webhooks") => match webhooks_seen.fetch_add(1, Ordering::SeqCst) {
+            0 => Reply::json(503, &json!({"error": "warming_up"})),
+            _ => Reply::json(200, &json!({"received": true})),
+        },
         ("POST", "/v1/orders") => {
             let item: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
             Reply::json(201, &json!({"id": "ord_1001", "status": "created", "order": item}))
@@ -63,6 +69,17 @@ fn steps(origin: &str) -> Vec<DemoStep> {
             continues: false,
         },
         DemoStep {
+            title: "Deliver a signed webhook (Persona signature, retried after a 503)",
+            config: json!({
+                "url": format!("{origin}/v1/webhooks"),
+                "method": "POST",
+                "body": {"json": {"event": "inquiry.approved", "inquiry_id": "inq_42"}},
+                "signing": {"secret": "wbhsec_demo_secret", "scheme": "persona"},
+                "retry": {"intervals_ms": [200, 400]}
+            }),
+            continues: false,
+        },
+        DemoStep {
             title: "Fetch a missing order (expects 200, continues on error)",
             config: json!({
                 "url": format!("{origin}/v1/orders/ord_9999"),
@@ -87,7 +104,10 @@ fn shown(name: &str, value: &str) -> String {
 /// Runs the demo, writing the transcript to `out`.
 pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8, CliError> {
     let io = |e: std::io::Error| CliError::Usage(format!("starting the demo server failed: {e}"));
-    let server = LoopbackServer::https(Arc::new(respond)).await.map_err(io)?;
+    let webhooks_seen = AtomicUsize::new(0);
+    let server = LoopbackServer::https(Arc::new(move |r: &Recorded| respond(r, &webhooks_seen)))
+        .await
+        .map_err(io)?;
     let origin = server.origin();
     let tenant = Arc::new(
         Tenant::builder("demo")
@@ -101,7 +121,9 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8
         https_step_guest_artifact::WASM.len() / 1024
     ));
     let mut all_as_expected = true;
-    for (i, step) in steps(&origin).into_iter().enumerate() {
+    let steps = steps(&origin);
+    let count = steps.len();
+    for (i, step) in steps.into_iter().enumerate() {
         let parsed = parse_step_config_value(&step.config);
         let seen_before = server.requests().len();
         let progress_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -130,9 +152,18 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8
             ),
             Err(f) => (f.response.as_ref(), &f.attempts, format!("FAILED ({}): {}", f.error.kind(), f.error)),
         };
+        for a in attempts.iter().filter(|a| a.wait_ms.is_some()) {
+            w.push_str(&format!(
+                "  attempt {} got {}; waited {} ms ({}) before retrying\n",
+                a.number,
+                a.status.map_or_else(|| "no response".to_string(), |s| s.to_string()),
+                a.wait_ms.unwrap_or_default(),
+                a.wait_reason.map_or("", |r| r.as_str())
+            ));
+        }
         if let Some(r) = response {
             let ms = attempts.last().map_or(0, |a| a.elapsed_ms);
-            w.push_str(&format!("← {} in {ms} ms\n    {}\n", r.status, r.body));
+            w.push_str(&format!("← {} in {ms} ms (attempt {})\n    {}\n", r.status, attempts.len(), r.body));
         }
         w.push_str(&format!("= outcome: {verdict}\n"));
         let as_expected = match &result {
@@ -143,7 +174,7 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8
     }
     w.push_str(&format!(
         "\n{} steps run, {} requests received by the server over {} connection(s).\n",
-        3,
+        count,
         server.requests().len(),
         server.connections()
     ));

@@ -15,7 +15,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn demo_runs_three_steps_end_to_end() {
+fn demo_runs_every_step_end_to_end() {
     let out = https_step(&["demo"]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
@@ -27,11 +27,16 @@ fn demo_runs_three_steps_end_to_end() {
         "GET /v1/orders?status=open&customer=Ada%20Lovelace%20%26%20Co%2FLtd",
         "← 404",
         "continued after error (unexpected-status)",
-        "3 steps run, 3 requests received",
+        "persona-signature: t=",
+        "idempotency-key: ",
+        "attempt 1 got 503; waited 200 ms (interval) before retrying",
+        "← 200 in",
+        "4 steps run, 5 requests received",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("demo-token-123"), "the demo printed a credential");
+    assert!(!stdout.contains("wbhsec_demo_secret"), "the demo printed the signing secret");
 }
 
 #[test]

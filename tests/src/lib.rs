@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod signature;
+
 /// One conformance case.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,6 +183,19 @@ pub struct Expect {
     /// Upper bound of the CLI's wall time.
     #[serde(default)]
     pub max_elapsed_ms: Option<u64>,
+    /// Lower bound of the CLI's wall time.
+    #[serde(default)]
+    pub min_elapsed_ms: Option<u64>,
+    /// Headers present with one identical value in every request.
+    #[serde(default)]
+    pub same_header_in_all_requests: Vec<String>,
+    /// Headers whose value differs between consecutive requests.
+    #[serde(default)]
+    pub header_changes_between_requests: Vec<String>,
+    /// Every request verifies under each of these signings, checked with the
+    /// step's own verifier and with an independent HMAC implementation.
+    #[serde(default)]
+    pub every_request_signed: Vec<Value>,
     /// Exactly these requests reached the server, in order.
     #[serde(default)]
     pub requests: Option<Vec<RequestExpect>>,
@@ -425,6 +440,31 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
     if let Some(max) = e.max_elapsed_ms {
         if run.elapsed > Duration::from_millis(max) {
             f.push(format!("took {:?}, more than {max} ms", run.elapsed));
+        }
+    }
+    if let Some(min) = e.min_elapsed_ms {
+        if run.elapsed < Duration::from_millis(min) {
+            f.push(format!("took {:?}, less than {min} ms", run.elapsed));
+        }
+    }
+    for name in &e.same_header_in_all_requests {
+        let values: Vec<Vec<&str>> = requests.iter().map(|r| r.header_values(name)).collect();
+        if values.first().is_none_or(|v| v.len() != 1) || values.iter().any(|v| v != &values[0]) {
+            f.push(format!("header {name} should be the same single value in every request: {values:?}"));
+        }
+    }
+    for name in &e.header_changes_between_requests {
+        for pair in requests.windows(2) {
+            if pair[0].header_values(name) == pair[1].header_values(name) {
+                f.push(format!("header {name} should change between requests: {:?}", pair[0].header_values(name)));
+            }
+        }
+    }
+    for signing in &e.every_request_signed {
+        for (i, r) in requests.iter().enumerate() {
+            if let Err(why) = signature::verify_both(signing, r) {
+                f.push(format!("request {i}: signature for {signing}: {why}"));
+            }
         }
     }
     if let Some(n) = e.connections {

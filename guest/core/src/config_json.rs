@@ -141,12 +141,19 @@ impl Reader<'_> {
         self.problems.push(Problem::new(path, message));
     }
 
-    /// Deserialises one field with serde, turning its error into a problem.
+    /// Deserialises one field with serde, turning its error into a problem
+    /// at the exact path inside the field (`retry.intervals_ms[1]`).
     fn typed<T: DeserializeOwned>(&mut self, path: &str, value: &Value) -> Option<T> {
-        match T::deserialize(value) {
+        match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(v) => Some(v),
             Err(err) => {
-                self.problem(path, describe_serde_error(&err.to_string(), value));
+                let inner = err.path().to_string();
+                let full = match inner.as_str() {
+                    "." | "" => path.to_string(),
+                    i if i.starts_with('[') => format!("{path}{i}"),
+                    i => format!("{path}.{i}"),
+                };
+                self.problem(&full, describe_serde_error(&err.into_inner().to_string()));
                 None
             }
         }
@@ -384,17 +391,26 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-/// Rewrites serde's messages into the terms of the config format.
-fn describe_serde_error(message: &str, value: &Value) -> String {
-    let integer_range = [("u16", u16::MAX as u64), ("u32", u32::MAX as u64), ("u64", u64::MAX)]
+/// Rewrites serde's messages into the terms of the config format, e.g.
+/// "invalid value: integer `-5`, expected u32" → "must be a whole number from
+/// 0 to 4294967295, not -5".
+fn describe_serde_error(message: &str) -> String {
+    let integer_max = [("u16", u64::from(u16::MAX)), ("u32", u64::from(u32::MAX)), ("u64", u64::MAX)]
         .into_iter()
-        .find(|(ty, _)| message.ends_with(&format!("expected {ty}")));
-    match (integer_range, value) {
-        (Some((_, max)), Value::Number(_)) => {
-            format!("must be a whole number from 0 to {max}, not {value}")
+        .find(|(ty, _)| message.ends_with(&format!("expected {ty}")))
+        .map(|(_, max)| max);
+    let quoted = message.replace('`', "\"");
+    match integer_max {
+        Some(max) => {
+            let got = quoted
+                .split_once(": ")
+                .and_then(|(_, rest)| rest.rsplit_once(", expected"))
+                .map_or("something else", |(got, _)| got)
+                .trim_start_matches("integer ")
+                .replace('"', "");
+            format!("must be a whole number from 0 to {max}, not {got}")
         }
-        (Some((_, max)), _) => format!("must be a whole number from 0 to {max}, not {}", type_name(value)),
-        _ => message.replace("`", "\""),
+        None => quoted,
     }
 }
 
@@ -467,9 +483,18 @@ mod tests {
             parsed.problems
         );
         assert!(parsed.problems[2].message.contains("FETCH"));
-        assert!(parsed.problems[4].message.contains("-5"), "{}", parsed.problems[4].message);
+        assert_eq!(parsed.problems[4].message, "must be a whole number from 0 to 4294967295, not -5");
+        assert_eq!(parsed.problems[5].message, "must be a whole number from 0 to 18446744073709551615, not string big");
         // The unreadable method does not produce follow-up problems.
         assert_eq!(parsed.config.method, Method::Post);
+    }
+
+    #[test]
+    fn nested_problems_name_the_exact_path() {
+        let parsed = parse(json!({"url": "u", "retry": {"intervals_ms": [100, -5]}, "signing": {"secret": "s", "sheme": "x"}}));
+        let got: Vec<(&str, &str)> = parsed.problems.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
+        assert_eq!(got[0], ("signing.sheme", "unknown field \"sheme\", expected one of \"secret\", \"scheme\", \"header\""));
+        assert_eq!(got[1], ("retry.intervals_ms[1]", "must be a whole number from 0 to 4294967295, not -5"));
     }
 
     #[test]
@@ -490,7 +515,7 @@ mod tests {
     fn key_value_items_are_checked_one_by_one() {
         let parsed = parse(json!({"url": "https://x.test", "headers": [{"key": "a", "value": "b"}, {"key": "c"}, {"key": "d", "value": 1}]}));
         let paths: Vec<&str> = parsed.problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, vec!["headers[1]", "headers[2]"]);
+        assert_eq!(paths, vec!["headers[1]", "headers[2].value"]);
         assert_eq!(parsed.config.headers, vec![KeyValue::new("a", "b")]);
     }
 

@@ -7,7 +7,9 @@
 //! 1. Read a config: [`parse_step_config`] gives a [`StepConfig`] and every shape
 //!    problem (unknown keys, wrong types) at once.
 //! 2. Check it: [`validate`] gives every semantic problem at once.
-//! 3. Run it: [`run`] with an [`Effects`] implementation that sends requests.
+//! 3. Run it: [`run`] with an [`Effects`] implementation that sends requests,
+//!    sleeps between retries and supplies clocks and randomness.
+//! 4. Receivers check signed requests with [`Verifier`].
 //!
 //! ```
 //! use https_step_core::{parse_step_config, validate};
@@ -22,6 +24,8 @@ pub mod mirror;
 pub mod model;
 pub mod request;
 pub mod response;
+pub mod retry;
+pub mod signing;
 pub mod status;
 pub mod step;
 pub mod validate;
@@ -31,5 +35,6 @@ pub use mirror::Mirror;
 pub use model::*;
 pub use request::PreparedRequest;
 pub use response::RawResponse;
-pub use step::{AttemptLimits, Effects, run};
+pub use signing::{Signer, Verifier, VerifyError};
+pub use step::{AttemptLimits, Effects, SendError, run};
 pub use validate::validate;

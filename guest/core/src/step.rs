@@ -1,14 +1,19 @@
-//! The step itself: validate, prepare, send, check — over an [`Effects`]
+//! The step itself: check, prepare, then attempt — signing every attempt
+//! afresh and retrying as the policy allows — over an [`Effects`]
 //! implementation, so the whole flow runs natively in unit tests and, in the
-//! component, over `wasi:http`.
+//! component, over WASI.
 
-use crate::model::{
-    Attempt, Problem, Response, StepConfig, StepError, StepFailure, StepOutcome,
-};
+use crate::model::{Attempt, KeyValue, Problem, Response, StepConfig, StepError, StepFailure, StepOutcome, WaitReason};
 use crate::request::{PreparedRequest, prepare};
 use crate::response::{RawResponse, decode};
-use crate::status::{StatusSet, parse_patterns};
-use crate::validate::validate;
+use crate::retry::{RetryPlan, parse_retry_after, retryable};
+use crate::signing::Signer;
+use crate::status::StatusSet;
+use crate::validate::check;
+use crate::model::SigningScheme;
+
+/// Header carrying the idempotency key (IETF draft-ietf-httpapi-idempotency-key-header).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 
 /// Limits of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,44 +25,96 @@ pub struct AttemptLimits {
     pub max_response_bytes: u64,
 }
 
+/// A failed send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// What happened.
+    pub error: StepError,
+    /// Whether the request may have reached the server. `false` only when it
+    /// surely did not (refused by policy, DNS or connect failure, TLS
+    /// handshake failure): such a request is always safe to repeat.
+    pub maybe_sent: bool,
+}
+
 /// The outside world as the step sees it.
 pub trait Effects {
     /// Sends one request and reads the whole response within `limits`.
-    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, StepError>;
+    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError>;
     /// Monotonic milliseconds since an arbitrary origin.
     fn now_ms(&mut self) -> u64;
+    /// Wall-clock seconds since the Unix epoch (signature timestamps).
+    fn unix_secs(&mut self) -> u64;
+    /// Cryptographically secure random bytes (idempotency keys, message ids, jitter).
+    fn random_bytes(&mut self, len: usize) -> Vec<u8>;
+    /// Waits `ms` milliseconds without busy-looping.
+    fn sleep_ms(&mut self, ms: u64);
     /// Reports progress to the host (one line, no secrets).
     fn progress(&mut self, line: &str);
 }
 
-/// Everything needed to run a validated config.
+/// Everything needed to run a checked config.
 struct Plan {
     request: PreparedRequest,
     expected: StatusSet,
+    signer: Option<Signer>,
+    retry: RetryPlan,
     limits: AttemptLimits,
 }
 
 fn plan(config: &StepConfig, context: &str) -> Result<Plan, Vec<Problem>> {
-    let mut problems = validate(config);
-    if let Err(err) = serde_json::from_str::<serde_json::Value>(context) {
-        problems.push(Problem::new("context", format!("the workflow context is not valid JSON: {err}")));
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    let request = prepare(config).map_err(|p| vec![p])?;
-    let expected = match &config.expected_status {
-        Some(patterns) => parse_patterns(patterns)?,
-        None => StatusSet::default(),
+    let checked = check(config);
+    let context_problem = serde_json::from_str::<serde_json::Value>(context)
+        .err()
+        .map(|err| Problem::new("context", format!("the workflow context is not valid JSON: {err}")));
+    let checked = match (checked, context_problem) {
+        (Ok(c), None) => c,
+        (Ok(_), Some(p)) => return Err(vec![p]),
+        (Err(mut problems), p) => {
+            problems.extend(p);
+            return Err(problems);
+        }
     };
     Ok(Plan {
-        request,
-        expected,
-        limits: AttemptLimits {
-            timeout_ms: config.timeout_ms(),
-            max_response_bytes: config.max_response_bytes(),
-        },
+        request: prepare(config).map_err(|p| vec![p])?,
+        expected: checked.expected,
+        signer: checked.signer,
+        retry: checked.retry,
+        limits: AttemptLimits { timeout_ms: config.timeout_ms(), max_response_bytes: config.max_response_bytes() },
     })
+}
+
+/// A random UUID version 4 (RFC 9562 §5.4).
+fn uuid_v4(fx: &mut dyn Effects) -> String {
+    let mut b = fx.random_bytes(16);
+    b.resize(16, 0);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// A uniform random number in [0, 1).
+fn unit_random(fx: &mut dyn Effects) -> f64 {
+    let mut b = fx.random_bytes(8);
+    b.resize(8, 0);
+    let n = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+    (n >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Appends why retrying stopped to the message of string-carrying errors.
+fn with_note(error: StepError, note: &str) -> StepError {
+    use StepError as E;
+    match error {
+        E::Denied(m) => E::Denied(format!("{m}; {note}")),
+        E::Timeout(m) => E::Timeout(format!("{m}; {note}")),
+        E::Connection(m) => E::Connection(format!("{m}; {note}")),
+        E::Tls(m) => E::Tls(format!("{m}; {note}")),
+        E::Protocol(m) => E::Protocol(format!("{m}; {note}")),
+        E::UnexpectedStatus(m) => E::UnexpectedStatus(format!("{m}; {note}")),
+        E::ResponseTooLarge(m) => E::ResponseTooLarge(format!("{m}; {note}")),
+        E::InvalidResponse(m) => E::InvalidResponse(format!("{m}; {note}")),
+        other => other,
+    }
 }
 
 /// Runs the step. An invalid config fails with `invalid-config` before any
@@ -69,8 +126,7 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
         attempts: Vec::new(),
         response: None,
     })?;
-    let mut attempts = Vec::new();
-    let (response, error) = attempt(&plan, 1, fx, &mut attempts);
+    let (response, attempts, error) = attempt_all(&plan, fx);
     match error {
         None => Ok(StepOutcome { response, outputs: Vec::new(), attempts, continued_error: None }),
         Some(error) if config.continue_on_error => {
@@ -81,18 +137,114 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
     }
 }
 
-/// One attempt: send, decode, check the status; records it in `attempts`.
-fn attempt(
-    plan: &Plan,
-    number: u32,
-    fx: &mut dyn Effects,
-    attempts: &mut Vec<Attempt>,
-) -> (Option<Response>, Option<StepError>) {
+/// The result of one attempt.
+struct Tried {
+    response: Option<Response>,
+    error: Option<StepError>,
+    maybe_sent: bool,
+}
+
+/// Attempts until success, a failure not worth retrying, the last attempt or
+/// the deadline. Returns the last response, every attempt and the final error.
+fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Attempt>, Option<StepError>) {
     let started = fx.now_ms();
-    let result = fx.send(&plan.request, plan.limits);
-    let elapsed_ms = fx.now_ms().saturating_sub(started);
-    let (response, error) = match result {
-        Err(err) => (None, Some(err)),
+    let deadline = plan.retry.deadline_ms.map(|d| started + u64::from(d));
+    let mut base = plan.request.clone();
+    if plan.retry.idempotency_key && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
+        // One key for every attempt of this run, so the server can deduplicate.
+        base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, uuid_v4(fx)));
+    }
+    let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
+    // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
+    let message_id = match plan.signer.as_ref().map(Signer::scheme) {
+        Some(SigningScheme::StandardWebhooks) => format!("msg_{}", uuid_v4(fx).replace('-', "")),
+        _ => String::new(),
+    };
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let max_attempts = plan.retry.max_attempts();
+    for number in 1..=max_attempts {
+        let mut limits = plan.limits;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_sub(fx.now_ms());
+            limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
+        }
+        let mut request = base.clone();
+        if let Some(signer) = &plan.signer {
+            // Re-signed on every attempt, with a fresh timestamp.
+            let names = signer.header_names();
+            request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
+            request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
+        }
+        let attempt_started = fx.now_ms();
+        let tried = attempt(plan, &request, limits, fx);
+        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+        let status = tried.response.as_ref().map(|r| r.status);
+        attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
+        let Some(error) = tried.error else {
+            fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
+            return (tried.response, attempts, None);
+        };
+        let failed = format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
+        let stop = |fx: &mut dyn Effects, note: String| {
+            fx.progress(&format!("{failed}; {note}"));
+            // With retries configured, the error says why they stopped.
+            Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
+        };
+        if number == max_attempts {
+            let note = if max_attempts > 1 { format!("gave up after {number} attempts") } else { "no retry policy".into() };
+            let error = stop(fx, note);
+            return (tried.response, attempts, error);
+        }
+        if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
+            let error = stop(fx, format!("not retried: {why}"));
+            return (tried.response, attempts, error);
+        }
+        let retry_after = match (&tried.response, status) {
+            (Some(r), Some(429 | 503)) => r
+                .headers
+                .iter()
+                .find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))
+                .and_then(|kv| parse_retry_after(&kv.value, fx.unix_secs())),
+            _ => None,
+        };
+        let (wait_ms, reason) = match retry_after {
+            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
+            None => {
+                let random = unit_random(fx);
+                let reason = match plan.retry.schedule {
+                    crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
+                    crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
+                };
+                (plan.retry.wait_ms(number, random), reason)
+            }
+        };
+        if let Some(deadline) = deadline {
+            let now = fx.now_ms();
+            if now.saturating_add(wait_ms) >= deadline {
+                let note = format!(
+                    "gave up: waiting {wait_ms} ms ({}) would pass retry.deadline_ms ({} ms)",
+                    reason.as_str(),
+                    deadline - started
+                );
+                let error = stop(fx, note);
+                return (tried.response, attempts, error);
+            }
+        }
+        if let Some(last) = attempts.last_mut() {
+            last.wait_ms = Some(wait_ms);
+            last.wait_reason = Some(reason);
+        }
+        fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
+        fx.sleep_ms(wait_ms);
+    }
+    // The loop returns on its last attempt; this is only reached with zero attempts.
+    (None, attempts, Some(StepError::Internal("no attempt was made".into())))
+}
+
+/// One attempt: send, decode, check the status.
+fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
+    match fx.send(request, limits) {
+        Err(e) => Tried { response: None, error: Some(e.error), maybe_sent: e.maybe_sent },
         Ok(raw) => {
             let (response, decode_error) = decode(raw);
             let error = if plan.expected.contains(response.status) {
@@ -103,74 +255,102 @@ fn attempt(
                     response.status, plan.expected
                 )))
             };
-            (Some(response), error)
+            Tried { response: Some(response), error, maybe_sent: true }
         }
-    };
-    let status = response.as_ref().map(|r| r.status);
-    fx.progress(&match (&error, status) {
-        (None, Some(s)) => format!("attempt {number}: {s} in {elapsed_ms} ms"),
-        (Some(e), _) => format!("attempt {number} failed after {elapsed_ms} ms ({}): {e}", e.kind()),
-        (None, None) => format!("attempt {number}: done in {elapsed_ms} ms"),
-    });
-    attempts.push(Attempt { number, status, error: error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
-    (response, error)
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Body, KeyValue, Method, StatusPattern};
+    use crate::model::{Body, Method, RetryPolicy, Signing, StatusPattern};
+    use crate::signing::Verifier;
     use std::collections::VecDeque;
 
-    /// A scripted transport: records requests, replays results.
+    /// A scripted world: records requests and sleeps, replays results.
     #[derive(Default)]
     pub(crate) struct Fake {
         pub(crate) sent: Vec<PreparedRequest>,
-        pub(crate) replies: VecDeque<Result<RawResponse, StepError>>,
+        pub(crate) limits: Vec<AttemptLimits>,
+        pub(crate) replies: VecDeque<Result<RawResponse, SendError>>,
         pub(crate) clock: u64,
+        pub(crate) slept: Vec<u64>,
         pub(crate) log: Vec<String>,
+        pub(crate) rng: u8,
     }
 
     impl Fake {
-        pub(crate) fn replying(replies: Vec<Result<RawResponse, StepError>>) -> Self {
+        pub(crate) fn replying(replies: Vec<Result<RawResponse, SendError>>) -> Self {
             Fake { replies: replies.into(), ..Default::default() }
         }
     }
 
-    pub(crate) fn reply(status: u16, body: &str) -> Result<RawResponse, StepError> {
+    pub(crate) fn reply(status: u16, body: &str) -> Result<RawResponse, SendError> {
+        reply_with(status, &[("content-type", "application/json")], body)
+    }
+
+    fn reply_with(status: u16, headers: &[(&str, &str)], body: &str) -> Result<RawResponse, SendError> {
         Ok(RawResponse {
             status,
-            headers: vec![("content-type".into(), b"application/json".to_vec())],
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect(),
             body: body.as_bytes().to_vec(),
         })
     }
 
+    fn fail(error: StepError, maybe_sent: bool) -> Result<RawResponse, SendError> {
+        Err(SendError { error, maybe_sent })
+    }
+
     impl Effects for Fake {
-        fn send(&mut self, request: &PreparedRequest, _: AttemptLimits) -> Result<RawResponse, StepError> {
+        fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
             self.sent.push(request.clone());
+            self.limits.push(limits);
             self.clock += 7;
-            self.replies.pop_front().unwrap_or_else(|| Err(StepError::Internal("no reply scripted".into())))
+            self.replies
+                .pop_front()
+                .unwrap_or_else(|| fail(StepError::Internal("no reply scripted".into()), false))
         }
         fn now_ms(&mut self) -> u64 {
             self.clock
+        }
+        fn unix_secs(&mut self) -> u64 {
+            1_700_000_000 + self.clock / 1000
+        }
+        fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+            self.rng = self.rng.wrapping_add(1);
+            vec![self.rng; len]
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.slept.push(ms);
+            self.clock += ms;
         }
         fn progress(&mut self, line: &str) {
             self.log.push(line.to_string());
         }
     }
 
+    fn post(url: &str) -> StepConfig {
+        let mut c = StepConfig::get(url);
+        c.method = Method::Post;
+        c.body = Some(Body::Json(serde_json::json!({"sku": "A"})));
+        c
+    }
+
+    fn retry(intervals: &[u32]) -> Option<RetryPolicy> {
+        Some(RetryPolicy { intervals_ms: Some(intervals.to_vec()), ..Default::default() })
+    }
+
     #[test]
     fn success_records_one_attempt() {
         let mut fx = Fake::replying(vec![reply(201, r#"{"id":"ord_1"}"#)]);
-        let mut c = StepConfig::get("https://shop.test/orders");
-        c.method = Method::Post;
-        c.body = Some(Body::Json(serde_json::json!({"sku": "A"})));
+        let mut c = post("https://shop.test/orders");
         c.expected_status = Some(vec![StatusPattern::Code(201)]);
         let out = run(&c, "{}", &mut fx).expect("ok");
         let r = out.response.expect("response");
         assert_eq!((r.status, r.json.as_deref()), (201, Some(r#"{"id":"ord_1"}"#)));
         assert_eq!(out.attempts, vec![Attempt { number: 1, status: Some(201), error: None, elapsed_ms: 7, wait_ms: None, wait_reason: None }]);
         assert_eq!(fx.sent[0].body, br#"{"sku":"A"}"#);
+        assert_eq!(fx.sent[0].header(IDEMPOTENCY_KEY_HEADER), None, "no retries, no key");
         assert_eq!(fx.log, vec!["attempt 1: 201 in 7 ms"]);
     }
 
@@ -201,18 +381,116 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn transport_errors_are_reported_per_attempt() {
-        let c = StepConfig::get("https://x.test");
-        let mut fx = Fake::replying(vec![Err(StepError::Timeout("no response within 500 ms".into()))]);
-        let err = run(&c, "{}", &mut fx).expect_err("timeout");
-        assert_eq!(err.error.kind(), "timeout");
-        assert_eq!(err.attempts[0].error.as_ref().map(StepError::kind), Some("timeout"));
-        assert!(err.response.is_none());
-    }
-
-    #[test]
     fn invalid_json_response_is_an_error_even_with_2xx() {
         let err = run(&StepConfig::get("https://x.test"), "{}", &mut Fake::replying(vec![reply(200, "{")])).expect_err("bad json");
         assert_eq!(err.error.kind(), "invalid-response");
+    }
+
+    #[test]
+    fn retries_503_twice_then_succeeds_with_one_idempotency_key() {
+        let mut c = post("https://x.test/orders");
+        c.retry = retry(&[100, 200]);
+        let mut fx = Fake::replying(vec![reply(503, "{}"), reply(503, "{}"), reply(201, "{}")]);
+        let out = run(&c, "{}", &mut fx).expect("ok on the third attempt");
+        assert_eq!(out.attempts.len(), 3);
+        assert_eq!(fx.slept, [100, 200]);
+        assert_eq!(
+            out.attempts.iter().map(|a| (a.status, a.wait_ms, a.wait_reason)).collect::<Vec<_>>(),
+            [(Some(503), Some(100), Some(WaitReason::Interval)), (Some(503), Some(200), Some(WaitReason::Interval)), (Some(201), None, None)]
+        );
+        let keys: Vec<_> = fx.sent.iter().map(|r| r.header(IDEMPOTENCY_KEY_HEADER).map(str::to_owned)).collect();
+        assert!(keys[0].as_deref().is_some_and(|k| k.len() == 36 && k.as_bytes()[14] == b'4'), "{keys:?}");
+        assert!(keys.iter().all(|k| k == &keys[0]));
+        assert_eq!(fx.log[0], "attempt 1 failed after 7 ms (unexpected-status): the server answered 503; expected 2xx; retrying in 100 ms (interval)");
+    }
+
+    #[test]
+    fn not_retried_404_and_exhausted_attempts_say_so() {
+        let mut c = StepConfig::get("https://x.test");
+        c.retry = retry(&[10, 10]);
+        let mut fx = Fake::replying(vec![reply(404, "{}")]);
+        let err = run(&c, "{}", &mut fx).expect_err("404");
+        assert_eq!((fx.sent.len(), err.attempts.len()), (1, 1));
+        assert!(fx.log[0].contains("not retried: this failure is not retried"), "{:?}", fx.log);
+        let mut fx = Fake::replying(vec![reply(500, "{}"), reply(500, "{}"), reply(502, "{}")]);
+        let err = run(&c, "{}", &mut fx).expect_err("5xx");
+        assert_eq!(fx.sent.len(), 3);
+        assert!(err.error.to_string().contains("502; expected 2xx; gave up after 3 attempts"), "{}", err.error);
+    }
+
+    #[test]
+    fn post_without_key_not_retried_after_post_send_timeout_but_after_refusal() {
+        let mut c = post("https://x.test/pay");
+        c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), idempotency_key: Some(false), ..Default::default() });
+        let mut fx = Fake::replying(vec![fail(StepError::Timeout("no response".into()), true)]);
+        let err = run(&c, "{}", &mut fx).expect_err("timeout");
+        assert_eq!(fx.sent.len(), 1);
+        assert!(err.error.to_string().contains("idempotency_key"), "{}", err.error);
+        let mut fx = Fake::replying(vec![fail(StepError::Connection("refused".into()), false), reply(200, "{}")]);
+        assert!(run(&c, "{}", &mut fx).is_ok());
+        assert_eq!(fx.sent.len(), 2);
+        assert_eq!(fx.sent[0].header(IDEMPOTENCY_KEY_HEADER), None);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped_by_the_deadline() {
+        let mut c = StepConfig::get("https://x.test");
+        c.timeout_ms = Some(500);
+        c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), ..Default::default() });
+        let mut fx = Fake::replying(vec![reply_with(429, &[("Retry-After", "1")], ""), reply(200, "{}")]);
+        let out = run(&c, "{}", &mut fx).expect("ok");
+        assert_eq!(fx.slept, [1000]);
+        assert_eq!(out.attempts[0].wait_reason, Some(WaitReason::RetryAfter));
+
+        c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), deadline_ms: Some(1000), ..Default::default() });
+        let mut fx = Fake::replying(vec![reply_with(503, &[("retry-after", "3600")], "")]);
+        let err = run(&c, "{}", &mut fx).expect_err("deadline");
+        assert!(fx.slept.is_empty());
+        assert_eq!(err.error.kind(), "unexpected-status");
+        assert!(err.error.to_string().contains("waiting 3600000 ms (retry-after) would pass retry.deadline_ms (1000 ms)"), "{}", err.error);
+    }
+
+    #[test]
+    fn attempts_never_outlive_the_deadline() {
+        let mut c = StepConfig::get("https://x.test");
+        c.timeout_ms = Some(400);
+        c.retry = Some(RetryPolicy { intervals_ms: Some(vec![300, 300, 300]), deadline_ms: Some(1000), ..Default::default() });
+        let timeouts = (0..4).map(|_| fail(StepError::Timeout("t".into()), true)).collect();
+        let mut fx = Fake { replies: timeouts, ..Default::default() };
+        let _ = run(&c, "{}", &mut fx).expect_err("timeouts");
+        // 7 ms per attempt in the fake; the second attempt's budget is what is left.
+        assert_eq!(fx.limits.iter().map(|l| l.timeout_ms).collect::<Vec<_>>(), [400, 400, 386, 79]);
+        assert!(fx.clock <= 1000, "{}", fx.clock);
+    }
+
+    #[test]
+    fn every_attempt_is_signed_afresh_and_verifies() {
+        let mut c = post("https://x.test/hook");
+        c.retry = retry(&[2000]);
+        let signing = Signing { secrets: vec!["k1".into(), "k2".into()], scheme: None, header: None };
+        c.signing = Some(signing.clone());
+        c.headers = vec![KeyValue::new("persona-signature", "stale")];
+        let mut fx = Fake::replying(vec![reply(503, "{}"), reply(200, "{}")]);
+        run(&c, "{}", &mut fx).expect("ok");
+        let sigs: Vec<String> = fx.sent.iter().map(|r| r.header("Persona-Signature").unwrap_or_default().to_string()).collect();
+        assert_ne!(sigs[0], sigs[1], "fresh timestamp on the retry");
+        let verifier = Verifier::new(&signing).expect("valid");
+        for (i, r) in fx.sent.iter().enumerate() {
+            assert_eq!(r.headers.iter().filter(|kv| kv.key.eq_ignore_ascii_case("persona-signature")).count(), 1);
+            let pairs: Vec<(String, String)> = r.headers.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+            assert_eq!(verifier.verify(&pairs, &r.body, 1_700_000_002), Ok(()), "attempt {i}");
+        }
+    }
+
+    #[test]
+    fn standard_webhooks_id_is_stable_across_retries() {
+        let mut c = post("https://x.test/hook");
+        c.retry = retry(&[1]);
+        c.signing = Some(Signing { secrets: vec!["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
+        let mut fx = Fake::replying(vec![reply(500, "{}"), reply(200, "{}")]);
+        run(&c, "{}", &mut fx).expect("ok");
+        let ids: Vec<_> = fx.sent.iter().map(|r| r.header("webhook-id").map(str::to_owned)).collect();
+        assert!(ids[0].as_deref().is_some_and(|id| id.starts_with("msg_")));
+        assert_eq!(ids[0], ids[1]);
     }
 }

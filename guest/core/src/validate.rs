@@ -4,7 +4,9 @@ use crate::headers::check_header;
 use crate::model::{
     Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Problem, StepConfig,
 };
-use crate::status::parse_patterns;
+use crate::retry::RetryPlan;
+use crate::signing::Signer;
+use crate::status::{StatusSet, parse_patterns};
 
 /// Longest URL accepted. Servers commonly refuse request lines over 8 KiB
 /// (RFC 9112 §3 recommends supporting at least 8000 octets).
@@ -12,21 +14,53 @@ pub const MAX_URL_LEN: usize = 8000;
 /// Most headers a step may configure.
 pub const MAX_HEADERS: usize = 100;
 
+/// The parts of a valid config that checking it produced.
+#[derive(Debug)]
+pub struct Checked {
+    /// Statuses that count as success.
+    pub expected: StatusSet,
+    /// The signer, when `signing` is set.
+    pub signer: Option<Signer>,
+    /// The retry policy with its defaults applied.
+    pub retry: RetryPlan,
+}
+
 /// Returns every problem of `config`; empty when it can run.
 pub fn validate(config: &StepConfig) -> Vec<Problem> {
+    check(config).err().unwrap_or_default()
+}
+
+/// Checks `config` completely: the checked parts, or every problem.
+pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     let mut problems = Vec::new();
     check_url(config, &mut problems);
     check_headers(config, &mut problems);
     check_query(config, &mut problems);
     check_body(config, &mut problems);
     check_limits(config, &mut problems);
-    if let Some(patterns) = &config.expected_status {
-        if let Err(mut p) = parse_patterns(patterns) {
-            problems.append(&mut p);
-        }
-    }
+    let expected = match &config.expected_status {
+        Some(patterns) => keep(parse_patterns(patterns), &mut problems),
+        None => Some(StatusSet::default()),
+    };
+    let signer = config.signing.as_ref().map(|s| keep(Signer::new(s), &mut problems));
+    let retry = match &config.retry {
+        Some(policy) => keep(RetryPlan::new(policy, config.method, config.timeout_ms()), &mut problems),
+        None => Some(RetryPlan::none()),
+    };
     check_not_yet_supported(config, &mut problems);
-    problems
+    match (expected, signer, retry) {
+        (Some(expected), signer, Some(retry)) if problems.is_empty() => Ok(Checked {
+            expected,
+            signer: signer.flatten(),
+            retry,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// The value of a check, its problems moved to `problems`.
+fn keep<T>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> Option<T> {
+    result.map_err(|mut p| problems.append(&mut p)).ok()
 }
 
 fn has_template(s: &str) -> bool {
@@ -167,12 +201,6 @@ fn check_not_yet_supported(config: &StepConfig, problems: &mut Vec<Problem>) {
     for path in templated {
         problems.push(Problem::new(path, "{{ … }} templates are not supported yet by this version of the step"));
     }
-    if config.signing.is_some() {
-        problems.push(Problem::new("signing", SOON));
-    }
-    if config.retry.is_some() {
-        problems.push(Problem::new("retry", SOON));
-    }
     if config.response_schema.is_some() {
         problems.push(Problem::new("response_schema", SOON));
     }
@@ -257,11 +285,10 @@ mod tests {
         c.response_schema = Some(json!({}));
         c.follow_redirects = Some(true);
         c.outputs = vec![KeyValue::new("id", "/id")];
-        c.retry = Some(Default::default());
         let problems = validate(&c);
         assert_eq!(
             problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
-            vec!["url", "retry", "response_schema", "follow_redirects", "outputs"]
+            vec!["url", "response_schema", "follow_redirects", "outputs"]
         );
         assert!(problems[0].message.contains("not supported yet"));
     }
