@@ -174,6 +174,9 @@ pub struct Expect {
     /// `body_base64` of the output.
     #[serde(default)]
     pub body_base64: Option<Value>,
+    /// `outputs` of the output.
+    #[serde(default)]
+    pub outputs: Option<Value>,
     /// Subset of response headers (`name` lower-case → value).
     #[serde(default)]
     pub response_headers: BTreeMap<String, String>,
@@ -394,7 +397,7 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
     if let Some(c) = e.continued {
         same(&mut f, "continued", &c.into(), &field("continued"));
     }
-    for (name, want) in [("status", &e.status), ("json", &e.json), ("body", &e.body), ("body_base64", &e.body_base64)] {
+    for (name, want) in [("status", &e.status), ("json", &e.json), ("body", &e.body), ("body_base64", &e.body_base64), ("outputs", &e.outputs)] {
         if let Some(want) = want {
             same(&mut f, name, want, &field(name));
         }

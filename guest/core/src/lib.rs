@@ -25,9 +25,11 @@ pub mod model;
 pub mod request;
 pub mod response;
 pub mod retry;
+pub mod schema;
 pub mod signing;
 pub mod status;
 pub mod step;
+pub mod template;
 pub mod validate;
 
 pub use config_json::{ParsedConfig, parse_step_config, parse_step_config_value};

@@ -357,6 +357,26 @@ impl StepError {
         }
     }
 
+    /// The same error with `f` applied to every message it carries (the
+    /// message of each problem included).
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> StepError {
+        let problems = |list: Vec<Problem>| list.into_iter().map(|p| Problem::new(p.path, f(&p.message))).collect();
+        match self {
+            StepError::InvalidConfig(p) => StepError::InvalidConfig(problems(p)),
+            StepError::SchemaMismatch(p) => StepError::SchemaMismatch(problems(p)),
+            StepError::MissingOutput(p) => StepError::MissingOutput(problems(p)),
+            StepError::Denied(m) => StepError::Denied(f(&m)),
+            StepError::Timeout(m) => StepError::Timeout(f(&m)),
+            StepError::Connection(m) => StepError::Connection(f(&m)),
+            StepError::Tls(m) => StepError::Tls(f(&m)),
+            StepError::Protocol(m) => StepError::Protocol(f(&m)),
+            StepError::UnexpectedStatus(m) => StepError::UnexpectedStatus(f(&m)),
+            StepError::ResponseTooLarge(m) => StepError::ResponseTooLarge(f(&m)),
+            StepError::InvalidResponse(m) => StepError::InvalidResponse(f(&m)),
+            StepError::Internal(m) => StepError::Internal(f(&m)),
+        }
+    }
+
     /// The problems carried by the list-valued cases, if any.
     pub fn problems(&self) -> Option<&[Problem]> {
         match self {

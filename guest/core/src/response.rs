@@ -41,7 +41,7 @@ pub fn is_json_media_type(content_type: &str) -> bool {
 /// Content-Type, when the body happens to be JSON. serde_json refuses nesting
 /// deeper than 128 levels with an error, so a hostile body cannot overflow the
 /// stack.
-pub fn decode(raw: RawResponse) -> (Response, Option<StepError>) {
+pub fn decode(raw: RawResponse) -> (Response, Option<serde_json::Value>, Option<StepError>) {
     let headers: Vec<KeyValue> = raw
         .headers
         .iter()
@@ -57,7 +57,7 @@ pub fn decode(raw: RawResponse) -> (Response, Option<StepError>) {
         Ok(text) => {
             let json = if declared_json || (content_type.is_none() && !text.trim().is_empty()) {
                 match serde_json::from_str::<serde_json::Value>(&text) {
-                    Ok(v) => Some(v.to_string()),
+                    Ok(v) => Some(v),
                     Err(err) => {
                         if declared_json {
                             error = Some(StepError::InvalidResponse(format!(
@@ -88,9 +88,9 @@ pub fn decode(raw: RawResponse) -> (Response, Option<StepError>) {
         headers,
         body,
         body_base64,
-        json,
+        json: json.as_ref().map(serde_json::Value::to_string),
     };
-    (response, error)
+    (response, json, error)
 }
 
 #[cfg(test)]
@@ -117,25 +117,25 @@ mod tests {
 
     #[test]
     fn json_text_and_binary() {
-        let (r, e) = decode(raw(Some("application/json"), br#"{ "id" : 7 }"#));
-        assert_eq!((r.json.as_deref(), e), (Some(r#"{"id":7}"#), None));
-        let (r, e) = decode(raw(Some("text/plain"), b"{\"id\":7}"));
+        let (r, v, e) = decode(raw(Some("application/json"), br#"{ "id" : 7 }"#));
+        assert_eq!((r.json.as_deref(), v, e), (Some(r#"{"id":7}"#), Some(serde_json::json!({"id": 7})), None));
+        let (r, _, e) = decode(raw(Some("text/plain"), b"{\"id\":7}"));
         assert_eq!((r.json, e, r.body.as_str()), (None, None, "{\"id\":7}"));
-        let (r, _) = decode(raw(None, b"[1,2]"));
+        let (r, _, _) = decode(raw(None, b"[1,2]"));
         assert_eq!(r.json.as_deref(), Some("[1,2]"));
-        let (r, e) = decode(raw(None, b"hello"));
+        let (r, _, e) = decode(raw(None, b"hello"));
         assert_eq!((r.json, e), (None, None));
-        let (r, e) = decode(raw(Some("image/png"), &[0x89, b'P', 0xff, 0]));
+        let (r, _, e) = decode(raw(Some("image/png"), &[0x89, b'P', 0xff, 0]));
         assert_eq!((r.body.as_str(), r.body_base64.as_deref(), e), ("", Some("iVD/AA=="), None));
     }
 
     #[test]
     fn declared_json_must_be_json() {
-        let (r, e) = decode(raw(Some("application/json"), b"{nope"));
+        let (r, _, e) = decode(raw(Some("application/json"), b"{nope"));
         assert_eq!(r.body, "{nope");
         assert_eq!(e.map(|e| e.kind()), Some("invalid-response"));
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let (_, e) = decode(raw(Some("application/json"), deep.as_bytes()));
+        let (_, _, e) = decode(raw(Some("application/json"), deep.as_bytes()));
         let msg = e.expect("too deep").to_string();
         assert!(msg.contains("recursion limit"), "{msg}");
     }

@@ -3,14 +3,17 @@
 //! implementation, so the whole flow runs natively in unit tests and, in the
 //! component, over WASI.
 
-use crate::model::{Attempt, KeyValue, Problem, Response, StepConfig, StepError, StepFailure, StepOutcome, WaitReason};
+use crate::model::{
+    Attempt, KeyValue, Problem, Response, SigningScheme, StepConfig, StepError, StepFailure, StepOutcome, WaitReason,
+};
 use crate::request::{PreparedRequest, prepare};
 use crate::response::{RawResponse, decode};
 use crate::retry::{RetryPlan, parse_retry_after, retryable};
+use crate::schema::ResponseSchema;
 use crate::signing::Signer;
 use crate::status::StatusSet;
-use crate::validate::check;
-use crate::model::SigningScheme;
+use crate::template::{Redactor, Source};
+use crate::validate::render_and_check;
 
 /// Header carrying the idempotency key (IETF draft-ietf-httpapi-idempotency-key-header).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -58,29 +61,30 @@ struct Plan {
     expected: StatusSet,
     signer: Option<Signer>,
     retry: RetryPlan,
+    schema: Option<ResponseSchema>,
+    outputs: Vec<KeyValue>,
     limits: AttemptLimits,
 }
 
-fn plan(config: &StepConfig, context: &str) -> Result<Plan, Vec<Problem>> {
-    let checked = check(config);
-    let context_problem = serde_json::from_str::<serde_json::Value>(context)
-        .err()
-        .map(|err| Problem::new("context", format!("the workflow context is not valid JSON: {err}")));
-    let checked = match (checked, context_problem) {
-        (Ok(c), None) => c,
-        (Ok(_), Some(p)) => return Err(vec![p]),
-        (Err(mut problems), p) => {
-            problems.extend(p);
-            return Err(problems);
-        }
-    };
-    Ok(Plan {
-        request: prepare(config).map_err(|p| vec![p])?,
+/// Renders and checks `config` against the workflow `context`.
+fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Problem>> {
+    let context: serde_json::Value = serde_json::from_str(context).map_err(|err| {
+        let mut problems = vec![Problem::new("context", format!("the workflow context is not valid JSON: {err}"))];
+        problems.extend(crate::validate::validate(config));
+        problems
+    })?;
+    let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
+    let signing_secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    let plan = Plan {
+        request: prepare(&rendered).map_err(|p| vec![p])?,
         expected: checked.expected,
         signer: checked.signer,
         retry: checked.retry,
-        limits: AttemptLimits { timeout_ms: config.timeout_ms(), max_response_bytes: config.max_response_bytes() },
-    })
+        schema: checked.schema,
+        outputs: rendered.outputs.clone(),
+        limits: AttemptLimits { timeout_ms: rendered.timeout_ms(), max_response_bytes: rendered.max_response_bytes() },
+    };
+    Ok((plan, Redactor::new(&context, &signing_secrets)))
 }
 
 /// A random UUID version 4 (RFC 9562 §5.4).
@@ -101,19 +105,53 @@ fn unit_random(fx: &mut dyn Effects) -> f64 {
     (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Appends why retrying stopped to the message of string-carrying errors.
+/// Appends why retrying stopped to the message of single-message errors.
 fn with_note(error: StepError, note: &str) -> StepError {
-    use StepError as E;
-    match error {
-        E::Denied(m) => E::Denied(format!("{m}; {note}")),
-        E::Timeout(m) => E::Timeout(format!("{m}; {note}")),
-        E::Connection(m) => E::Connection(format!("{m}; {note}")),
-        E::Tls(m) => E::Tls(format!("{m}; {note}")),
-        E::Protocol(m) => E::Protocol(format!("{m}; {note}")),
-        E::UnexpectedStatus(m) => E::UnexpectedStatus(format!("{m}; {note}")),
-        E::ResponseTooLarge(m) => E::ResponseTooLarge(format!("{m}; {note}")),
-        E::InvalidResponse(m) => E::InvalidResponse(format!("{m}; {note}")),
-        other => other,
+    if error.problems().is_some() { error } else { error.map_text(|m| format!("{m}; {note}")) }
+}
+
+/// Removes secrets from everything a run reports.
+fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
+    response.map(|resp| Response {
+        status: resp.status,
+        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(&kv.value))).collect(),
+        body: r.apply(&resp.body),
+        body_base64: resp.body_base64,
+        json: resp.json.map(|j| r.apply(&j)),
+    })
+}
+
+fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attempt> {
+    attempts
+        .into_iter()
+        .map(|a| Attempt { error: a.error.map(|e| e.map_text(|m| r.apply(m))), ..a })
+        .collect()
+}
+
+/// [`Effects`] whose progress lines are redacted.
+struct Redacting<'a> {
+    inner: &'a mut dyn Effects,
+    redactor: &'a Redactor,
+}
+
+impl Effects for Redacting<'_> {
+    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
+        self.inner.send(request, limits)
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.inner.now_ms()
+    }
+    fn unix_secs(&mut self) -> u64 {
+        self.inner.unix_secs()
+    }
+    fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+        self.inner.random_bytes(len)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn progress(&mut self, line: &str) {
+        self.inner.progress(&self.redactor.apply(line))
     }
 }
 
@@ -121,17 +159,21 @@ fn with_note(error: StepError, note: &str) -> StepError {
 /// call to [`Effects::send`]. With `continue_on_error`, any later failure is
 /// reported in [`StepOutcome::continued_error`] instead.
 pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
-    let plan = plan(config, context).map_err(|problems| StepFailure {
+    let (plan, redactor) = plan(config, context).map_err(|problems| StepFailure {
         error: StepError::InvalidConfig(problems),
         attempts: Vec::new(),
         response: None,
     })?;
-    let (response, attempts, error) = attempt_all(&plan, fx);
-    match error {
-        None => Ok(StepOutcome { response, outputs: Vec::new(), attempts, continued_error: None }),
+    let fx = &mut Redacting { inner: fx, redactor: &redactor };
+    let last = attempt_all(&plan, fx);
+    let response = redact_response(&redactor, last.response);
+    let attempts = redact_attempts(&redactor, last.attempts);
+    let outputs: Vec<KeyValue> = last.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(&kv.value))).collect();
+    match last.error.map(|e| e.map_text(|m| redactor.apply(m))) {
+        None => Ok(StepOutcome { response, outputs, attempts, continued_error: None }),
         Some(error) if config.continue_on_error => {
             fx.progress(&format!("continuing after error ({}): {error}", error.kind()));
-            Ok(StepOutcome { response, outputs: Vec::new(), attempts, continued_error: Some(error) })
+            Ok(StepOutcome { response, outputs, attempts, continued_error: Some(error) })
         }
         Some(error) => Err(StepFailure { error, attempts, response }),
     }
@@ -140,13 +182,22 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
 /// The result of one attempt.
 struct Tried {
     response: Option<Response>,
+    outputs: Vec<KeyValue>,
     error: Option<StepError>,
     maybe_sent: bool,
 }
 
+/// How the attempts ended.
+struct Last {
+    response: Option<Response>,
+    outputs: Vec<KeyValue>,
+    attempts: Vec<Attempt>,
+    error: Option<StepError>,
+}
+
 /// Attempts until success, a failure not worth retrying, the last attempt or
-/// the deadline. Returns the last response, every attempt and the final error.
-fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Attempt>, Option<StepError>) {
+/// the deadline.
+fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
     let started = fx.now_ms();
     let deadline = plan.retry.deadline_ms.map(|d| started + u64::from(d));
     let mut base = plan.request.clone();
@@ -182,7 +233,7 @@ fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Atte
         attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
         let Some(error) = tried.error else {
             fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
-            return (tried.response, attempts, None);
+            return Last { response: tried.response, outputs: tried.outputs, attempts, error: None };
         };
         let failed = format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
         let stop = |fx: &mut dyn Effects, note: String| {
@@ -193,11 +244,11 @@ fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Atte
         if number == max_attempts {
             let note = if max_attempts > 1 { format!("gave up after {number} attempts") } else { "no retry policy".into() };
             let error = stop(fx, note);
-            return (tried.response, attempts, error);
+            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
         }
         if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
             let error = stop(fx, format!("not retried: {why}"));
-            return (tried.response, attempts, error);
+            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
         }
         let retry_after = match (&tried.response, status) {
             (Some(r), Some(429 | 503)) => r
@@ -227,7 +278,7 @@ fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Atte
                     deadline - started
                 );
                 let error = stop(fx, note);
-                return (tried.response, attempts, error);
+                return Last { response: tried.response, outputs: Vec::new(), attempts, error };
             }
         }
         if let Some(last) = attempts.last_mut() {
@@ -238,26 +289,51 @@ fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> (Option<Response>, Vec<Atte
         fx.sleep_ms(wait_ms);
     }
     // The loop returns on its last attempt; this is only reached with zero attempts.
-    (None, attempts, Some(StepError::Internal("no attempt was made".into())))
+    Last { response: None, outputs: Vec::new(), attempts, error: Some(StepError::Internal("no attempt was made".into())) }
 }
 
-/// One attempt: send, decode, check the status.
+/// One attempt: send, decode, check the status, the schema and the outputs.
 fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
-    match fx.send(request, limits) {
-        Err(e) => Tried { response: None, error: Some(e.error), maybe_sent: e.maybe_sent },
-        Ok(raw) => {
-            let (response, decode_error) = decode(raw);
-            let error = if plan.expected.contains(response.status) {
-                decode_error
-            } else {
-                Some(StepError::UnexpectedStatus(format!(
-                    "the server answered {}; expected {}",
-                    response.status, plan.expected
-                )))
-            };
-            Tried { response: Some(response), error, maybe_sent: true }
+    let raw = match fx.send(request, limits) {
+        Err(e) => return Tried { response: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
+        Ok(raw) => raw,
+    };
+    let (response, json, decode_error) = decode(raw);
+    let checked = if plan.expected.contains(response.status) {
+        decode_error.map_or_else(|| use_json(plan, json.as_ref()), Err)
+    } else {
+        Err(StepError::UnexpectedStatus(format!("the server answered {}; expected {}", response.status, plan.expected)))
+    };
+    let (outputs, error) = match checked {
+        Ok(outputs) => (outputs, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Tried { response: Some(response), outputs, error, maybe_sent: true }
+}
+
+/// Checks the response JSON against the schema and extracts the outputs.
+fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValue>, StepError> {
+    if plan.schema.is_none() && plan.outputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let json = json.ok_or_else(|| {
+        StepError::InvalidResponse("the response is not JSON, but response_schema or outputs need JSON".into())
+    })?;
+    if let Some(schema) = &plan.schema {
+        schema.check(json).map_err(StepError::SchemaMismatch)?;
+    }
+    let mut missing = Vec::new();
+    let mut outputs = Vec::new();
+    for kv in &plan.outputs {
+        match json.pointer(&kv.value) {
+            Some(v) => outputs.push(KeyValue::new(kv.key.clone(), v.to_string())),
+            None => missing.push(Problem::new(
+                format!("outputs.{}", kv.key),
+                format!("{:?} names nothing in the response JSON", kv.value),
+            )),
         }
     }
+    if missing.is_empty() { Ok(outputs) } else { Err(StepError::MissingOutput(missing)) }
 }
 
 #[cfg(test)]
@@ -492,5 +568,53 @@ pub(crate) mod tests {
         let ids: Vec<_> = fx.sent.iter().map(|r| r.header("webhook-id").map(str::to_owned)).collect();
         assert!(ids[0].as_deref().is_some_and(|id| id.starts_with("msg_")));
         assert_eq!(ids[0], ids[1]);
+    }
+
+    #[test]
+    fn schema_mismatch_lists_every_violation_and_can_continue() {
+        let mut c = StepConfig::get("https://x.test");
+        c.response_schema = Some(serde_json::json!({"type": "object", "required": ["id"], "properties": {"n": {"type": "integer"}}}));
+        let err = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"n": "x"}"#)])).expect_err("mismatch");
+        let problems = err.error.problems().expect("violations").to_vec();
+        assert_eq!(err.error.kind(), "schema-mismatch");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        c.continue_on_error = true;
+        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"id": 1}"#)])).expect("valid");
+        assert!(out.continued_error.is_none());
+        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, "[]")])).expect("continued");
+        assert_eq!(out.continued_error.map(|e| e.kind()), Some("schema-mismatch"));
+        let err = run(&StepConfig { continue_on_error: false, ..c }, "{}", &mut Fake::replying(vec![reply_with(200, &[("content-type", "text/plain")], "hi")]))
+            .expect_err("not json");
+        assert_eq!(err.error.kind(), "invalid-response");
+    }
+
+    #[test]
+    fn outputs_are_extracted_or_missing() {
+        let mut c = StepConfig::get("https://x.test");
+        c.outputs = vec![KeyValue::new("order_id", "/data/id"), KeyValue::new("first", "/data/items/0")];
+        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"data": {"id": "ord_9", "items": [{"a": 1}]}}"#)])).expect("ok");
+        assert_eq!(out.outputs, vec![KeyValue::new("order_id", "\"ord_9\""), KeyValue::new("first", r#"{"a":1}"#)]);
+        let err = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"data": {}}"#)])).expect_err("missing");
+        assert_eq!(err.error.problems().map(|p| p.iter().map(|p| p.path.clone()).collect::<Vec<_>>()), Some(vec!["outputs.order_id".to_string(), "outputs.first".to_string()]));
+    }
+
+    #[test]
+    fn templated_values_are_sent_and_secrets_redacted_everywhere() {
+        let mut c = post("https://x.test/users/{{ user.id }}");
+        c.headers = vec![KeyValue::new("Authorization", "Bearer {{ secrets.token }}")];
+        c.body = Some(Body::Json(serde_json::json!({"age": "{{ user.age }}"})));
+        c.expected_status = Some(vec![StatusPattern::Code(201)]);
+        let context = r#"{"user": {"id": "a/b", "age": 30}, "secrets": {"token": "tok_SECRET_1"}}"#;
+        let mut fx = Fake::replying(vec![reply(400, r#"{"echo": "Bearer tok_SECRET_1"}"#)]);
+        let err = run(&c, context, &mut fx).expect_err("400");
+        assert_eq!(fx.sent[0].path_with_query(), "/users/a%2Fb");
+        assert_eq!(fx.sent[0].header("authorization"), Some("Bearer tok_SECRET_1"));
+        assert_eq!(fx.sent[0].body, br#"{"age":30}"#);
+        let response = err.response.expect("response");
+        assert_eq!(response.body, r#"{"echo": "Bearer ***"}"#);
+        assert_eq!(response.json.as_deref(), Some(r#"{"echo":"Bearer ***"}"#));
+        assert!(fx.log.iter().all(|l| !l.contains("tok_SECRET_1")));
+        let err = run(&c, r#"{"user": {}}"#, &mut Fake::default()).expect_err("unknown path");
+        assert_eq!(err.error.problems().map(|p| p[0].path.as_str()), Some("url"));
     }
 }

@@ -5,8 +5,10 @@ use crate::model::{
     Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Problem, StepConfig,
 };
 use crate::retry::RetryPlan;
+use crate::schema::ResponseSchema;
 use crate::signing::Signer;
 use crate::status::{StatusSet, parse_patterns};
+use crate::template::{Source, render_config};
 
 /// Longest URL accepted. Servers commonly refuse request lines over 8 KiB
 /// (RFC 9112 §3 recommends supporting at least 8000 octets).
@@ -23,14 +25,35 @@ pub struct Checked {
     pub signer: Option<Signer>,
     /// The retry policy with its defaults applied.
     pub retry: RetryPlan,
+    /// The compiled response schema, when `response_schema` is set.
+    pub schema: Option<ResponseSchema>,
 }
 
-/// Returns every problem of `config`; empty when it can run.
+/// Returns every problem of `config`, templates included, without a
+/// workflow context; empty when it can run.
 pub fn validate(config: &StepConfig) -> Vec<Problem> {
-    check(config).err().unwrap_or_default()
+    render_and_check(config, &Source::StandIn).err().unwrap_or_default()
 }
 
-/// Checks `config` completely: the checked parts, or every problem.
+/// Renders `config`'s templates from `source` and checks the result: the
+/// rendered config and its checked parts, or every problem of both stages.
+pub fn render_and_check(config: &StepConfig, source: &Source<'_>) -> Result<(StepConfig, Checked), Vec<Problem>> {
+    let (rendered, mut problems) = render_config(config, source);
+    match check(&rendered) {
+        Ok(checked) if problems.is_empty() => Ok((rendered, checked)),
+        Ok(_) => Err(problems),
+        Err(rest) => {
+            // A field whose template is broken is reported once, for the template.
+            let related = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
+            let rest: Vec<Problem> = rest.into_iter().filter(|p| !problems.iter().any(|t| related(&t.path, &p.path))).collect();
+            problems.extend(rest);
+            Err(problems)
+        }
+    }
+}
+
+/// Checks a config whose templates are rendered: the checked parts, or
+/// every problem.
 pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     let mut problems = Vec::new();
     check_url(config, &mut problems);
@@ -47,14 +70,41 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
         Some(policy) => keep(RetryPlan::new(policy, config.method, config.timeout_ms()), &mut problems),
         None => Some(RetryPlan::none()),
     };
-    check_not_yet_supported(config, &mut problems);
-    match (expected, signer, retry) {
-        (Some(expected), signer, Some(retry)) if problems.is_empty() => Ok(Checked {
+    let schema = config
+        .response_schema
+        .as_ref()
+        .map(|s| keep(ResponseSchema::compile(s).map_err(|p| vec![p]), &mut problems));
+    check_outputs(config, &mut problems);
+    if config.follow_redirects == Some(true) {
+        problems.push(Problem::new("follow_redirects", "is not supported yet by this version of the step; remove it"));
+    }
+    match (expected, signer, retry, schema) {
+        (Some(expected), signer, Some(retry), schema) if problems.is_empty() => Ok(Checked {
             expected,
             signer: signer.flatten(),
             retry,
+            schema: schema.flatten(),
         }),
         _ => Err(problems),
+    }
+}
+
+/// Output names become `{{ steps.<step>.outputs.<name> }}` paths, so they must
+/// be path keys; pointers must be RFC 6901 JSON Pointers.
+fn check_outputs(config: &StepConfig, problems: &mut Vec<Problem>) {
+    for kv in &config.outputs {
+        let path = format!("outputs.{}", kv.key);
+        if kv.key.is_empty() || !kv.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            problems.push(Problem::new(&path, "output names may hold only letters, digits, _ and -"));
+        }
+        let p = &kv.value;
+        let bad_escape = p.match_indices('~').any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
+        if !(p.is_empty() || p.starts_with('/')) || bad_escape {
+            problems.push(Problem::new(
+                path,
+                format!("{p:?} is not a JSON Pointer; write \"/data/id\" (RFC 6901: start with /, escape ~ as ~0 and / as ~1)"),
+            ));
+        }
     }
 }
 
@@ -63,18 +113,10 @@ fn keep<T>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> Opti
     result.map_err(|mut p| problems.append(&mut p)).ok()
 }
 
-fn has_template(s: &str) -> bool {
-    s.contains("{{")
-}
-
 fn check_url(config: &StepConfig, problems: &mut Vec<Problem>) {
     let raw = config.url.trim();
     if raw.is_empty() {
         problems.push(Problem::new("url", "is empty; give the absolute https:// URL to call"));
-        return;
-    }
-    if has_template(raw) {
-        // Rendering happens at run time; it is reported by check_not_yet_supported.
         return;
     }
     if raw.len() > MAX_URL_LEN {
@@ -175,43 +217,6 @@ fn check_limits(config: &StepConfig, problems: &mut Vec<Problem>) {
     }
 }
 
-/// Features of the contract that a later release implements. They are refused
-/// rather than ignored, so a config never silently behaves differently.
-fn check_not_yet_supported(config: &StepConfig, problems: &mut Vec<Problem>) {
-    const SOON: &str = "is not supported yet by this version of the step; remove it";
-    let mut templated = Vec::new();
-    if has_template(&config.url) {
-        templated.push("url".to_string());
-    }
-    for (name, list) in [("headers", &config.headers), ("query", &config.query)] {
-        for (i, kv) in list.iter().enumerate() {
-            if has_template(&kv.value) || has_template(&kv.key) {
-                templated.push(format!("{name}[{i}]"));
-            }
-        }
-    }
-    match &config.body {
-        Some(Body::Json(v)) if has_template(&v.to_string()) => templated.push("body.json".into()),
-        Some(Body::Text { text, .. }) if has_template(text) => templated.push("body.text".into()),
-        Some(Body::Form(fields)) if fields.iter().any(|kv| has_template(&kv.value)) => {
-            templated.push("body.form".into())
-        }
-        _ => {}
-    }
-    for path in templated {
-        problems.push(Problem::new(path, "{{ … }} templates are not supported yet by this version of the step"));
-    }
-    if config.response_schema.is_some() {
-        problems.push(Problem::new("response_schema", SOON));
-    }
-    if config.follow_redirects == Some(true) {
-        problems.push(Problem::new("follow_redirects", SOON));
-    }
-    if !config.outputs.is_empty() {
-        problems.push(Problem::new("outputs", SOON));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,16 +285,21 @@ mod tests {
     }
 
     #[test]
-    fn later_features_are_refused_not_ignored() {
+    fn redirects_are_refused_not_ignored() {
         let mut c = StepConfig::get("https://x.test/{{ id }}");
-        c.response_schema = Some(json!({}));
         c.follow_redirects = Some(true);
-        c.outputs = vec![KeyValue::new("id", "/id")];
         let problems = validate(&c);
-        assert_eq!(
-            problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
-            vec!["url", "response_schema", "follow_redirects", "outputs"]
-        );
+        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["follow_redirects"]);
         assert!(problems[0].message.contains("not supported yet"));
+    }
+
+    #[test]
+    fn templates_schema_and_outputs_are_checked_without_context() {
+        let mut c = StepConfig::get("https://{{ host }}/x");
+        c.headers = vec![KeyValue::new("X-A", "{{ a..b }}"), KeyValue::new("Bad Name", "v")];
+        c.response_schema = Some(json!({"type": 7}));
+        c.outputs = vec![KeyValue::new("id", "data/id"), KeyValue::new("bad name", "/x~2")];
+        let paths: Vec<String> = validate(&c).into_iter().map(|p| p.path).collect();
+        assert_eq!(paths, ["url", "headers[0].value", "headers[1].key", "response_schema", "outputs.id", "outputs.bad name", "outputs.bad name"]);
     }
 }
