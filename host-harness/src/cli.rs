@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 /// Usage text.
 pub const USAGE: &str = "\
 usage:
-  https-step run STEP.json [--context CONTEXT.json] [--allow ORIGIN]... [--ca-cert PEM]
+  https-step run STEP.json [--context CONTEXT.json] [--policy POLICY.toml] [--allow ORIGIN]... [--ca-cert PEM]
   https-step validate STEP.json [--json]
   https-step demo
 
@@ -22,7 +22,12 @@ demo      runs realistic steps against an embedded HTTPS echo server.
 --allow ORIGIN   allow scheme://host[:port] (port may be *), private addresses
                  and plain http included, e.g. --allow http://127.0.0.1:8080
 --ca-cert PEM    trust the CA certificate(s) in this PEM file
+--policy FILE    the tenant policy (TOML: allowed_hosts, block_private_networks,
+                 ca_certs, resolve, limits); --allow and --ca-cert add to it
 --context FILE   the workflow context JSON (default {})
+
+The compiled component is cached in $HTTPS_STEP_CACHE_DIR (default
+$XDG_CACHE_HOME/https-step or ~/.cache/https-step; set it empty to disable).
 ";
 
 /// Exit code: success.
@@ -38,7 +43,7 @@ pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
 #[derive(Debug, PartialEq, Eq)]
 enum Command {
     Help,
-    Run { step: String, context: Option<String>, allow: Vec<String>, ca_cert: Option<String> },
+    Run { step: String, context: Option<String>, policy: Option<String>, allow: Vec<String>, ca_cert: Option<String> },
     Validate { step: String, json: bool },
     Demo,
 }
@@ -50,11 +55,12 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         Some(c @ ("run" | "validate" | "demo")) => c,
         Some(other) => return Err(format!("unknown command {other:?}")),
     };
-    let (mut step, mut context, mut allow, mut ca_cert, mut json) = (None, None, Vec::new(), None, false);
+    let (mut step, mut context, mut policy, mut allow, mut ca_cert, mut json) = (None, None, None, Vec::new(), None, false);
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
         match (command, arg.as_str()) {
             ("run", "--context") => context = Some(value("--context")?),
+            ("run", "--policy") => policy = Some(value("--policy")?),
             ("run", "--allow") => allow.push(value("--allow")?),
             ("run", "--ca-cert") => ca_cert = Some(value("--ca-cert")?),
             ("validate", "--json") => json = true,
@@ -65,7 +71,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     }
     let need_step = || step.clone().ok_or_else(|| format!("{command} needs a STEP.json file"));
     Ok(match command {
-        "run" => Command::Run { step: need_step()?, context, allow, ca_cert },
+        "run" => Command::Run { step: need_step()?, context, policy, allow, ca_cert },
         "validate" => Command::Validate { step: need_step()?, json },
         _ => Command::Demo,
     })
@@ -97,7 +103,7 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
     let built;
     let runtime = match runtime {
         Some(r) => r,
-        None => match StepRuntime::builder().build() {
+        None => match default_cache_dir().map_or_else(StepRuntime::builder, |dir| StepRuntime::builder().cache_dir(dir)).build() {
             Ok(r) => {
                 built = r;
                 &built
@@ -110,7 +116,9 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
     };
     let result = match command {
         Command::Help => Ok(EXIT_OK),
-        Command::Run { step, context, allow, ca_cert } => run(runtime, &step, context, &allow, ca_cert, out, &err).await,
+        Command::Run { step, context, policy, allow, ca_cert } => {
+            run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await
+        }
         Command::Validate { step, json } => validate(runtime, &step, json, out).await,
         Command::Demo => demo::run(runtime, out).await,
     };
@@ -125,6 +133,19 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             say(&err, &format!("error: {e}"));
             EXIT_FAILED
         }
+    }
+}
+
+/// Where the CLI keeps the compiled component: `$HTTPS_STEP_CACHE_DIR` (empty
+/// disables), else `$XDG_CACHE_HOME/https-step`, else `~/.cache/https-step`.
+pub fn default_cache_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("HTTPS_STEP_CACHE_DIR") {
+        Some(dir) if dir.is_empty() => None,
+        Some(dir) => Some(dir.into()),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("https-step")),
     }
 }
 
@@ -170,16 +191,21 @@ async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn W
     Ok(if problems.is_empty() { EXIT_OK } else { EXIT_FAILED })
 }
 
+#[allow(clippy::too_many_arguments, reason = "one parameter per CLI option")]
 async fn run(
     runtime: &StepRuntime,
     step: &str,
     context: Option<String>,
+    policy: Option<String>,
     allow: &[String],
     ca_cert: Option<String>,
     out: &mut dyn Write,
     err: &SharedWriter,
 ) -> Result<u8, CliError> {
-    let mut tenant = Tenant::builder("cli");
+    let mut tenant = match policy {
+        Some(path) => Tenant::from_policy_file(std::path::Path::new(&path)).map_err(|e| CliError::Usage(e.to_string()))?,
+        None => Tenant::builder("cli"),
+    };
     for origin in allow {
         tenant = tenant.allow(origin).map_err(|e| CliError::Usage(e.to_string()))?;
     }
@@ -223,6 +249,7 @@ mod tests {
             Ok(Command::Run {
                 step: "s.json".into(),
                 context: Some("c.json".into()),
+                policy: None,
                 allow: vec!["http://a:1".into(), "https://b".into()],
                 ca_cert: Some("ca.pem".into())
             })

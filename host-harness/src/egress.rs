@@ -1,11 +1,11 @@
 //! The single egress choke point: every `wasi:http` request of a guest comes
 //! through [`Egress::send_request`], which applies the tenant's
-//! [`EgressPolicy`], resolves the name itself, checks every address, and dials
+//! [`crate::policy::EgressPolicy`], resolves the name itself, checks every address, and dials
 //! only a checked address (so a DNS answer cannot change between the check and
 //! the connection). wasmtime's `default_send_request` is not used: it resolves
 //! on its own, applies no address policy and trusts only webpki roots.
 
-use crate::policy::{Denial, EgressPolicy, Scheme, parse_host};
+use crate::policy::{Denial, Scheme, parse_host};
 use crate::tenant::Tenant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -28,12 +28,14 @@ pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
 pub struct Egress {
     tenant: Arc<Tenant>,
     events: EventSink,
+    /// Requests this run has made so far.
+    requests: u32,
 }
 
 impl Egress {
     /// Hooks for a run of `tenant`, reporting host-side events to `events`.
     pub fn new(tenant: Arc<Tenant>, events: EventSink) -> Self {
-        Egress { tenant, events }
+        Egress { tenant, events, requests: 0 }
     }
 }
 
@@ -51,9 +53,22 @@ impl WasiHttpHooks for Egress {
     ) -> SendFuture {
         let tenant = self.tenant.clone();
         let events = self.events.clone();
+        self.requests = self.requests.saturating_add(1);
+        let over_budget = self.requests > tenant.limits.max_requests_per_run;
         Box::new(async move {
+            if over_budget {
+                events(&format!(
+                    "egress refused: this run already made {} requests (limit max_requests_per_run)",
+                    tenant.limits.max_requests_per_run
+                ));
+                return Err(Error::ConnectionLimitReached);
+            }
+            let span = tracing::info_span!("egress", tenant = %tenant.id, uri = %request.uri());
+            let _guard = span.enter();
+            drop(_guard);
             let result = send(&tenant, request, options).await;
             if let Err(Refusal::Policy(denial)) = &result {
+                tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
                 events(&format!("egress refused: {denial}"));
             }
             result.map_err(Refusal::into_error)
@@ -85,7 +100,16 @@ impl From<Error> for Refusal {
 
 impl From<hyper::Error> for Refusal {
     fn from(e: hyper::Error) -> Self {
-        Refusal::Other(Error::from(e))
+        Refusal::Other(hyper_error(e))
+    }
+}
+
+/// Maps hyper's errors, telling oversized response heads apart.
+fn hyper_error(e: hyper::Error) -> Error {
+    if e.is_parse_too_large() {
+        Error::HttpResponseHeaderSectionSize(None)
+    } else {
+        Error::from(e)
     }
 }
 
@@ -102,10 +126,10 @@ impl Timeouts {
         let pick = |asked: Option<Duration>, max: Duration| asked.map_or(max, |a| a.min(max));
         let o = options.unwrap_or_default();
         Timeouts {
-            connect: pick(o.connect_timeout, limits.connect_timeout),
-            first_byte: pick(o.first_byte_timeout, limits.first_byte_timeout),
+            connect: pick(o.connect_timeout, limits.connect_timeout()),
+            first_byte: pick(o.first_byte_timeout, limits.first_byte_timeout()),
             // tokio's timers need a non-zero period.
-            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout).max(Duration::from_millis(1)),
+            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout()).max(Duration::from_millis(1)),
         }
     }
 }
@@ -115,7 +139,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 async fn send(
     tenant: &Tenant,
-    mut request: http::Request<WasiBody>,
+    request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Refusal> {
     let uri = request.uri().clone();
@@ -130,14 +154,22 @@ async fn send(
     let admission = tenant.egress.admit(scheme, &host, port).map_err(Refusal::Policy)?;
     let timeouts = Timeouts::new(tenant, options);
 
-    let addrs = tokio::time::timeout(timeouts.connect, resolve(&host, port))
+    let declared_len = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let max_body = tenant.limits.max_request_body_bytes;
+    if declared_len.is_some_and(|n| n > max_body) {
+        return Err(Error::HttpRequestBodySize(declared_len).into());
+    }
+    let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, &host, port))
         .await
         .map_err(|_| Error::DnsTimeout)??;
     let host_name = host.to_string();
     let mut checked = Vec::new();
     let mut first_denial = None;
     for addr in addrs {
-        match EgressPolicy::check_address(admission, &host_name, addr.ip()) {
+        match tenant.egress.check_address(admission, scheme, port, &host_name, addr.ip()) {
             Ok(()) => checked.push(addr),
             Err(d) => {
                 first_denial.get_or_insert(d);
@@ -169,7 +201,15 @@ async fn send(
             Box::new(tls)
         }
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, WasiBody>(TokioIo::new(stream)).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_headers(tenant.limits.max_response_headers)
+        // hyper's minimum buffer is 8 KiB.
+        .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
+        .handshake::<_, WasiBody>(TokioIo::new(stream))
+        .await?;
+    let mut request = request.map(|body| {
+        Guarded::new(body, None, max_body, |cap| Error::HttpRequestBodySize(Some(cap))).boxed_unsync()
+    });
 
     // The request line carries only the path (origin-form, RFC 9112 §3.2.1);
     // wasmtime has already set the Host header from the authority.
@@ -196,18 +236,12 @@ async fn send(
         }
     })
     .await
-    .map_err(|_| Error::ConnectionReadTimeout)??;
+    .map_err(|_| Error::ConnectionReadTimeout)?
+    .map_err(hyper_error)?;
 
     let cap = tenant.limits.max_response_bytes;
     let response = response.map(|incoming| {
-        GuardedBody {
-            inner: incoming,
-            between_bytes: timeouts.between_bytes,
-            timer: Box::pin(tokio::time::sleep(timeouts.between_bytes)),
-            remaining: cap,
-            cap,
-        }
-        .boxed_unsync()
+        Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| Error::HttpResponseBodySize(Some(cap))).boxed_unsync()
     });
     let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {
         match conn {
@@ -218,10 +252,14 @@ async fn send(
     Ok((response, worker))
 }
 
-async fn resolve(host: &url::Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+/// Resolves once; the tenant's static overrides come before DNS.
+async fn resolve(tenant: &Tenant, host: &url::Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
     match host {
         url::Host::Ipv4(ip) => Ok(vec![SocketAddr::new(IpAddr::V4(*ip), port)]),
         url::Host::Ipv6(ip) => Ok(vec![SocketAddr::new(IpAddr::V6(*ip), port)]),
+        url::Host::Domain(name) if tenant.resolve.contains_key(name) => {
+            Ok(tenant.resolve[name].iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+        }
         url::Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
             Ok(addrs) => Ok(addrs.collect()),
             Err(err) => Err(Error::DnsError { rcode: Some(err.to_string()), info_code: None }.into()),
@@ -261,18 +299,35 @@ fn tls_error(err: std::io::Error) -> Refusal {
     })
 }
 
-/// The response body as the guest reads it: bounded in size by the tenant's
-/// cap (enforced while streaming, whatever the guest asks for) and failing
-/// when the server pauses longer than the between-bytes timeout.
-struct GuardedBody {
-    inner: hyper::body::Incoming,
-    between_bytes: Duration,
-    timer: Pin<Box<tokio::time::Sleep>>,
+/// A body bounded in size (checked while streaming) and, for responses,
+/// failing when the peer pauses longer than the between-bytes timeout. Used
+/// for response bodies (the tenant's cap, whatever the guest asks for) and
+/// request bodies (`max_request_body_bytes`).
+struct Guarded<B> {
+    inner: B,
+    between_bytes: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     remaining: u64,
     cap: u64,
+    too_large: fn(u64) -> Error,
 }
 
-impl Body for GuardedBody {
+impl<B> Guarded<B> {
+    fn new(inner: B, between_bytes: Option<Duration>, cap: u64, too_large: fn(u64) -> Error) -> Self {
+        Guarded {
+            inner,
+            between_bytes: between_bytes.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
+            remaining: cap,
+            cap,
+            too_large,
+        }
+    }
+}
+
+impl<B> Body for Guarded<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Error>,
+{
     type Data = Bytes;
     type Error = Error;
 
@@ -281,20 +336,25 @@ impl Body for GuardedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
                 if len > self.remaining {
-                    let cap = self.cap;
-                    return Poll::Ready(Some(Err(Error::HttpResponseBodySize(Some(cap)))));
+                    return Poll::Ready(Some(Err((self.too_large)(self.cap))));
                 }
                 self.remaining -= len;
-                let next = tokio::time::Instant::now() + self.between_bytes;
-                self.timer.as_mut().reset(next);
+                if let Some((period, timer)) = &mut self.between_bytes {
+                    let next = tokio::time::Instant::now() + *period;
+                    timer.as_mut().reset(next);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::from(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match self.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Error::ConnectionReadTimeout))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if let Some((_, timer)) = &mut self.between_bytes {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 

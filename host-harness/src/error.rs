@@ -14,10 +14,18 @@ pub enum Error {
     /// A CA certificate could not be read or used.
     #[error("CA certificate: {0}")]
     Certificate(String),
-    /// The guest trapped: a fault in the step or an exhausted resource limit.
-    /// The run is over; the host and other runs are unaffected.
+    /// The guest trapped: a fault in the step. The run is over; the host and
+    /// other runs are unaffected.
     #[error("the step crashed: {0}")]
     GuestTrap(String),
+    /// The run exceeded one of the tenant's limits (memory, CPU time, run
+    /// time) and was stopped; the host and other runs are unaffected.
+    #[error("the step was stopped: {0}")]
+    ResourceLimit(String),
+    /// As many runs as the runtime allows are already in progress; try again
+    /// when one has finished.
+    #[error("the step runtime is busy: all {0} run slots are in use")]
+    Busy(usize),
 }
 
 impl Error {
@@ -28,6 +36,8 @@ impl Error {
             Error::Policy(_) => "policy",
             Error::Certificate(_) => "certificate",
             Error::GuestTrap(_) => "guest-trap",
+            Error::ResourceLimit(_) => "resource-limit",
+            Error::Busy(_) => "busy",
         }
     }
 }

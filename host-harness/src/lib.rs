@@ -5,8 +5,8 @@
 //! # How to use
 //! 1. Build a runtime once: [`StepRuntime::builder`]`().build()` compiles the
 //!    embedded component.
-//! 2. Describe each tenant once: [`Tenant::builder`] with allowed origins and
-//!    extra CA roots.
+//! 2. Describe each tenant once: [`Tenant::builder`] with allowed origins,
+//!    extra CA roots and limits, or [`Tenant::from_policy_file`] (TOML).
 //! 3. Read a step config with [`https_step_core::parse_step_config`] and run it
 //!    with [`StepRuntime::run`]; or check it with [`StepRuntime::validate`].
 //!
@@ -42,4 +42,4 @@ pub mod tenant;
 pub use error::Error;
 pub use https_step_core::{StepFailure, StepOutcome};
 pub use runtime::{ProgressFn, RuntimeBuilder, StepRuntime};
-pub use tenant::{HostLimits, Tenant, TenantBuilder};
+pub use tenant::{HostLimits, Tenant, TenantBuilder, TenantPolicy};

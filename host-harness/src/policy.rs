@@ -2,11 +2,17 @@
 //! addresses it may reach. Parsed once into typed values; no wasmtime types.
 //!
 //! The rules, in order (deny by default):
-//! 1. An explicit allow entry (`--allow ORIGIN`) that matches the request's
-//!    scheme, host and port admits it, to any address, private ones included:
-//!    that is how tests and on-premises services are reached.
-//! 2. Otherwise `https://` to any host is admitted, but every address the name
-//!    resolves to must be public (see [`blocked_range`]).
+//! 1. An explicit allow entry (`--allow ORIGIN`, `allowed_hosts`) that matches
+//!    the request's scheme, host and port admits it, to any address, private
+//!    ones included: that is how tests and on-premises services are reached.
+//!    Entries name a host (`api.example.com`, `*.example.com`), an IP address
+//!    or a CIDR range (`https://10.1.0.0/16:443`).
+//! 2. Otherwise `https://` to any host is admitted (unless
+//!    `allow_public_https` is off), but every address the name resolves to
+//!    must be public (see [`blocked_range`]) or inside an allowed IP/CIDR
+//!    entry for the same scheme and port; a name whose every address is
+//!    refused is `destination-IP-prohibited`, and only checked addresses are
+//!    dialled.
 //! 3. Everything else (plain `http://` without an entry) is refused.
 
 use std::fmt;
@@ -55,6 +61,8 @@ enum HostPattern {
     Exact(url::Host),
     /// `*.example.com`: any name ending in `.example.com` (not the apex).
     Suffix(String),
+    /// An IP range such as `10.1.0.0/16`.
+    Net(ipnet::IpNet),
 }
 
 /// One allow entry: `scheme://host[:port]`, where host may be `*.domain` and
@@ -86,19 +94,30 @@ impl std::str::FromStr for AllowedOrigin {
         let (scheme, rest) = entry.split_once("://").ok_or_else(|| err("no scheme"))?;
         let scheme = Scheme::parse(scheme).ok_or_else(|| err("the scheme must be http or https"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.contains(['/', '?', '#', '@']) {
+        if rest.contains(['?', '#', '@']) || rest.matches('/').count() > 1 {
             return Err(err("give only an origin, without path, query or user"));
+        }
+        if let Some((addr, prefix_port)) = rest.split_once('/') {
+            // scheme://ADDR/PREFIX[:port], ADDR bracketed for IPv6.
+            let (prefix, port) = match prefix_port.split_once(':') {
+                Some((p, port)) => (p, Some(port)),
+                None => (prefix_port, None),
+            };
+            let ip: IpAddr = addr
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse()
+                .map_err(|_| err("a CIDR range needs an IP address before the /"))?;
+            let prefix: u8 = prefix.parse().map_err(|_| err("the CIDR prefix length must be a number"))?;
+            let net = ipnet::IpNet::new(ip, prefix).map_err(|_| err("the CIDR prefix length is too long"))?;
+            return Ok(AllowedOrigin { scheme, host: HostPattern::Net(net.trunc()), port: parse_port(port, scheme).map_err(|r| err(r))? });
         }
         // Split off the port: after the last ':' unless inside IPv6 brackets.
         let (host, port) = match rest.rfind(':') {
             Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
             _ => (rest, None),
         };
-        let port = match port {
-            None => Some(scheme.default_port()),
-            Some("*") => None,
-            Some(p) => Some(p.parse::<u16>().map_err(|_| err("the port must be a number or *"))?),
-        };
+        let port = parse_port(port, scheme).map_err(|r| err(r))?;
         let host = if let Some(domain) = host.strip_prefix("*.") {
             match url::Host::parse(domain) {
                 Ok(url::Host::Domain(d)) => HostPattern::Suffix(format!(".{d}")),
@@ -111,11 +130,21 @@ impl std::str::FromStr for AllowedOrigin {
     }
 }
 
+/// `None` for `*`, the scheme's default port when absent.
+fn parse_port(port: Option<&str>, scheme: Scheme) -> Result<Option<u16>, &'static str> {
+    match port {
+        None => Ok(Some(scheme.default_port())),
+        Some("*") => Ok(None),
+        Some(p) => p.parse::<u16>().map(Some).map_err(|_| "the port must be a number or *"),
+    }
+}
+
 impl fmt::Display for AllowedOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             HostPattern::Exact(h) => write!(f, "{}://{h}", self.scheme)?,
             HostPattern::Suffix(s) => write!(f, "{}://*{s}", self.scheme)?,
+            HostPattern::Net(n) => write!(f, "{}://{n}", self.scheme)?,
         }
         match self.port {
             Some(p) => write!(f, ":{p}"),
@@ -134,23 +163,58 @@ pub fn parse_host(host: &str) -> Option<url::Host> {
     url::Host::parse(host).ok()
 }
 
+fn host_ip(host: &url::Host) -> Option<IpAddr> {
+    match host {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(*ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(*ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 impl AllowedOrigin {
     fn matches(&self, scheme: Scheme, host: &url::Host, port: u16) -> bool {
         self.scheme == scheme
             && self.port.is_none_or(|p| p == port)
             && match (&self.host, host) {
-                (HostPattern::Exact(h), host) => h == host,
+                (HostPattern::Net(net), host) => host_ip(host).is_some_and(|ip| net.contains(&ip.to_canonical())),
+                (HostPattern::Exact(h), host) => match (host_ip(h), host_ip(host)) {
+                    (Some(a), Some(b)) => a.to_canonical() == b.to_canonical(),
+                    _ => h == host,
+                },
                 (HostPattern::Suffix(s), url::Host::Domain(d)) => d.ends_with(s.as_str()),
                 (HostPattern::Suffix(_), _) => false,
+            }
+    }
+
+    /// Whether this IP or CIDR entry covers a resolved address.
+    fn covers_address(&self, scheme: Scheme, port: u16, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.scheme == scheme
+            && self.port.is_none_or(|p| p == port)
+            && match &self.host {
+                HostPattern::Net(net) => net.contains(&ip),
+                HostPattern::Exact(h) => host_ip(h).is_some_and(|a| a.to_canonical() == ip),
+                HostPattern::Suffix(_) => false,
             }
     }
 }
 
 /// A tenant's outbound policy.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressPolicy {
-    /// Origins admitted to any address. Default: none.
+    /// Explicitly allowed origins. Default: none.
     pub allowed: Vec<AllowedOrigin>,
+    /// Admit `https://` to public hosts without an entry. Default: true.
+    pub allow_public_https: bool,
+    /// Refuse non-public resolved addresses unless an entry allows them.
+    /// Default: true.
+    pub block_private_networks: bool,
+}
+
+impl Default for EgressPolicy {
+    fn default() -> Self {
+        EgressPolicy { allowed: Vec::new(), allow_public_https: true, block_private_networks: true }
+    }
 }
 
 /// What the policy decided about a request's origin.
@@ -188,7 +252,7 @@ impl EgressPolicy {
         if self.allowed.iter().any(|o| o.matches(scheme, host, port)) {
             return Ok(Admission::Explicit);
         }
-        if scheme == Scheme::Https {
+        if scheme == Scheme::Https && self.allow_public_https {
             return Ok(Admission::PublicOnly);
         }
         let host = match host {
@@ -198,10 +262,14 @@ impl EgressPolicy {
         Err(Denial::Origin(format!("{scheme}://{host}:{port}")))
     }
 
-    /// Decides whether a resolved address may be dialled under `admission`.
-    pub fn check_address(admission: Admission, host: &str, ip: IpAddr) -> Result<(), Denial> {
-        match (admission, blocked_range(ip)) {
-            (Admission::PublicOnly, Some(range)) => Err(Denial::Address {
+    /// Decides whether a resolved address of `scheme://host:port` may be
+    /// dialled under `admission`.
+    pub fn check_address(&self, admission: Admission, scheme: Scheme, port: u16, host: &str, ip: IpAddr) -> Result<(), Denial> {
+        if admission == Admission::Explicit || !self.block_private_networks {
+            return Ok(());
+        }
+        match blocked_range(ip) {
+            Some(range) if !self.allowed.iter().any(|o| o.covers_address(scheme, port, ip)) => Err(Denial::Address {
                 host: host.to_string(),
                 ip,
                 range,
@@ -308,7 +376,7 @@ mod tests {
 
     #[test]
     fn admission() {
-        let p = EgressPolicy { allowed: vec![origin("http://127.0.0.1:8080"), origin("https://*.corp.test:*")] };
+        let p = EgressPolicy { allowed: vec![origin("http://127.0.0.1:8080"), origin("https://*.corp.test:*")], ..Default::default() };
         assert_eq!(p.admit(Scheme::Http, &host("127.0.0.1"), 8080), Ok(Admission::Explicit));
         assert_eq!(p.admit(Scheme::Http, &host("0x7f.1"), 8080), Ok(Admission::Explicit));
         assert!(p.admit(Scheme::Http, &host("127.0.0.1"), 8081).is_err());
@@ -341,8 +409,29 @@ mod tests {
     #[test]
     fn addresses_checked_only_without_explicit_entry() {
         let lo: IpAddr = "127.0.0.1".parse().expect("ip");
-        assert!(EgressPolicy::check_address(Admission::Explicit, "x", lo).is_ok());
-        let err = EgressPolicy::check_address(Admission::PublicOnly, "evil.test", lo).expect_err("blocked");
+        let p = EgressPolicy::default();
+        assert!(p.check_address(Admission::Explicit, Scheme::Https, 443, "x", lo).is_ok());
+        let err = p.check_address(Admission::PublicOnly, Scheme::Https, 443, "evil.test", lo).expect_err("blocked");
         assert!(err.to_string().contains("loopback"), "{err}");
+        let open = EgressPolicy { block_private_networks: false, ..Default::default() };
+        assert!(open.check_address(Admission::PublicOnly, Scheme::Https, 443, "x", lo).is_ok());
+    }
+
+    #[test]
+    fn cidr_entries_admit_literals_and_unlock_resolved_addresses() {
+        assert_eq!(origin("https://10.1.2.3/16:443").to_string(), "https://10.1.0.0/16:443");
+        assert_eq!(origin("http://[fd00::1]/8:*").to_string(), "http://fd00::/8:*");
+        assert!("https://10.0.0.0/99".parse::<AllowedOrigin>().is_err());
+        let p = EgressPolicy { allowed: vec![origin("https://127.0.0.0/8:*")], ..Default::default() };
+        assert_eq!(p.admit(Scheme::Https, &host("127.9.9.9"), 1), Ok(Admission::Explicit));
+        assert_eq!(p.admit(Scheme::Https, &host("[::ffff:127.0.0.1]"), 1), Ok(Admission::Explicit));
+        assert_eq!(p.admit(Scheme::Https, &host("mixed.test"), 1), Ok(Admission::PublicOnly));
+        let ten: IpAddr = "10.0.0.1".parse().expect("ip");
+        let lo: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        assert!(p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", ten).is_err());
+        assert!(p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", lo).is_ok());
+        assert!(p.check_address(Admission::PublicOnly, Scheme::Http, 1, "mixed.test", lo).is_err());
+        let closed = EgressPolicy { allow_public_https: false, ..Default::default() };
+        assert!(closed.admit(Scheme::Https, &host("api.example.com"), 443).is_err());
     }
 }

@@ -1,13 +1,24 @@
 //! Loading the component once and running it, one fresh `Store` per call.
+//!
+//! Resource control, per run: the pooling allocator (slots sized from the
+//! runtime's maximum concurrency; a full runtime answers [`Error::Busy`]),
+//! `StoreLimits` for memory, a CPU budget counted in epoch ticks while guest
+//! code runs (one ticker thread per engine), a wall-clock deadline around the
+//! whole call, a bounded resource table and hostcall fuel. No filesystem,
+//! sockets, environment or inherited stdio are granted.
 
 use crate::egress::{Egress, EventSink};
 use crate::progress::ProgressStream;
 use crate::tenant::Tenant;
 use crate::{Error, convert};
 use https_step_core::{Mirror, Problem, StepConfig, StepFailure, StepOutcome};
+use sha2::Digest;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -29,12 +40,26 @@ pub(crate) mod bindings {
 
 use bindings::{HttpsStep, HttpsStepPre};
 
+/// Epoch tick period: the granularity of the CPU budget.
+const TICK: Duration = Duration::from_millis(10);
+/// Most resources (streams, requests, pollables…) a run may hold at once.
+const MAX_RESOURCES: usize = 10_000;
+/// Bytes the host may copy on the guest's behalf in one host call
+/// (GHSA-243v: bounds host allocations made for the guest).
+const HOSTCALL_FUEL: usize = 64 * 1024 * 1024;
+/// Linear memories and core instances of one component: a Rust wasip2
+/// component has 3 core instances; room is left for growth.
+const CORE_INSTANCES_PER_RUN: u32 = 8;
+const MEMORIES_PER_RUN: u32 = 4;
+const TABLES_PER_RUN: u32 = 8;
+
 /// The state of one run's `Store`.
 struct RunState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     egress: Egress,
+    limits: StoreLimits,
 }
 
 impl WasiView for RunState {
@@ -54,21 +79,43 @@ impl bindings::workflow::https_step::types::Host for RunState {}
 /// Receives one line per progress event of a run (attempts, waits, refusals).
 pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A loaded step component, ready to run many times.
+/// Stops the engine's epoch ticker when the runtime is dropped.
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A loaded step component, ready to run many times concurrently.
 ///
-/// Compiling happens once, in [`RuntimeBuilder::build`]; each
-/// [`StepRuntime::run`] gets its own `Store` and instance.
+/// Compiling happens once, in [`RuntimeBuilder::build`] (or not at all when
+/// the on-disk cache has it); each [`StepRuntime::run`] gets its own `Store`
+/// and instance from the pool.
 pub struct StepRuntime {
     engine: Engine,
     pre: HttpsStepPre<RunState>,
     /// Used for calls that make no requests (`validate`): denies everything.
     offline: Arc<Tenant>,
+    slots: Arc<tokio::sync::Semaphore>,
+    max_concurrency: usize,
+    max_memory_bytes: usize,
+    _ticker: Ticker,
 }
 
 /// Configures a [`StepRuntime`].
-#[derive(Default)]
 pub struct RuntimeBuilder {
     wasm: Option<Vec<u8>>,
+    max_concurrency: usize,
+    max_memory_bytes: usize,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder { wasm: None, max_concurrency: 64, max_memory_bytes: 256 * 1024 * 1024, cache_dir: None }
+    }
 }
 
 impl RuntimeBuilder {
@@ -79,12 +126,51 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Compiles the component and links WASI.
+    /// Most runs at once; the pooling allocator is sized for it and a run
+    /// beyond it fails with [`Error::Busy`]. Default: 64.
+    pub fn max_concurrency(mut self, runs: usize) -> Self {
+        self.max_concurrency = runs.max(1);
+        self
+    }
+
+    /// Largest linear memory of any run (tenants' `memory_bytes` are capped by
+    /// it). Default: 256 MiB.
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Keeps the compiled component in `dir`, keyed by the component's
+    /// SHA-256 and the engine's settings, so later processes load it in about
+    /// a millisecond instead of compiling. Default: no cache.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Creates the engine, loads (or compiles) the component and links WASI.
     pub fn build(self) -> Result<StepRuntime, Error> {
         let load = |e: wasmtime::Error| Error::Load(format!("{e:#}"));
-        let engine = Engine::new(&Config::new()).map_err(load)?;
+        let n = u32::try_from(self.max_concurrency).unwrap_or(u32::MAX);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_RUN))
+            .total_memories(n.saturating_mul(MEMORIES_PER_RUN))
+            .total_tables(n.saturating_mul(TABLES_PER_RUN))
+            .max_core_instances_per_component(CORE_INSTANCES_PER_RUN)
+            .max_memories_per_component(MEMORIES_PER_RUN)
+            .max_tables_per_component(TABLES_PER_RUN)
+            .max_memory_size(self.max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(load)?;
         let wasm = self.wasm.as_deref().unwrap_or(https_step_guest_artifact::WASM);
-        let component = Component::new(&engine, wasm).map_err(load)?;
+        let component = match &self.cache_dir {
+            Some(dir) => cached_component(&engine, wasm, dir)?,
+            None => Component::new(&engine, wasm).map_err(load)?,
+        };
         let mut linker = Linker::<RunState>::new(&engine);
         // Rust's std for wasip2 imports wasi:cli, wasi:filesystem and more; they
         // are linked but the WasiCtx grants nothing (no preopens, env, args,
@@ -95,14 +181,74 @@ impl RuntimeBuilder {
             .map_err(load)?;
         let pre = HttpsStepPre::new(linker.instantiate_pre(&component).map_err(load)?).map_err(load)?;
         let offline = Arc::new(Tenant::builder("offline").build()?);
-        Ok(StepRuntime { engine, pre, offline })
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            // One ticker per engine, not per run.
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("https-step-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| Error::Load(format!("starting the epoch ticker: {e}")))?;
+        }
+        Ok(StepRuntime {
+            engine,
+            pre,
+            offline,
+            slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
+            max_concurrency: self.max_concurrency,
+            max_memory_bytes: self.max_memory_bytes,
+            _ticker: Ticker(stop),
+        })
     }
+}
+
+/// Loads the precompiled component from `dir`, or compiles and stores it.
+fn cached_component(engine: &Engine, wasm: &[u8], dir: &Path) -> Result<Component, Error> {
+    use std::hash::{Hash, Hasher};
+    let load = |e: wasmtime::Error| Error::Load(format!("{e:#}"));
+    let mut settings = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut settings);
+    let digest = sha2::Sha256::digest(wasm);
+    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(format!("https-step-{key}-{:016x}.cwasm", settings.finish()));
+    if path.exists() {
+        // SAFETY: the file is one this function wrote (below) for exactly
+        // these component bytes and engine settings, named by their hashes, in
+        // a directory the host operator chose as trusted. wasmtime also checks
+        // the engine compatibility header before using it.
+        #[allow(unsafe_code, reason = "loading our own precompiled artifact")]
+        let loaded = unsafe { Component::deserialize_file(engine, &path) };
+        if let Ok(component) = loaded {
+            return Ok(component);
+        }
+    }
+    let bytes = engine.precompile_component(wasm).map_err(load)?;
+    let component = Component::new(engine, wasm).map_err(load)?;
+    // Written under a temporary name and renamed, so a concurrent reader never
+    // sees half a file; failing to cache is not an error.
+    if std::fs::create_dir_all(dir).is_ok() {
+        let tmp = dir.join(format!(".{}.{}", std::process::id(), key));
+        if std::fs::write(&tmp, &bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok(component)
 }
 
 impl StepRuntime {
     /// Starts configuring a runtime.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
+    }
+
+    /// The engine, for hosts that embed other components next to this one.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     async fn instantiate(&self, tenant: Arc<Tenant>, progress: ProgressFn) -> Result<(Store<RunState>, HttpsStep), Error> {
@@ -112,37 +258,62 @@ impl StepRuntime {
             .allow_ip_name_lookup(false)
             .stderr(ProgressStream::new(progress.clone()));
         let events: EventSink = progress;
+        let limits = &tenant.limits;
+        let store_limits = StoreLimitsBuilder::new()
+            .memory_size(limits.memory_bytes.min(self.max_memory_bytes))
+            .trap_on_grow_failure(true)
+            .build();
+        let cpu_ticks = (limits.cpu_ms / TICK.as_millis() as u64).max(1);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = RunState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
             egress: Egress::new(tenant, events),
+            limits: store_limits,
         };
         let mut store = Store::new(&self.engine, state);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| Error::Load(format!("{e:#}")))?;
+        store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        // The callback runs only when guest code is executing as a tick passes,
+        // so the count approximates the guest's CPU time; time blocked in I/O
+        // adds at most one tick per wait. Yielding lets other runs proceed.
+        let mut used = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            if used > cpu_ticks {
+                Err(wasmtime::Error::msg(CPU_EXHAUSTED))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify_trap(e, "instantiating"))?;
         Ok((store, instance))
     }
 
     /// Every problem of `config`, as the component reports them.
     pub async fn validate(&self, config: &StepConfig) -> Result<Vec<Problem>, Error> {
+        let _slot = self.slot()?;
         let (mut store, instance) = self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await?;
         let problems = instance
             .workflow_https_step_step()
             .call_validate(&mut store, &convert::config_to_wit(config))
             .await
-            .map_err(trap)?;
-        Ok(problems.into_iter().map(Mirror::mirror).collect())
+            .map_err(|e| classify_trap(e, "validating"))?;
+        Ok(problems.mirror())
+    }
+
+    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        self.slots.clone().try_acquire_owned().map_err(|_| Error::Busy(self.max_concurrency))
     }
 
     /// Runs `config` for `tenant` with the workflow `context` (JSON text).
     /// `progress` receives a line per attempt and per host-side event.
     ///
-    /// The outer `Result` is the host's (the component could not run); the
-    /// inner one is the step's own outcome.
+    /// The outer `Result` is the host's (the component could not run, hit a
+    /// limit, or the runtime is busy); the inner one is the step's outcome.
     pub async fn run(
         &self,
         tenant: &Arc<Tenant>,
@@ -150,16 +321,42 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
-        let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
-        let result = instance
-            .workflow_https_step_step()
-            .call_run(&mut store, &convert::config_to_wit(config), context)
-            .await
-            .map_err(trap)?;
+        let _slot = self.slot()?;
+        let span = tracing::info_span!("step_run", tenant = %tenant.id);
+        let _enter = span.enter();
+        let max_run = Duration::from_millis(tenant.limits.max_run_ms);
+        drop(_enter);
+        let call = async {
+            let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
+            instance
+                .workflow_https_step_step()
+                .call_run(&mut store, &convert::config_to_wit(config), context)
+                .await
+                .map_err(|e| classify_trap(e, "running"))
+        };
+        // Dropping the call on timeout drops its store: a guest blocked on I/O
+        // is cancelled with it.
+        let result = tokio::time::timeout(max_run, call).await.map_err(|_| {
+            Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms))
+        })??;
         Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
     }
 }
 
-fn trap(e: wasmtime::Error) -> Error {
-    Error::GuestTrap(format!("{e:#}"))
+const CPU_EXHAUSTED: &str = "guest CPU budget exhausted";
+
+/// Tells a resource limit from a fault in the guest.
+fn classify_trap(e: wasmtime::Error, doing: &str) -> Error {
+    let text = format!("{e:#}");
+    if text.contains(CPU_EXHAUSTED) {
+        Error::ResourceLimit(format!("the step used more CPU time than its cpu_ms budget while {doing}"))
+    } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        Error::ResourceLimit(format!("the step was interrupted while {doing}"))
+    } else if text.contains("memory") && (text.contains("grow") || text.contains("limit") || text.contains("allocat")) {
+        Error::ResourceLimit(format!("the step ran out of memory (memory_bytes) while {doing}: {text}"))
+    } else if text.contains("resource table has no free keys") || text.contains("hostcall fuel") {
+        Error::ResourceLimit(format!("the step exceeded a host resource limit while {doing}: {text}"))
+    } else {
+        Error::GuestTrap(format!("{doing}: {text}"))
+    }
 }

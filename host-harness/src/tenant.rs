@@ -1,34 +1,126 @@
-//! A tenant: its outbound policy, trusted TLS roots and host limits, built
-//! once and shared by all of its runs.
+//! A tenant: its outbound policy, trusted TLS roots, resolver overrides and
+//! limits, built once and shared by all of its runs. Written by hand with
+//! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
 
 use crate::Error;
 use crate::policy::{AllowedOrigin, EgressPolicy};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Host-side maxima for one request. The guest's own timeouts and size cap
-/// apply within these; they only ever lower them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Per-run limits the host enforces, whatever the step asks for. The step's
+/// own timeouts and size cap apply within these; they only ever lower them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HostLimits {
-    /// DNS + TCP connect + TLS handshake, each. Default: 30 s.
-    pub connect_timeout: Duration,
-    /// From sending to the response head. Default: 300 s.
-    pub first_byte_timeout: Duration,
-    /// Longest pause inside the response body. Default: 300 s.
-    pub between_bytes_timeout: Duration,
-    /// Largest response body the host passes to the guest. Default: 64 MiB.
+    /// DNS + TCP connect + TLS handshake, each. Default: 30000.
+    pub connect_timeout_ms: u64,
+    /// From sending to the response head. Default: 300000.
+    pub first_byte_timeout_ms: u64,
+    /// Longest pause inside the response body. Default: 300000.
+    pub between_bytes_timeout_ms: u64,
+    /// Largest response body passed to the guest. Default: 67108864 (64 MiB).
     pub max_response_bytes: u64,
+    /// Largest response header section. Default: 65536.
+    pub max_response_header_bytes: usize,
+    /// Most response header fields. Default: 100.
+    pub max_response_headers: usize,
+    /// Largest request body. Default: 16777216 (16 MiB).
+    pub max_request_body_bytes: u64,
+    /// Most outbound requests of one run (attempts + redirects). Default: 64.
+    pub max_requests_per_run: u32,
+    /// Guest linear memory. Default: 134217728 (128 MiB); at most the
+    /// runtime's `max_memory_bytes`.
+    pub memory_bytes: usize,
+    /// Guest CPU time, measured in epoch ticks while guest code runs.
+    /// Default: 5000.
+    pub cpu_ms: u64,
+    /// Wall-clock time of a whole run, waits and retries included.
+    /// Default: 900000 (15 min).
+    pub max_run_ms: u64,
 }
 
 impl Default for HostLimits {
     fn default() -> Self {
         HostLimits {
-            connect_timeout: Duration::from_secs(30),
-            first_byte_timeout: Duration::from_secs(300),
-            between_bytes_timeout: Duration::from_secs(300),
+            connect_timeout_ms: 30_000,
+            first_byte_timeout_ms: 300_000,
+            between_bytes_timeout_ms: 300_000,
             max_response_bytes: 64 * 1024 * 1024,
+            max_response_header_bytes: 64 * 1024,
+            max_response_headers: 100,
+            max_request_body_bytes: 16 * 1024 * 1024,
+            max_requests_per_run: 64,
+            memory_bytes: 128 * 1024 * 1024,
+            cpu_ms: 5_000,
+            max_run_ms: 900_000,
         }
     }
+}
+
+impl HostLimits {
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub(crate) fn first_byte_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_byte_timeout_ms)
+    }
+    pub(crate) fn between_bytes_timeout(&self) -> Duration {
+        Duration::from_millis(self.between_bytes_timeout_ms)
+    }
+}
+
+/// A tenant policy file (TOML). Every field is optional.
+///
+/// ```toml
+/// tenant = "acme"                                   # default "default"
+/// allowed_hosts = ["https://api.example.com", "https://*.acme.test:*",
+///                  "http://127.0.0.1:8080", "https://10.20.0.0/16:443"]
+/// allow_public_https = true                         # default true
+/// block_private_networks = true                     # default true
+/// ca_certs = ["internal-ca.pem"]                    # relative to this file
+/// [resolve]                                         # static DNS, default none
+/// "orders.internal" = ["127.0.0.1"]
+/// [limits]                                          # see HostLimits
+/// max_response_bytes = 1048576
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    /// Tenant id for logs. Default: `default`.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Origins, wildcards, IPs and CIDR ranges allowed (see [`crate::policy`]). Default: none.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// HTTPS to public hosts without an entry. Default: true.
+    #[serde(default = "yes")]
+    pub allow_public_https: bool,
+    /// Refuse private, loopback, link-local and other non-public addresses
+    /// unless an entry allows them. Default: true.
+    #[serde(default = "yes")]
+    pub block_private_networks: bool,
+    /// Extra trusted CA certificates (PEM files), besides the webpki roots.
+    /// Default: none.
+    #[serde(default)]
+    pub ca_certs: Vec<PathBuf>,
+    /// Static name → addresses overrides, consulted before DNS. Default: none.
+    #[serde(default)]
+    pub resolve: HashMap<String, Vec<IpAddr>>,
+    /// Limits. Default: [`HostLimits::default`].
+    #[serde(default)]
+    pub limits: HostLimits,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Everything the host enforces for one tenant's runs.
@@ -40,7 +132,9 @@ pub struct Tenant {
     pub egress: EgressPolicy,
     /// TLS client settings: webpki roots plus the tenant's extra roots.
     pub tls: Arc<rustls::ClientConfig>,
-    /// Per-request maxima.
+    /// Static resolver overrides (lower-case names).
+    pub resolve: HashMap<String, Vec<IpAddr>>,
+    /// Limits.
     pub limits: HostLimits,
 }
 
@@ -49,10 +143,39 @@ impl Tenant {
     pub fn builder(id: impl Into<String>) -> TenantBuilder {
         TenantBuilder {
             id: id.into(),
-            allowed: Vec::new(),
+            egress: EgressPolicy::default(),
             extra_roots: Vec::new(),
+            resolve: HashMap::new(),
             limits: HostLimits::default(),
         }
+    }
+
+    /// Reads a policy file; relative `ca_certs` paths are relative to it.
+    pub fn from_policy_file(path: &Path) -> Result<TenantBuilder, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy(format!("cannot read {}: {e}", path.display())))?;
+        let policy: TenantPolicy =
+            toml::from_str(&text).map_err(|e| Error::Policy(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Tenant::from_policy(policy, base)
+    }
+
+    /// Builds from a parsed policy; `base` anchors relative certificate paths.
+    pub fn from_policy(policy: TenantPolicy, base: &Path) -> Result<TenantBuilder, Error> {
+        let mut b = Tenant::builder(policy.tenant).limits(policy.limits);
+        for origin in &policy.allowed_hosts {
+            b = b.allow(origin)?;
+        }
+        b.egress.allow_public_https = policy.allow_public_https;
+        b.egress.block_private_networks = policy.block_private_networks;
+        for cert in &policy.ca_certs {
+            let path = base.join(cert);
+            let pem = std::fs::read(&path).map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))?;
+            b = b.ca_certs_pem(&pem)?;
+        }
+        for (name, addrs) in policy.resolve {
+            b = b.resolve(&name, addrs);
+        }
+        Ok(b)
     }
 }
 
@@ -60,16 +183,18 @@ impl Tenant {
 #[derive(Debug)]
 pub struct TenantBuilder {
     id: String,
-    allowed: Vec<AllowedOrigin>,
+    egress: EgressPolicy,
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    resolve: HashMap<String, Vec<IpAddr>>,
     limits: HostLimits,
 }
 
 impl TenantBuilder {
-    /// Allows an origin such as `http://127.0.0.1:8080` or `https://*.corp.test:*`,
-    /// private addresses included.
+    /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
+    /// or `https://10.1.0.0/16:443`, private addresses included.
     pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
-        self.allowed.push(origin.parse().map_err(|e: crate::policy::OriginParseError| Error::Policy(e.to_string()))?);
+        let origin: AllowedOrigin = origin.parse().map_err(|e: crate::policy::OriginParseError| Error::Policy(e.to_string()))?;
+        self.egress.allowed.push(origin);
         Ok(self)
     }
 
@@ -87,7 +212,13 @@ impl TenantBuilder {
         Ok(self)
     }
 
-    /// Replaces the host limits.
+    /// Resolves `name` to `addrs` without DNS (tests, split-horizon setups).
+    pub fn resolve(mut self, name: &str, addrs: Vec<IpAddr>) -> Self {
+        self.resolve.insert(name.to_ascii_lowercase(), addrs);
+        self
+    }
+
+    /// Replaces the limits.
     pub fn limits(mut self, limits: HostLimits) -> Self {
         self.limits = limits;
         self
@@ -110,9 +241,48 @@ impl TenantBuilder {
             .with_no_client_auth();
         Ok(Tenant {
             id: self.id,
-            egress: EgressPolicy { allowed: self.allowed },
+            egress: self.egress,
             tls: Arc::new(tls),
+            resolve: self.resolve,
             limits: self.limits,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_file_with_every_field() {
+        let policy: TenantPolicy = toml::from_str(
+            r#"
+            tenant = "acme"
+            allowed_hosts = ["https://api.example.com", "http://127.0.0.1:*", "https://10.20.0.0/16:443"]
+            allow_public_https = false
+            block_private_networks = true
+            [resolve]
+            "Orders.Internal" = ["127.0.0.1", "::1"]
+            [limits]
+            max_response_bytes = 1024
+            cpu_ms = 100
+            "#,
+        )
+        .expect("valid policy");
+        let t = Tenant::from_policy(policy, Path::new(".")).expect("ok").build().expect("builds");
+        assert_eq!(t.id, "acme");
+        assert_eq!(t.egress.allowed.len(), 3);
+        assert!(!t.egress.allow_public_https);
+        assert_eq!(t.resolve["orders.internal"].len(), 2);
+        assert_eq!((t.limits.max_response_bytes, t.limits.cpu_ms, t.limits.max_requests_per_run), (1024, 100, 64));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_entries_are_errors() {
+        assert!(toml::from_str::<TenantPolicy>("alowed_hosts = []").is_err());
+        assert!(toml::from_str::<TenantPolicy>("[limits]\nmax_bytes = 1").is_err());
+        let policy: TenantPolicy = toml::from_str(r#"allowed_hosts = ["ftp://x"]"#).expect("parses");
+        let err = Tenant::from_policy(policy, Path::new(".")).expect_err("bad origin");
+        assert!(err.to_string().contains("scheme must be http or https"), "{err}");
     }
 }
