@@ -16,7 +16,7 @@ fn main() -> Result<()> {
         .nth(2)
         .context("guest/artifact is two levels below the workspace root")?
         .to_path_buf();
-    for path in ["guest/src", "guest/Cargo.toml", "guest/core/src", "guest/core/Cargo.toml", "wit", "Cargo.toml", "Cargo.lock"] {
+    for path in ["guest/src", "guest/Cargo.toml", "guest/core/src", "guest/core/Cargo.toml", "guest/fault", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     ensure_target_installed()?;
@@ -26,7 +26,8 @@ fn main() -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--package", "https-step-guest", "--target", TARGET, "--profile", "guest"])
+        .args(["build", "--package", "https-step-guest", "--package", "https-step-fault-guest"])
+        .args(["--target", TARGET, "--profile", "guest"])
         .arg("--target-dir")
         .arg(&target_dir)
         // The host's flags are not meant for the guest.
@@ -39,10 +40,12 @@ fn main() -> Result<()> {
     if !status.success() {
         bail!("building the guest component failed (see the output above)");
     }
-    let wasm = target_dir.join(TARGET).join("guest").join("https_step_guest.wasm");
-    let dest = out_dir.join("https_step_guest.wasm");
-    std::fs::copy(&wasm, &dest).with_context(|| format!("copying {}", wasm.display()))?;
-    println!("cargo:rustc-env=HTTPS_STEP_GUEST_WASM={}", dest.display());
+    for (file, var) in [("https_step_guest.wasm", "HTTPS_STEP_GUEST_WASM"), ("https_step_fault_guest.wasm", "HTTPS_STEP_FAULT_WASM")] {
+        let wasm = target_dir.join(TARGET).join("guest").join(file);
+        let dest = out_dir.join(file);
+        std::fs::copy(&wasm, &dest).with_context(|| format!("copying {}", wasm.display()))?;
+        println!("cargo:rustc-env={var}={}", dest.display());
+    }
     Ok(())
 }
 

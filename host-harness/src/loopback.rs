@@ -123,8 +123,13 @@ impl LoopbackServer {
     /// Starts an HTTPS server with a self-signed certificate for `127.0.0.1`
     /// and `localhost`; [`LoopbackServer::ca_pem`] gives the certificate to trust.
     pub async fn https(responder: Responder) -> std::io::Result<Self> {
+        Self::https_for(&["127.0.0.1", "localhost"], responder).await
+    }
+
+    /// Like [`LoopbackServer::https`], with a certificate for `names`.
+    pub async fn https_for(names: &[&str], responder: Responder) -> std::io::Result<Self> {
         let other = |e: String| std::io::Error::other(e);
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        let cert = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .map_err(|e| other(e.to_string()))?;
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
