@@ -49,8 +49,12 @@ pub struct Case {
     /// Extra CLI arguments.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Expectations.
-    pub expect: Expect,
+    /// A tenant policy (TOML) passed with `--policy`; `$SERVER` and `$PORT`
+    /// are substituted.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// Expectations ([`Expect`]); `$SERVER` and `$PORT` are substituted.
+    pub expect: Value,
 }
 
 fn default_command() -> String {
@@ -265,13 +269,19 @@ pub fn case_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Replaces `$SERVER` (the origin) and `$PORT` in every string.
 fn substitute(value: &Value, origin: &str) -> Value {
     match value {
-        Value::String(s) => Value::String(s.replace("$SERVER", origin)),
+        Value::String(s) => Value::String(substitute_str(s, origin)),
         Value::Array(a) => Value::Array(a.iter().map(|v| substitute(v, origin)).collect()),
         Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), substitute(v, origin))).collect()),
         other => other.clone(),
     }
+}
+
+fn substitute_str(s: &str, origin: &str) -> String {
+    let port = origin.rsplit(':').next().unwrap_or_default();
+    s.replace("$SERVER", origin).replace("$PORT", port)
 }
 
 /// A unique scratch directory for one case.
@@ -313,13 +323,24 @@ pub async fn run_cli(runtime: &StepRuntime, args: &[String]) -> CliRun {
 pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<()> {
     let replies: Vec<Reply> = case.server.replies.iter().map(ReplySpec::to_reply).collect::<Result<_>>()?;
     let served = Arc::new(AtomicUsize::new(0));
+    // Reply headers may name the server ($SERVER, $PORT), known only once it runs.
+    let address: Arc<std::sync::OnceLock<(String, u16)>> = Arc::default();
+    let known = address.clone();
     let responder = Arc::new(move |_: &Recorded| {
         let i = served.fetch_add(1, Ordering::SeqCst);
-        replies
-            .get(i)
-            .or(replies.last())
-            .cloned()
-            .unwrap_or_else(|| Reply::json(200, &serde_json::json!({})))
+        let reply = replies.get(i).or(replies.last()).cloned().unwrap_or_else(|| Reply::json(200, &serde_json::json!({})));
+        match (reply, known.get()) {
+            (Reply::Respond { status, headers, body, delay_ms }, Some((origin, port))) => Reply::Respond {
+                status,
+                headers: headers
+                    .into_iter()
+                    .map(|(n, v)| (n, v.replace("$SERVER", origin).replace("$PORT", &port.to_string())))
+                    .collect(),
+                body,
+                delay_ms,
+            },
+            (reply, _) => reply,
+        }
     });
     let server = if case.server.tls {
         Some(LoopbackServer::https(responder).await?)
@@ -337,11 +358,15 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
             format!("http://127.0.0.1:{port}")
         }
     };
+    if let Some(s) = &server {
+        let _ = address.set((origin.clone(), s.port()));
+    }
     let dir = scratch(name)?;
     let step_path = dir.join("step.json");
     std::fs::write(&step_path, serde_json::to_vec_pretty(&substitute(&case.step, &origin))?)?;
     let mut args = vec![case.command.clone(), step_path.display().to_string()];
     if case.command == "validate" {
+        // Validation needs no server, and is given no policy.
         args.push("--json".into());
     } else {
         if case.allow_server {
@@ -352,13 +377,18 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
             std::fs::write(&ca, pem)?;
             args.extend(["--ca-cert".into(), ca.display().to_string()]);
         }
+        if let Some(policy) = &case.policy {
+            let path = dir.join("policy.toml");
+            std::fs::write(&path, substitute_str(policy, &origin))?;
+            args.extend(["--policy".into(), path.display().to_string()]);
+        }
         if let Some(context) = &case.context {
             let path = dir.join("context.json");
             std::fs::write(&path, serde_json::to_vec(&substitute(context, &origin))?)?;
             args.extend(["--context".into(), path.display().to_string()]);
         }
     }
-    args.extend(case.args.iter().map(|a| a.replace("$SERVER", &origin)));
+    args.extend(case.args.iter().map(|a| substitute_str(a, &origin)));
 
     let run = tokio::time::timeout(Duration::from_secs(60), run_cli(runtime, &args))
         .await
@@ -366,7 +396,8 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
     let _ = std::fs::remove_dir_all(&dir);
     let requests = server.as_ref().map(LoopbackServer::requests).unwrap_or_default();
     let connections = server.as_ref().map_or(0, LoopbackServer::connections);
-    let failures = check(&case.expect, &run, &requests, connections);
+    let expect: Expect = serde_json::from_value(substitute(&case.expect, &origin)).context("reading expect")?;
+    let failures = check(&expect, &run, &requests, connections);
     if failures.is_empty() {
         Ok(())
     } else {

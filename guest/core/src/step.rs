@@ -17,6 +17,12 @@ use crate::validate::render_and_check;
 
 /// Header carrying the idempotency key (IETF draft-ietf-httpapi-idempotency-key-header).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+/// Most redirects followed in one attempt (as browsers' and curl's defaults
+/// are in this range; Fetch allows 20).
+pub const MAX_REDIRECTS: u32 = 10;
+/// Headers that carry credentials or per-destination meaning and are dropped
+/// when a redirect leaves the origin (RFC 9110 §15.4: the client decides).
+const CROSS_ORIGIN_DROPPED: [&str; 6] = ["authorization", "proxy-authorization", "cookie", "idempotency-key", "webhook-id", "webhook-timestamp"];
 
 /// Limits of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +69,7 @@ struct Plan {
     retry: RetryPlan,
     schema: Option<ResponseSchema>,
     outputs: Vec<KeyValue>,
+    follow_redirects: bool,
     limits: AttemptLimits,
 }
 
@@ -82,6 +89,7 @@ fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Prob
         retry: checked.retry,
         schema: checked.schema,
         outputs: rendered.outputs.clone(),
+        follow_redirects: rendered.follow_redirects.unwrap_or(false),
         limits: AttemptLimits { timeout_ms: rendered.timeout_ms(), max_response_bytes: rendered.max_response_bytes() },
     };
     Ok((plan, Redactor::new(&context, &signing_secrets)))
@@ -292,9 +300,80 @@ fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
     Last { response: None, outputs: Vec::new(), attempts, error: Some(StepError::Internal("no attempt was made".into())) }
 }
 
-/// One attempt: send, decode, check the status, the schema and the outputs.
+/// The request that follows a redirect, or why it is refused. `None` when
+/// `raw` is not a redirect to follow.
+fn redirect(plan: &Plan, request: &PreparedRequest, raw: &RawResponse) -> Option<Result<PreparedRequest, StepError>> {
+    if !plan.follow_redirects || !matches!(raw.status, 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = raw.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("location"))?;
+    let location = String::from_utf8_lossy(&location.1);
+    let next_url = match request.url.join(location.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        _ => return Some(Err(StepError::Protocol(format!("the server redirected ({}) to an unusable Location {location:?}", raw.status)))),
+    };
+    if request.url.scheme() == "https" && next_url.scheme() == "http" {
+        return Some(Err(StepError::Denied(format!(
+            "the server redirected ({}) from https to plain http ({next_url}); the step refuses the downgrade",
+            raw.status
+        ))));
+    }
+    let mut next = request.clone();
+    // 303 always, and 301/302 after POST, continue as GET without a body
+    // (RFC 9110 §15.4.2-4, as user agents do); 307/308 repeat the request.
+    let to_get = raw.status == 303 || (matches!(raw.status, 301 | 302) && request.method == crate::model::Method::Post);
+    let signature: Vec<String> = plan.signer.as_ref().map(Signer::header_names).unwrap_or_default();
+    if to_get && request.method != crate::model::Method::Get {
+        next.method = crate::model::Method::Get;
+        next.body.clear();
+        // The signature covered the dropped body.
+        next.headers.retain(|kv| {
+            let name = kv.key.to_ascii_lowercase();
+            name != "content-type" && !signature.contains(&name)
+        });
+    }
+    if next_url.origin() != request.url.origin() {
+        next.headers.retain(|kv| {
+            let name = kv.key.to_ascii_lowercase();
+            !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name)
+        });
+    }
+    next.url = next_url;
+    Some(Ok(next))
+}
+
+/// Sends `request`, following redirects when configured, all within the
+/// attempt's time limit.
+fn send_following(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Result<RawResponse, SendError> {
+    let started = fx.now_ms();
+    let mut current = request.clone();
+    let mut hops = 0;
+    loop {
+        let left = u64::from(limits.timeout_ms).saturating_sub(fx.now_ms().saturating_sub(started));
+        let hop_limits = AttemptLimits { timeout_ms: u32::try_from(left).unwrap_or(u32::MAX).max(1), ..limits };
+        let raw = fx.send(&current, hop_limits)?;
+        match redirect(plan, &current, &raw) {
+            None => return Ok(raw),
+            Some(Err(error)) => return Err(SendError { error, maybe_sent: true }),
+            Some(Ok(next)) => {
+                hops += 1;
+                if hops > MAX_REDIRECTS {
+                    return Err(SendError {
+                        error: StepError::Protocol(format!("more than {MAX_REDIRECTS} redirects (the last to {})", next.url)),
+                        maybe_sent: true,
+                    });
+                }
+                fx.progress(&format!("{} redirect {hops}: {} {}", raw.status, next.method, next.url));
+                current = next;
+            }
+        }
+    }
+}
+
+/// One attempt: send (following redirects), decode, check the status, the
+/// schema and the outputs.
 fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
-    let raw = match fx.send(request, limits) {
+    let raw = match send_following(plan, request, limits, fx) {
         Err(e) => return Tried { response: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
         Ok(raw) => raw,
     };
@@ -616,5 +695,52 @@ pub(crate) mod tests {
         assert!(fx.log.iter().all(|l| !l.contains("tok_SECRET_1")));
         let err = run(&c, r#"{"user": {}}"#, &mut Fake::default()).expect_err("unknown path");
         assert_eq!(err.error.problems().map(|p| p[0].path.as_str()), Some("url"));
+    }
+
+    fn redirect_reply(status: u16, location: &str) -> Result<RawResponse, SendError> {
+        reply_with(status, &[("location", location)], "")
+    }
+
+    #[test]
+    fn redirects_are_followed_with_method_and_header_rules() {
+        let mut c = post("https://a.test/start");
+        c.follow_redirects = Some(true);
+        c.headers = vec![KeyValue::new("Authorization", "Bearer x")];
+        c.signing = Some(Signing { secrets: vec!["k".into()], scheme: None, header: None });
+        let mut fx = Fake::replying(vec![
+            redirect_reply(307, "/again"),
+            redirect_reply(303, "https://b.test/done?x=1"),
+            reply(200, "{}"),
+        ]);
+        run(&c, "{}", &mut fx).expect("followed");
+        let hops: Vec<(Method, String, bool, bool)> = fx
+            .sent
+            .iter()
+            .map(|r| (r.method, r.url.to_string(), r.header("authorization").is_some(), r.header("persona-signature").is_some()))
+            .collect();
+        assert_eq!(
+            hops,
+            [
+                (Method::Post, "https://a.test/start".to_string(), true, true),
+                (Method::Post, "https://a.test/again".to_string(), true, true),
+                (Method::Get, "https://b.test/done?x=1".to_string(), false, false),
+            ]
+        );
+        assert!(fx.sent[2].body.is_empty());
+    }
+
+    #[test]
+    fn redirects_off_by_default_downgrades_and_loops_refused() {
+        let c = StepConfig::get("https://a.test/");
+        let err = run(&c, "{}", &mut Fake::replying(vec![redirect_reply(302, "/x")])).expect_err("3xx is a failure");
+        assert_eq!(err.error.kind(), "unexpected-status");
+        let mut c = c;
+        c.follow_redirects = Some(true);
+        let err = run(&c, "{}", &mut Fake::replying(vec![redirect_reply(301, "http://a.test/")])).expect_err("downgrade");
+        assert!(err.error.to_string().contains("downgrade"), "{}", err.error);
+        let mut fx = Fake::replying((0..12).map(|_| redirect_reply(302, "/loop")).collect());
+        let err = run(&c, "{}", &mut fx).expect_err("loop");
+        assert_eq!(fx.sent.len(), 11);
+        assert!(err.error.to_string().contains("more than 10 redirects"), "{}", err.error);
     }
 }

@@ -75,9 +75,6 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
         .as_ref()
         .map(|s| keep(ResponseSchema::compile(s).map_err(|p| vec![p]), &mut problems));
     check_outputs(config, &mut problems);
-    if config.follow_redirects == Some(true) {
-        problems.push(Problem::new("follow_redirects", "is not supported yet by this version of the step; remove it"));
-    }
     match (expected, signer, retry, schema) {
         (Some(expected), signer, Some(retry), schema) if problems.is_empty() => Ok(Checked {
             expected,
@@ -282,15 +279,6 @@ mod tests {
             c.body = Some(Body::Text { text: "x".into(), content_type: None });
             assert_eq!(validate(&c).is_empty(), m.allows_body(), "{m}");
         }
-    }
-
-    #[test]
-    fn redirects_are_refused_not_ignored() {
-        let mut c = StepConfig::get("https://x.test/{{ id }}");
-        c.follow_redirects = Some(true);
-        let problems = validate(&c);
-        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), vec!["follow_redirects"]);
-        assert!(problems[0].message.contains("not supported yet"));
     }
 
     #[test]
