@@ -63,10 +63,10 @@ impl WasiHttpHooks for Egress {
                 ));
                 return Err(Error::ConnectionLimitReached);
             }
-            let span = tracing::info_span!("egress", tenant = %tenant.id, uri = %request.uri());
-            let _guard = span.enter();
-            drop(_guard);
-            let result = send(&tenant, request, options).await;
+            // The URI is logged without its query, which may carry values
+            // from the workflow context.
+            let span = tracing::info_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
+            let result = tracing::Instrument::instrument(send(&tenant, request, options), span).await;
             if let Err(Refusal::Policy(denial)) = &result {
                 tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
                 events(&format!("egress refused: {denial}"));

@@ -117,7 +117,13 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Conn for T {}
 impl LoopbackServer {
     /// Starts a plain-HTTP server on 127.0.0.1 on a free port.
     pub async fn http(responder: Responder) -> std::io::Result<Self> {
-        Self::start(responder, None).await
+        Self::start(responder, None, true).await
+    }
+
+    /// Like [`LoopbackServer::http`] but keeps no record of requests (for
+    /// benchmarks and soak runs, where the record would grow without bound).
+    pub async fn http_unrecorded(responder: Responder) -> std::io::Result<Self> {
+        Self::start(responder, None, false).await
     }
 
     /// Starts an HTTPS server with a self-signed certificate for `127.0.0.1`
@@ -139,10 +145,10 @@ impl LoopbackServer {
             .with_single_cert(vec![cert.cert.der().clone()], key)
             .map_err(|e| other(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        Self::start(responder, Some((acceptor, cert.cert.pem()))).await
+        Self::start(responder, Some((acceptor, cert.cert.pem())), true).await
     }
 
-    async fn start(responder: Responder, tls: Option<(tokio_rustls::TlsAcceptor, String)>) -> std::io::Result<Self> {
+    async fn start(responder: Responder, tls: Option<(tokio_rustls::TlsAcceptor, String)>, record: bool) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -171,7 +177,7 @@ impl LoopbackServer {
                             },
                             None => Box::new(tcp),
                         };
-                        serve(conn, number, responder, requests).await;
+                        serve(conn, number, responder, record.then_some(requests)).await;
                     });
                     while tasks.try_join_next().is_some() {}
                 }
@@ -207,7 +213,7 @@ impl LoopbackServer {
     }
 }
 
-async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, requests: Arc<Mutex<Vec<Recorded>>>) {
+async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, requests: Option<Arc<Mutex<Vec<Recorded>>>>) {
     let mut buf = Vec::new();
     loop {
         let Some(request) = read_request(&mut conn, &mut buf, number).await else { return };
@@ -215,10 +221,15 @@ async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, req
             .header_values("connection")
             .iter()
             .any(|v| v.eq_ignore_ascii_case("close"));
-        requests.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        if let Some(requests) = &requests {
+            requests.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        }
         match responder(&request) {
             Reply::Respond { status, headers, body, delay_ms } => {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                // A zero sleep would still wait for the timer's next 1 ms tick.
+                if delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
                 let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
                 for (name, value) in &headers {
                     head.push_str(&format!("{name}: {value}\r\n"));

@@ -101,6 +101,7 @@ pub struct StepRuntime {
     slots: Arc<tokio::sync::Semaphore>,
     max_concurrency: usize,
     max_memory_bytes: usize,
+    cpu_budget: bool,
     _ticker: Ticker,
 }
 
@@ -110,11 +111,20 @@ pub struct RuntimeBuilder {
     max_concurrency: usize,
     max_memory_bytes: usize,
     cache_dir: Option<PathBuf>,
+    pooling: bool,
+    cpu_budget: bool,
 }
 
 impl Default for RuntimeBuilder {
     fn default() -> Self {
-        RuntimeBuilder { wasm: None, max_concurrency: 64, max_memory_bytes: 256 * 1024 * 1024, cache_dir: None }
+        RuntimeBuilder {
+            wasm: None,
+            max_concurrency: 64,
+            max_memory_bytes: 256 * 1024 * 1024,
+            cache_dir: None,
+            pooling: true,
+            cpu_budget: true,
+        }
     }
 }
 
@@ -148,6 +158,21 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Uses the pooling allocator (default) or allocates each instance on
+    /// demand (slower to instantiate; for comparison).
+    pub fn pooling(mut self, on: bool) -> Self {
+        self.pooling = on;
+        self
+    }
+
+    /// Enforces tenants' `cpu_ms` with epoch interruption (default). Turning
+    /// it off removes the per-tick check from guest code and leaves guests
+    /// only the run deadline: for trusted components and benchmarks.
+    pub fn cpu_budget(mut self, on: bool) -> Self {
+        self.cpu_budget = on;
+        self
+    }
+
     /// Creates the engine, loads (or compiles) the component and links WASI.
     pub fn build(self) -> Result<StepRuntime, Error> {
         let load = |e: wasmtime::Error| Error::Load(format!("{e:#}"));
@@ -162,9 +187,10 @@ impl RuntimeBuilder {
             .max_tables_per_component(TABLES_PER_RUN)
             .max_memory_size(self.max_memory_bytes);
         let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true);
+        if self.pooling {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config.epoch_interruption(self.cpu_budget);
         let engine = Engine::new(&config).map_err(load)?;
         let wasm = self.wasm.as_deref().unwrap_or(https_step_guest_artifact::WASM);
         let component = match &self.cache_dir {
@@ -202,6 +228,7 @@ impl RuntimeBuilder {
             slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
             max_concurrency: self.max_concurrency,
             max_memory_bytes: self.max_memory_bytes,
+            cpu_budget: self.cpu_budget,
             _ticker: Ticker(stop),
         })
     }
@@ -279,18 +306,27 @@ impl StepRuntime {
         // The callback runs only when guest code is executing as a tick passes,
         // so the count approximates the guest's CPU time; time blocked in I/O
         // adds at most one tick per wait. Yielding lets other runs proceed.
-        let mut used = 0u64;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            used += 1;
-            if used > cpu_ticks {
-                Err(wasmtime::Error::msg(CPU_EXHAUSTED))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        if self.cpu_budget {
+            let mut used = 0u64;
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(move |_| {
+                used += 1;
+                if used > cpu_ticks {
+                    Err(wasmtime::Error::msg(CPU_EXHAUSTED))
+                } else {
+                    Ok(UpdateDeadline::Yield(1))
+                }
+            });
+        }
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify_trap(e, "instantiating"))?;
         Ok((store, instance))
+    }
+
+    /// Creates a store and an instance and drops them: what every run pays
+    /// before the step starts. For benchmarks.
+    pub async fn instantiate_only(&self) -> Result<(), Error> {
+        let _slot = self.slot()?;
+        self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await.map(drop)
     }
 
     /// Every problem of `config`, as the component reports them.
@@ -321,11 +357,9 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
+        use tracing::Instrument;
         let _slot = self.slot()?;
-        let span = tracing::info_span!("step_run", tenant = %tenant.id);
-        let _enter = span.enter();
         let max_run = Duration::from_millis(tenant.limits.max_run_ms);
-        drop(_enter);
         let call = async {
             let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
             instance
@@ -336,7 +370,8 @@ impl StepRuntime {
         };
         // Dropping the call on timeout drops its store: a guest blocked on I/O
         // is cancelled with it.
-        let result = tokio::time::timeout(max_run, call).await.map_err(|_| {
+        let span = tracing::info_span!("step_run", tenant = %tenant.id);
+        let result = tokio::time::timeout(max_run, call.instrument(span)).await.map_err(|_| {
             Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms))
         })??;
         Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))

@@ -1,0 +1,293 @@
+//! The benchmark: the same signed JSON POST against the same local server,
+//! done (a) natively — hyper, the step's own request building, HMAC signing
+//! and JSON handling from `https-step-core`, a fresh connection per request
+//! like the host's egress — and (b) by the component through the host
+//! library, in one process and one run. Prints latency percentiles and
+//! ratios, throughput at several concurrencies (one tenant per worker),
+//! instantiate, load and compile times, guest size, peak RSS with many runs
+//! in flight, and the cost of the CPU budget's epoch checks.
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
+use https_step_host::loopback::{LoopbackServer, Reply};
+use https_step_host::{StepRuntime, Tenant};
+use hyper_util::rt::TokioIo;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Sequential requests per latency measurement.
+    pub iterations: usize,
+    /// Requests per throughput measurement.
+    pub throughput_requests: usize,
+    /// Concurrencies to measure throughput at.
+    pub concurrencies: &'static [usize],
+    /// Runs in flight for the RSS measurement.
+    pub in_flight: usize,
+}
+
+impl Settings {
+    /// The full benchmark (a few minutes on 2 cores).
+    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000 };
+    /// A smoke run that proves every part still works (seconds).
+    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32 };
+}
+
+fn step_json(origin: &str) -> String {
+    serde_json::json!({
+        "url": format!("{origin}/v1/orders"),
+        "method": "POST",
+        "headers": [{"key": "X-Request-Source", "value": "bench"}],
+        "body": {"json": {"sku": "BOOK-42", "quantity": 2, "customer": {"id": "c_1", "name": "Ada Lovelace"}, "tags": ["gift", "priority"]}},
+        "signing": {"secret": "bench_signing_secret", "scheme": "persona"},
+        "expected_status": [201],
+        "timeout_ms": 10000
+    })
+    .to_string()
+}
+
+fn config(origin: &str) -> Result<StepConfig> {
+    let parsed = parse_step_config(&step_json(origin));
+    if !parsed.problems.is_empty() {
+        bail!("bench config: {:?}", parsed.problems);
+    }
+    Ok(parsed.config)
+}
+
+/// The step's work done natively, for one request.
+async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::SocketAddr) -> Result<()> {
+    let mut request = https_step_core::request::prepare(config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    request.headers.extend(signer.sign(&request.body, now, ""));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+    let conn = tokio::spawn(conn);
+    let mut builder = http::Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path_with_query())
+        .header(http::header::HOST, request.authority())
+        .header(http::header::CONTENT_LENGTH, request.body.len());
+    for kv in &request.headers {
+        builder = builder.header(kv.key.as_str(), kv.value.as_str());
+    }
+    let response = sender.send_request(builder.body(Full::new(Bytes::from(request.body.clone())))?).await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let body = response.into_body().collect().await?.to_bytes().to_vec();
+    drop(sender);
+    conn.abort();
+    let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body });
+    if status != 201 || error.is_some() || json.is_none() {
+        bail!("native request failed: {status} {error:?}");
+    }
+    Ok(())
+}
+
+async fn component_once(runtime: &StepRuntime, tenant: &Arc<Tenant>, config: &StepConfig) -> Result<()> {
+    match runtime.run(tenant, config, "{}", Arc::new(|_: &str| {})).await? {
+        Ok(_) => Ok(()),
+        Err(f) => bail!("component run failed: {}", f.error),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Latency samples of `n` sequential calls after a warm-up.
+async fn latencies<F, Fut>(n: usize, mut f: F) -> Result<Vec<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..(n / 10).max(3) {
+        f().await?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        samples.push(t.elapsed());
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs only the component path `n` times (for profiling with perf).
+pub async fn component_loop(n: usize) -> Result<()> {
+    let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
+    let runtime = StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache")).build()?;
+    let tenant = Arc::new(Tenant::builder("p").allow(&server.origin())?.build()?);
+    let config = config(&server.origin())?;
+    for _ in 0..n {
+        component_once(&runtime, &tenant, &config).await?;
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and returns the report.
+pub async fn run(settings: Settings) -> Result<String> {
+    let mut out = String::new();
+    let server = LoopbackServer::http_unrecorded(Arc::new(|r: &https_step_host::loopback::Recorded| {
+        let delay_ms = if r.path() == "/slow/v1/orders" { 2000 } else { 0 };
+        Reply::Respond {
+            status: 201,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"id":"ord_1001","status":"created"}"#.to_vec(),
+            delay_ms,
+        }
+    }))
+    .await?;
+    let origin = server.origin();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse()?;
+    let config = config(&origin)?;
+    let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let tenant_for = |i: usize| -> Result<Arc<Tenant>> { Ok(Arc::new(Tenant::builder(format!("tenant-{i}")).allow(&origin)?.build()?)) };
+
+    let cache = std::env::temp_dir().join(format!("https-step-bench-cache-{}", std::process::id()));
+    let t = Instant::now();
+    let compiled = StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cache_dir(&cache).build()?;
+    let compile_time = t.elapsed();
+    drop(compiled);
+    let t = Instant::now();
+    let runtime = Arc::new(StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cache_dir(&cache).build()?);
+    let cached_time = t.elapsed();
+    let _ = std::fs::remove_dir_all(&cache);
+
+    let _ = writeln!(out, "https-step benchmark ({} CPUs, {})", std::thread::available_parallelism().map_or(0, |n| n.get()), if settings.iterations < 100 { "quick" } else { "full" });
+    let _ = writeln!(out, "guest component: {} bytes", https_step_guest_artifact::WASM.len());
+    let _ = writeln!(out, "runtime build: compile {:.0} ms, from the on-disk cache {:.1} ms (ratio {:.0}x)", compile_time.as_secs_f64() * 1e3, cached_time.as_secs_f64() * 1e3, compile_time.as_secs_f64() / cached_time.as_secs_f64().max(1e-9));
+
+    // Instantiate: pooling + InstancePre vs on-demand.
+    let inst = latencies(settings.iterations, || async { runtime.instantiate_only().await.map_err(Into::into) }).await?;
+    let on_demand = StepRuntime::builder().pooling(false).build()?;
+    let inst_od = latencies(settings.iterations, || async { on_demand.instantiate_only().await.map_err(Into::into) }).await?;
+    drop(on_demand);
+    let _ = writeln!(out, "instantiate p50: pooling {:.1} us, on-demand {:.1} us", us(percentile(&inst, 0.5)), us(percentile(&inst_od, 0.5)));
+
+    // Latency, one request at a time.
+    let tenant = tenant_for(0)?;
+    let native = latencies(settings.iterations, || native_once(&config, &signer, addr)).await?;
+    let component = latencies(settings.iterations, || component_once(&runtime, &tenant, &config)).await?;
+    let (n50, n99, c50, c99) = (percentile(&native, 0.5), percentile(&native, 0.99), percentile(&component, 0.5), percentile(&component, 0.99));
+    let _ = writeln!(out, "latency native:    p50 {:.0} us, p99 {:.0} us", us(n50), us(n99));
+    let _ = writeln!(out, "latency component: p50 {:.0} us, p99 {:.0} us", us(c50), us(c99));
+    let _ = writeln!(out, "latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
+
+    // Epoch interruption cost: the same runs without the CPU budget.
+    let no_epoch = StepRuntime::builder().cpu_budget(false).build()?;
+    let plain = latencies(settings.iterations, || component_once(&no_epoch, &tenant, &config)).await?;
+    drop(no_epoch);
+    let _ = writeln!(out, "epoch interruption overhead: p50 {:.0} us with vs {:.0} us without ({:+.1}%)", us(c50), us(percentile(&plain, 0.5)), (us(c50) / us(percentile(&plain, 0.5)) - 1.0) * 100.0);
+
+    // Throughput at several concurrencies, one tenant per worker.
+    for &c in settings.concurrencies {
+        let per = (settings.throughput_requests / c).max(1);
+        let tenants: Vec<Arc<Tenant>> = (0..c).map(tenant_for).collect::<Result<_>>()?;
+        let t = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..c {
+            let (config, signer) = (config.clone(), signer.clone());
+            workers.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    native_once(&config, &signer, addr).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for w in workers {
+            w.await??;
+        }
+        let native_rps = (per * c) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let mut workers = Vec::new();
+        for tenant in tenants {
+            let (runtime, config) = (runtime.clone(), config.clone());
+            workers.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    component_once(&runtime, &tenant, &config).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for w in workers {
+            w.await??;
+        }
+        let component_rps = (per * c) as f64 / t.elapsed().as_secs_f64();
+        let _ = writeln!(out, "throughput at {c:>2} concurrent tenants: native {native_rps:.0} req/s, component {component_rps:.0} req/s (ratio {:.2}x)", component_rps / native_rps);
+    }
+
+    // Peak RSS with many runs in flight against a slow upstream.
+    let slow = config_for_slow(&origin)?;
+    let baseline = rss_kib("VmRSS:");
+    let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = sampler_stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib("VmRSS:"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let tenants: Vec<Arc<Tenant>> = (0..settings.in_flight).map(tenant_for).collect::<Result<_>>()?;
+    let t = Instant::now();
+    let runs: Vec<_> = tenants
+        .into_iter()
+        .map(|tenant| {
+            let (runtime, slow) = (runtime.clone(), slow.clone());
+            tokio::spawn(async move { component_once(&runtime, &tenant, &slow).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for r in runs {
+        results.push(r.await?);
+    }
+    let wall = t.elapsed();
+    sampler_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await?;
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    if failed > 0 {
+        bail!("{failed} of {} in-flight runs failed: {:?}", settings.in_flight, results.iter().find(|r| r.is_err()));
+    }
+    let _ = writeln!(
+        out,
+        "{} runs in flight against a 2 s upstream: peak RSS {:.0} MiB ({:+.0} MiB over the {:.0} MiB before), all done in {:.1} s",
+        settings.in_flight,
+        peak as f64 / 1024.0,
+        (peak as f64 - baseline as f64) / 1024.0,
+        baseline as f64 / 1024.0,
+        wall.as_secs_f64()
+    );
+    Ok(out)
+}
+
+fn config_for_slow(origin: &str) -> Result<StepConfig> {
+    config(&format!("{origin}/slow"))
+}
+
