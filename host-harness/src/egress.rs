@@ -348,11 +348,10 @@ where
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                if let Some((_, timer)) = &mut self.between_bytes {
-                    if timer.as_mut().poll(cx).is_ready() {
+                if let Some((_, timer)) = &mut self.between_bytes
+                    && timer.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
                     }
-                }
                 Poll::Pending
             }
         }

@@ -110,14 +110,14 @@ impl std::str::FromStr for AllowedOrigin {
                 .map_err(|_| err("a CIDR range needs an IP address before the /"))?;
             let prefix: u8 = prefix.parse().map_err(|_| err("the CIDR prefix length must be a number"))?;
             let net = ipnet::IpNet::new(ip, prefix).map_err(|_| err("the CIDR prefix length is too long"))?;
-            return Ok(AllowedOrigin { scheme, host: HostPattern::Net(net.trunc()), port: parse_port(port, scheme).map_err(|r| err(r))? });
+            return Ok(AllowedOrigin { scheme, host: HostPattern::Net(net.trunc()), port: parse_port(port, scheme).map_err(&err)? });
         }
         // Split off the port: after the last ':' unless inside IPv6 brackets.
         let (host, port) = match rest.rfind(':') {
             Some(i) if !rest[i..].contains(']') => (&rest[..i], Some(&rest[i + 1..])),
             _ => (rest, None),
         };
-        let port = parse_port(port, scheme).map_err(|r| err(r))?;
+        let port = parse_port(port, scheme).map_err(&err)?;
         let host = if let Some(domain) = host.strip_prefix("*.") {
             match url::Host::parse(domain) {
                 Ok(url::Host::Domain(d)) => HostPattern::Suffix(format!(".{d}")),

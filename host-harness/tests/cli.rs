@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 fn https_step(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_https-step"))
         .args(args)
+        // Keep the compiled-component cache inside the build directory.
+        .env("HTTPS_STEP_CACHE_DIR", env!("CARGO_TARGET_TMPDIR"))
         .output()
         .expect("the https-step binary runs")
 }

@@ -472,16 +472,14 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
     if let Some(n) = e.attempts {
         same(&mut f, "attempts", &n.into(), &field("attempts").as_array().map_or(0, Vec::len).into());
     }
-    if let Some(max) = e.max_elapsed_ms {
-        if run.elapsed > Duration::from_millis(max) {
+    if let Some(max) = e.max_elapsed_ms
+        && run.elapsed > Duration::from_millis(max) {
             f.push(format!("took {:?}, more than {max} ms", run.elapsed));
         }
-    }
-    if let Some(min) = e.min_elapsed_ms {
-        if run.elapsed < Duration::from_millis(min) {
+    if let Some(min) = e.min_elapsed_ms
+        && run.elapsed < Duration::from_millis(min) {
             f.push(format!("took {:?}, less than {min} ms", run.elapsed));
         }
-    }
     for name in &e.same_header_in_all_requests {
         let values: Vec<Vec<&str>> = requests.iter().map(|r| r.header_values(name)).collect();
         if values.first().is_none_or(|v| v.len() != 1) || values.iter().any(|v| v != &values[0]) {

@@ -97,11 +97,10 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
     };
     let has = |headers: &[KeyValue], name: &str| headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name));
     // A Content-Type configured as a header wins over the body kind's default.
-    if let Some(ct) = content_type {
-        if !has(&headers, "content-type") {
+    if let Some(ct) = content_type
+        && !has(&headers, "content-type") {
             headers.push(KeyValue::new("Content-Type", ct));
         }
-    }
     if !has(&headers, "user-agent") {
         headers.push(KeyValue::new("User-Agent", USER_AGENT));
     }

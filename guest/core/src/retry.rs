@@ -139,14 +139,13 @@ impl RetryPlan {
                 problem(&format!("retry_on_status[{i}]"), format!("{code} is not an HTTP status code"));
             }
         }
-        if let Some(deadline) = policy.deadline_ms {
-            if deadline < timeout_ms {
+        if let Some(deadline) = policy.deadline_ms
+            && deadline < timeout_ms {
                 problem(
                     "deadline_ms",
                     format!("{deadline} ms is shorter than one attempt's timeout_ms ({timeout_ms} ms); raise it or lower timeout_ms"),
                 );
             }
-        }
         if problems.is_empty() {
             let retries = !matches!(&schedule, Schedule::Intervals(i) if i.is_empty())
                 && !matches!(&schedule, Schedule::Exponential { max_attempts: 1, .. });

@@ -166,6 +166,7 @@ impl Effects for Redacting<'_> {
 /// Runs the step. An invalid config fails with `invalid-config` before any
 /// call to [`Effects::send`]. With `continue_on_error`, any later failure is
 /// reported in [`StepOutcome::continued_error`] instead.
+#[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
 pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
     let (plan, redactor) = plan(config, context).map_err(|problems| StepFailure {
         error: StepError::InvalidConfig(problems),

@@ -278,8 +278,8 @@ fn secret_in_url(field: &str, p: &ContextPath) -> Problem {
 fn render_json(value: &Value, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> Value {
     match value {
         Value::String(s) => {
-            if let Ok(t) = Template::parse(s) {
-                if let Some(p) = t.sole_path() {
+            if let Ok(t) = Template::parse(s)
+                && let Some(p) = t.sole_path() {
                     return match source.get(p) {
                         Ok(v) => v,
                         Err(e) => {
@@ -288,7 +288,6 @@ fn render_json(value: &Value, field: &str, source: &Source<'_>, problems: &mut V
                         }
                     };
                 }
-            }
             Value::String(render_text(s, field, source, &|s| s.to_string(), problems))
         }
         Value::Array(items) => Value::Array(
@@ -314,21 +313,19 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
         let before = problems.len();
         let value = render_text(&kv.value, &field, source, &raw, &mut problems);
         // Only a rendered value is checked here; literal values are validate's.
-        if problems.len() == before && value != kv.value {
-            if let Some(p) = check_value(&field, &value) {
+        if problems.len() == before && value != kv.value
+            && let Some(p) = check_value(&field, &value) {
                 problems.push(Problem::new(field, format!("a {{{{ }}}} value here is unusable: {}", p.message)));
             }
-        }
         out.headers[i] = KeyValue::new(kv.key.clone(), value);
     }
     for (i, kv) in config.query.iter().enumerate() {
         let field = format!("query[{i}].value");
-        if let Ok(t) = Template::parse(&kv.value) {
-            if let Some(p) = t.paths().find(|p| p.is_secret()) {
+        if let Ok(t) = Template::parse(&kv.value)
+            && let Some(p) = t.paths().find(|p| p.is_secret()) {
                 problems.push(secret_in_url(&field, p));
                 continue;
             }
-        }
         // Encoded later, with every other query value.
         out.query[i].value = render_text(&kv.value, &field, source, &raw, &mut problems);
     }

@@ -196,22 +196,20 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
 }
 
 fn check_limits(config: &StepConfig, problems: &mut Vec<Problem>) {
-    if let Some(t) = config.timeout_ms {
-        if t == 0 || t > MAX_TIMEOUT_MS {
+    if let Some(t) = config.timeout_ms
+        && (t == 0 || t > MAX_TIMEOUT_MS) {
             problems.push(Problem::new(
                 "timeout_ms",
                 format!("must be from 1 to {MAX_TIMEOUT_MS} milliseconds (5 minutes), not {t}"),
             ));
         }
-    }
-    if let Some(m) = config.max_response_bytes {
-        if m == 0 || m > MAX_MAX_RESPONSE_BYTES {
+    if let Some(m) = config.max_response_bytes
+        && (m == 0 || m > MAX_MAX_RESPONSE_BYTES) {
             problems.push(Problem::new(
                 "max_response_bytes",
                 format!("must be from 1 to {MAX_MAX_RESPONSE_BYTES} (64 MiB), not {m}"),
             ));
         }
-    }
 }
 
 #[cfg(test)]
