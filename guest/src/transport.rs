@@ -170,6 +170,24 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     Ok(RawResponse { status, headers, body })
 }
 
+/// Classifies a response-body failure from the host's description. wasmtime
+/// 48 attaches no `error-code` to body stream errors (`http-error-code`
+/// returns none for them), so its `Display` texts are all there is.
+fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepError {
+    let d = detail.to_ascii_lowercase();
+    if d.contains("incomplete") {
+        StepError::Protocol(format!("the response body ended before its announced length ({detail})"))
+    } else if d.contains("body size exceeds") {
+        too_large(limits, "the host's limit stopped it")
+    } else if d.contains("timeout") || d.contains("timed out") {
+        deadline.timeout("the response body did not arrive")
+    } else if d.contains("terminated") || d.contains("reset") {
+        StepError::Connection(format!("the connection broke while the response body was read ({detail})"))
+    } else {
+        StepError::Connection(format!("reading the response body failed: {detail}"))
+    }
+}
+
 fn too_large(limits: AttemptLimits, detail: &str) -> StepError {
     StepError::ResponseTooLarge(format!(
         "the response body is larger than max_response_bytes ({} bytes): {detail}",
@@ -244,10 +262,9 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
                 }
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(err)) => {
-                    let detail = err.to_debug_string();
                     return Err(match wasip2::http::types::http_error_code(&err) {
                         Some(code) => map_error_code(&code, deadline),
-                        None => StepError::Connection(format!("reading the response body failed: {detail}")),
+                        None => body_error(&err.to_debug_string(), limits, deadline),
                     });
                 }
             }

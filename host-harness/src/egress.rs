@@ -104,10 +104,19 @@ impl From<hyper::Error> for Refusal {
     }
 }
 
-/// Maps hyper's errors, telling oversized response heads apart.
+/// Maps hyper's errors, telling oversized response heads and bodies that
+/// end before their announced length apart.
 fn hyper_error(e: hyper::Error) -> Error {
+    let io_kind = std::error::Error::source(&e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
     if e.is_parse_too_large() {
         Error::HttpResponseHeaderSectionSize(None)
+    } else if e.is_incomplete_message() || io_kind == Some(std::io::ErrorKind::UnexpectedEof) {
+        // The body ended before its Content-Length (RFC 9112 §8).
+        Error::HttpResponseIncomplete
+    } else if matches!(io_kind, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe)) {
+        Error::ConnectionTerminated
     } else {
         Error::from(e)
     }
@@ -241,6 +250,7 @@ async fn send(
 
     let cap = tenant.limits.max_response_bytes;
     let response = response.map(|incoming| {
+        let incoming = incoming.map_err(hyper_error as fn(hyper::Error) -> Error);
         Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| Error::HttpResponseBodySize(Some(cap))).boxed_unsync()
     });
     let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {

@@ -79,6 +79,24 @@ pub enum Reply {
         /// Status code.
         status: u16,
     },
+    /// A head announcing `total` body bytes, then one byte every `every_ms`
+    /// (slow-loris).
+    Trickle {
+        /// Status code.
+        status: u16,
+        /// Announced (and eventually sent) body length.
+        total: usize,
+        /// Pause between bytes.
+        every_ms: u64,
+    },
+    /// Exactly these bytes, then the connection is closed — with a TCP reset
+    /// when `reset` — whatever they announced.
+    Raw {
+        /// Bytes to send (a head, maybe part of a body).
+        bytes: Vec<u8>,
+        /// Close with RST instead of FIN.
+        reset: bool,
+    },
 }
 
 impl Reply {
@@ -134,9 +152,22 @@ impl LoopbackServer {
 
     /// Like [`LoopbackServer::https`], with a certificate for `names`.
     pub async fn https_for(names: &[&str], responder: Responder) -> std::io::Result<Self> {
+        Self::https_with(names, false, responder).await
+    }
+
+    /// Like [`LoopbackServer::https_for`]; with `expired`, the certificate's
+    /// validity ended in 2020 (for TLS failure tests).
+    pub async fn https_with(names: &[&str], expired: bool, responder: Responder) -> std::io::Result<Self> {
         let other = |e: String| std::io::Error::other(e);
-        let cert = rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .map_err(|e| other(e.to_string()))?;
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let signing_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
+        let issued = params.self_signed(&signing_key).map_err(|e| other(e.to_string()))?;
+        let cert = rcgen::CertifiedKey { cert: issued, signing_key };
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
@@ -170,6 +201,8 @@ impl LoopbackServer {
                     let acceptor = acceptor.clone();
                     tasks.spawn(async move {
                         let _ = tcp.set_nodelay(true);
+                        // A second handle on the socket, to reset it on request.
+                        let resetter = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned().ok().map(socket2::Socket::from);
                         let conn: Box<dyn Conn> = match acceptor {
                             Some(a) => match a.accept(tcp).await {
                                 Ok(tls) => Box::new(tls),
@@ -177,7 +210,7 @@ impl LoopbackServer {
                             },
                             None => Box::new(tcp),
                         };
-                        serve(conn, number, responder, record.then_some(requests)).await;
+                        serve(conn, number, responder, record.then_some(requests), resetter).await;
                     });
                     while tasks.try_join_next().is_some() {}
                 }
@@ -213,7 +246,13 @@ impl LoopbackServer {
     }
 }
 
-async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, requests: Option<Arc<Mutex<Vec<Recorded>>>>) {
+async fn serve(
+    mut conn: Box<dyn Conn>,
+    number: usize,
+    responder: Responder,
+    requests: Option<Arc<Mutex<Vec<Recorded>>>>,
+    resetter: Option<socket2::Socket>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(request) = read_request(&mut conn, &mut buf, number).await else { return };
@@ -252,6 +291,29 @@ async fn serve(mut conn: Box<dyn Conn>, number: usize, responder: Responder, req
                 }
                 let chunk = format!("4000\r\n{}\r\n", "x".repeat(0x4000));
                 while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+                return;
+            }
+            Reply::Trickle { status, total, every_ms } => {
+                let head = format!("HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {total}\r\n\r\n", reason(status));
+                if conn.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                for _ in 0..total {
+                    tokio::time::sleep(Duration::from_millis(every_ms)).await;
+                    if conn.write_all(b"x").await.is_err() || conn.flush().await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Reply::Raw { bytes, reset } => {
+                let _ = conn.write_all(&bytes).await;
+                let _ = conn.flush().await;
+                if reset {
+                    // SO_LINGER 0: closing sends RST instead of FIN.
+                    if let Some(socket) = &resetter {
+                        let _ = socket.set_linger(Some(Duration::ZERO));
+                    }
+                }
                 return;
             }
         }

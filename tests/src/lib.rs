@@ -73,6 +73,12 @@ pub struct ServerSpec {
     /// Serve HTTPS with a self-signed certificate.
     #[serde(default)]
     pub tls: bool,
+    /// Names in the certificate (default `127.0.0.1`, `localhost`).
+    #[serde(default)]
+    pub tls_names: Option<Vec<String>>,
+    /// The certificate expired in 2020.
+    #[serde(default)]
+    pub tls_expired: bool,
     /// Nothing listens: the port is bound, then closed (connection refused).
     #[serde(default)]
     pub refused: bool,
@@ -109,9 +115,15 @@ pub struct ReplySpec {
     /// Wait before answering.
     #[serde(default)]
     pub delay_ms: u64,
-    /// `hang`, `close` or `endless` instead of a normal response.
+    /// Instead of a normal response: `hang`, `close`, `endless`, `trickle`
+    /// (`body_repeat` bytes, one every `delay_ms`), `huge-headers`
+    /// (`body_repeat` bytes of header lines), `raw` or `raw-reset` (send `raw`
+    /// as is, then close with FIN or RST).
     #[serde(default)]
     pub behavior: Option<String>,
+    /// Bytes for `raw` / `raw-reset`.
+    #[serde(default)]
+    pub raw: Option<String>,
 }
 
 fn ok_status() -> u16 {
@@ -124,6 +136,20 @@ impl ReplySpec {
             Some("hang") => Reply::Hang,
             Some("close") => Reply::Close,
             Some("endless") => Reply::Endless { status: self.status },
+            Some("trickle") => Reply::Trickle { status: self.status, total: self.body_repeat.unwrap_or(100), every_ms: self.delay_ms },
+            Some("huge-headers") => {
+                let mut head = format!("HTTP/1.1 {} OK\r\n", self.status);
+                let line = format!("x-filler: {}\r\n", "f".repeat(1000));
+                while head.len() < self.body_repeat.unwrap_or(1 << 20) {
+                    head.push_str(&line);
+                }
+                head.push_str("content-length: 0\r\n\r\n");
+                Reply::Raw { bytes: head.into_bytes(), reset: false }
+            }
+            Some(kind @ ("raw" | "raw-reset")) => Reply::Raw {
+                bytes: self.raw.clone().unwrap_or_default().into_bytes(),
+                reset: kind == "raw-reset",
+            },
             Some(other) => bail!("unknown behavior {other:?}"),
             None => {
                 let mut headers = self.headers.clone();
@@ -344,7 +370,9 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
         }
     });
     let server = if case.server.tls {
-        Some(LoopbackServer::https(responder).await?)
+        let names = case.server.tls_names.clone().unwrap_or_else(|| vec!["127.0.0.1".into(), "localhost".into()]);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Some(LoopbackServer::https_with(&names, case.server.tls_expired, responder).await?)
     } else if case.server.refused {
         None
     } else {
