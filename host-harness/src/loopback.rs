@@ -282,7 +282,13 @@ async fn serve(
                 }
                 let _ = conn.flush().await;
             }
-            Reply::Hang => std::future::pending::<()>().await,
+            Reply::Hang => {
+                // Never answer, but let go once the client hangs up, so a long
+                // run does not accumulate dead connections.
+                let mut sink = [0u8; 1024];
+                while matches!(conn.read(&mut sink).await, Ok(n) if n > 0) {}
+                return;
+            }
             Reply::Close => return,
             Reply::Endless { status } => {
                 let head = format!("HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n", reason(status));

@@ -341,6 +341,11 @@ impl StepRuntime {
         Ok(problems.mirror())
     }
 
+    /// Runs holding a slot right now (0 when idle: nothing leaked).
+    pub fn runs_in_flight(&self) -> usize {
+        self.max_concurrency - self.slots.available_permits()
+    }
+
     fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         self.slots.clone().try_acquire_owned().map_err(|_| Error::Busy(self.max_concurrency))
     }
