@@ -254,8 +254,13 @@ fn cached_component(engine: &Engine, wasm: &[u8], dir: &Path) -> Result<Componen
             return Ok(component);
         }
     }
+    // Compile once: the precompiled bytes are both cached and loaded.
     let bytes = engine.precompile_component(wasm).map_err(load)?;
-    let component = Component::new(engine, wasm).map_err(load)?;
+    // SAFETY: these bytes were produced by this engine, in this process, a
+    // moment ago (`precompile_component`); they are exactly what
+    // `deserialize` expects.
+    #[allow(unsafe_code, reason = "loading the artifact this engine just produced")]
+    let component = unsafe { Component::deserialize(engine, &bytes) }.map_err(load)?;
     // Written under a temporary name and renamed, so a concurrent reader never
     // sees half a file; failing to cache is not an error.
     if std::fs::create_dir_all(dir).is_ok() {
