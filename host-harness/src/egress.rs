@@ -6,6 +6,7 @@
 //! on its own, applies no address policy and trusts only webpki roots.
 
 use crate::policy::{Denial, Scheme, parse_host};
+use crate::pool::{Connection, Lease, PoolKey};
 use crate::tenant::Tenant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -20,6 +21,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// The request body type of the egress connections (and so of each tenant's
+/// connection pool).
+pub type EgressBody = WasiBody;
 
 /// Host-side events worth telling the operator (never secrets).
 pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -39,10 +44,7 @@ impl Egress {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>>
-        + Send,
->;
+type SendFuture = Box<dyn Future<Output = Result<Exchange, Error>> + Send>;
 
 impl WasiHttpHooks for Egress {
     fn send_request(
@@ -146,11 +148,10 @@ impl Timeouts {
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-async fn send(
-    tenant: &Tenant,
-    request: http::Request<WasiBody>,
-    options: Option<RequestOptions>,
-) -> Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Refusal> {
+/// A response and the worker future wasmtime keeps alive alongside it.
+type Exchange = (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>);
+
+async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> Result<Exchange, Refusal> {
     let uri = request.uri().clone();
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,
@@ -171,6 +172,28 @@ async fn send(
     if declared_len.is_some_and(|n| n > max_body) {
         return Err(Error::HttpRequestBodySize(declared_len).into());
     }
+    let mut request = request.map(|body| {
+        Guarded::new(body, None, max_body, |cap| Error::HttpRequestBodySize(Some(cap))).boxed_unsync()
+    });
+    // The request line carries only the path (origin-form, RFC 9112 §3.2.1);
+    // wasmtime has already set the Host header from the authority.
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+
+    // A kept-alive connection of this tenant to this origin first (RFC 9112
+    // §9.3: persistent connections). If it turns out to have closed before
+    // the request was written, the request goes on a new connection.
+    let key = PoolKey { tls: scheme == Scheme::Https, host: host.to_string(), port };
+    let keep = tenant.limits.max_idle_connections_per_origin;
+    if keep > 0
+        && let Some(lease) = tenant.pool.checkout(&key, tenant.limits.idle_connection_timeout(), keep).await
+    {
+        match exchange(tenant, lease, request, &timeouts).await {
+            Err((_, Some(unsent))) => request = unsent,
+            done => return done.map_err(|(e, _)| e),
+        }
+    }
+
     let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, &host, port))
         .await
         .map_err(|_| Error::DnsTimeout)??;
@@ -210,55 +233,42 @@ async fn send(
             Box::new(tls)
         }
     };
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(tenant.limits.max_response_headers)
         // hyper's minimum buffer is 8 KiB.
         .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    let mut request = request.map(|body| {
-        Guarded::new(body, None, max_body, |cap| Error::HttpRequestBodySize(Some(cap))).boxed_unsync()
-    });
+    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, keep);
+    exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
+}
 
-    // The request line carries only the path (origin-form, RFC 9112 §3.2.1);
-    // wasmtime has already set the Host header from the authority.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
-
-    // Drive the connection while waiting for the response head; afterwards the
-    // rest of the connection becomes the worker future wasmtime keeps alive for
-    // as long as the guest holds the response (and aborts when it drops it).
-    let mut conn = Some(Box::pin(conn));
-    let response = tokio::time::timeout(timeouts.first_byte, async {
-        let mut response = std::pin::pin!(sender.send_request(request));
-        loop {
-            match &mut conn {
-                Some(c) => tokio::select! {
-                    r = &mut response => return r,
-                    done = c => {
-                        conn = None;
-                        done?;
-                    }
-                },
-                None => return response.await,
-            }
-        }
-    })
-    .await
-    .map_err(|_| Error::ConnectionReadTimeout)?
-    .map_err(hyper_error)?;
-
+/// Sends `request` on `lease` and hands back the response, whose body returns
+/// the connection to the tenant's pool once it has been read to the end.
+/// The request comes back with the error when it was never written.
+async fn exchange(
+    tenant: &Tenant,
+    mut lease: Lease<WasiBody>,
+    request: http::Request<WasiBody>,
+    timeouts: &Timeouts,
+) -> Result<Exchange, (Refusal, Option<http::Request<WasiBody>>)> {
+    let response = match tokio::time::timeout(timeouts.first_byte, lease.send(request)).await {
+        // Dropping the lease closes the connection: the server may still
+        // answer this request, and nothing else may read that answer.
+        Err(_) => return Err((Error::ConnectionReadTimeout.into(), None)),
+        Ok(Err((e, unsent))) => return Err((hyper_error(e).into(), unsent)),
+        Ok(Ok(response)) => response,
+    };
     let cap = tenant.limits.max_response_bytes;
     let response = response.map(|incoming| {
         let incoming = incoming.map_err(hyper_error as fn(hyper::Error) -> Error);
-        Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| Error::HttpResponseBodySize(Some(cap))).boxed_unsync()
+        Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| Error::HttpResponseBodySize(Some(cap)))
+            .returning(lease)
+            .boxed_unsync()
     });
-    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async move {
-        match conn {
-            Some(c) => c.await.map_err(Error::from),
-            None => Ok(()),
-        }
-    });
+    // The connection is driven by its own task (see `pool`), so there is no
+    // per-request worker for wasmtime to keep alive.
+    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(std::future::ready(Ok(())));
     Ok((response, worker))
 }
 
@@ -312,9 +322,11 @@ fn tls_error(err: std::io::Error) -> Refusal {
 /// A body bounded in size (checked while streaming) and, for responses,
 /// failing when the peer pauses longer than the between-bytes timeout. Used
 /// for response bodies (the tenant's cap, whatever the guest asks for) and
-/// request bodies (`max_request_body_bytes`).
+/// request bodies (`max_request_body_bytes`). A response body also holds the
+/// lease on its connection and returns it to the pool at the end.
 struct Guarded<B> {
     inner: B,
+    lease: Option<Lease<WasiBody>>,
     between_bytes: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
     remaining: u64,
     cap: u64,
@@ -325,10 +337,29 @@ impl<B> Guarded<B> {
     fn new(inner: B, between_bytes: Option<Duration>, cap: u64, too_large: fn(u64) -> Error) -> Self {
         Guarded {
             inner,
+            lease: None,
             between_bytes: between_bytes.map(|d| (d, Box::pin(tokio::time::sleep(d)))),
             remaining: cap,
             cap,
             too_large,
+        }
+    }
+}
+
+impl<B: Body> Guarded<B> {
+    fn returning(mut self, lease: Lease<WasiBody>) -> Self {
+        self.lease = Some(lease);
+        // No body at all (204, 304, HEAD): nothing will be read.
+        if self.inner.is_end_stream() {
+            self.ended();
+        }
+        self
+    }
+
+    /// The body has been read to its end: the connection may be reused.
+    fn ended(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
 }
@@ -353,10 +384,21 @@ where
                     let next = tokio::time::Instant::now() + *period;
                     timer.as_mut().reset(next);
                 }
+                // A reader may stop at `is_end_stream` without polling for the end.
+                if self.inner.is_end_stream() {
+                    self.ended();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Err(e))) => {
+                // A failed exchange leaves the connection unusable: closed on drop.
+                self.lease = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                self.ended();
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 if let Some((_, timer)) = &mut self.between_bytes
                     && timer.as_mut().poll(cx).is_ready() {

@@ -35,6 +35,7 @@ mod error;
 pub mod loopback;
 pub mod output;
 pub mod policy;
+pub mod pool;
 mod progress;
 mod runtime;
 pub mod tenant;

@@ -1,8 +1,8 @@
 //! The benchmark: the same signed JSON POST against the same local server,
 //! done (a) natively — hyper, the step's own request building, HMAC signing
-//! and JSON handling from `https-step-core`, a fresh connection per request
-//! like the host's egress — and (b) by the component through the host
-//! library, in one process and one run. Prints latency percentiles and
+//! and JSON handling from `https-step-core`, and the host's own keep-alive
+//! pool type, so both sides reuse connections the same way — and (b) by the
+//! component through the host library, in one process and one run. Prints latency percentiles and
 //! ratios, throughput at several concurrencies (one tenant per worker),
 //! instantiate, load and compile times, guest size, peak RSS with many runs
 //! in flight, and the cost of the CPU budget's epoch checks.
@@ -12,7 +12,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
 use https_step_host::loopback::{LoopbackServer, Reply};
-use https_step_host::{StepRuntime, Tenant};
+use https_step_host::pool::{Connection, ConnectionPool, Lease, PoolKey};
+use https_step_host::{HostLimits, StepRuntime, Tenant};
 use hyper_util::rt::TokioIo;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -59,15 +60,36 @@ fn config(origin: &str) -> Result<StepConfig> {
     Ok(parsed.config)
 }
 
+/// The native side's connections: the host's own keep-alive pool type, with
+/// the host's default per-origin limit (`keep` 0: a new connection for
+/// every request, like a tenant with reuse turned off).
+struct NativePool {
+    pool: ConnectionPool<Full<Bytes>>,
+    keep: usize,
+}
+
+impl NativePool {
+    fn new(keep: usize) -> Self {
+        NativePool { pool: ConnectionPool::default(), keep }
+    }
+}
+
 /// The step's work done natively, for one request.
-async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::SocketAddr) -> Result<()> {
+async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::SocketAddr, pool: &NativePool) -> Result<()> {
     let mut request = https_step_core::request::prepare(config).map_err(|p| anyhow::anyhow!("{p}"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     request.headers.extend(signer.sign(&request.body, now, ""));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
-    let conn = tokio::spawn(conn);
+    let key = PoolKey { tls: false, host: addr.ip().to_string(), port: addr.port() };
+    let idle_for = Duration::from_millis(HostLimits::default().idle_connection_ms);
+    let mut lease = match pool.pool.checkout(&key, idle_for, pool.keep).await {
+        Some(lease) => lease,
+        None => {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
+            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.keep)
+        }
+    };
     let mut builder = http::Request::builder()
         .method(request.method.as_str())
         .uri(request.path_with_query())
@@ -76,12 +98,14 @@ async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::Socke
     for kv in &request.headers {
         builder = builder.header(kv.key.as_str(), kv.value.as_str());
     }
-    let response = sender.send_request(builder.body(Full::new(Bytes::from(request.body.clone())))?).await?;
+    let response = lease
+        .send(builder.body(Full::new(Bytes::from(request.body.clone())))?)
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("native request: {e}"))?;
     let status = response.status().as_u16();
     let headers = response.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
-    drop(sender);
-    conn.abort();
+    lease.release();
     let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body });
     if status != 201 || error.is_some() || json.is_none() {
         bail!("native request failed: {status} {error:?}");
@@ -188,14 +212,28 @@ pub async fn run(settings: Settings) -> Result<String> {
     drop(on_demand);
     let _ = writeln!(out, "instantiate p50: pooling {:.1} us, on-demand {:.1} us", us(percentile(&inst, 0.5)), us(percentile(&inst_od, 0.5)));
 
-    // Latency, one request at a time.
+    // Latency, one request at a time: with keep-alive on both sides (the
+    // default), then with a new connection per request on both sides.
     let tenant = tenant_for(0)?;
-    let native = latencies(settings.iterations, || native_once(&config, &signer, addr)).await?;
+    let keep = HostLimits::default().max_idle_connections_per_origin;
+    let native_pool = NativePool::new(keep);
+    let native = latencies(settings.iterations, || native_once(&config, &signer, addr, &native_pool)).await?;
     let component = latencies(settings.iterations, || component_once(&runtime, &tenant, &config)).await?;
     let (n50, n99, c50, c99) = (percentile(&native, 0.5), percentile(&native, 0.99), percentile(&component, 0.5), percentile(&component, 0.99));
-    let _ = writeln!(out, "latency native:    p50 {:.0} us, p99 {:.0} us", us(n50), us(n99));
-    let _ = writeln!(out, "latency component: p50 {:.0} us, p99 {:.0} us", us(c50), us(c99));
+    let _ = writeln!(out, "latency native:    p50 {:.0} us, p99 {:.0} us (keep-alive)", us(n50), us(n99));
+    let _ = writeln!(out, "latency component: p50 {:.0} us, p99 {:.0} us (keep-alive)", us(c50), us(c99));
     let _ = writeln!(out, "latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
+    let fresh_pool = NativePool::new(0);
+    let fresh_tenant = Arc::new(
+        Tenant::builder("fresh")
+            .allow(&origin)?
+            .limits(HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() })
+            .build()?,
+    );
+    let native_fresh = latencies(settings.iterations, || native_once(&config, &signer, addr, &fresh_pool)).await?;
+    let component_fresh = latencies(settings.iterations, || component_once(&runtime, &fresh_tenant, &config)).await?;
+    let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
+    let _ = writeln!(out, "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)", us(f50), us(g50), us(g50) / us(f50));
 
     // Epoch interruption cost: the same runs without the CPU budget.
     let no_epoch = StepRuntime::builder().cpu_budget(false).build()?;
@@ -212,8 +250,10 @@ pub async fn run(settings: Settings) -> Result<String> {
         for _ in 0..c {
             let (config, signer) = (config.clone(), signer.clone());
             workers.push(tokio::spawn(async move {
+                // One pool per worker, as each component worker is its own tenant.
+                let pool = NativePool::new(keep);
                 for _ in 0..per {
-                    native_once(&config, &signer, addr).await?;
+                    native_once(&config, &signer, addr, &pool).await?;
                 }
                 anyhow::Ok(())
             }));
