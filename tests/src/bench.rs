@@ -166,9 +166,11 @@ pub async fn component_loop(n: usize) -> Result<()> {
     let runtime = StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache")).build()?;
     let tenant = Arc::new(Tenant::builder("p").allow(&server.origin())?.build()?);
     let config = config(&server.origin())?;
+    let t = Instant::now();
     for _ in 0..n {
         component_once(&runtime, &tenant, &config).await?;
     }
+    eprintln!("{n} runs, {:.0} us each", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     Ok(())
 }
 

@@ -5,7 +5,11 @@
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let settings = if quick { https_step_tests::bench::Settings::QUICK } else { https_step_tests::bench::Settings::FULL };
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = if std::env::var_os("BENCH_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+    };
     if let Some(n) = std::env::args().skip_while(|a| a != "--component-loop").nth(1) {
         // For profiling: `perf record -g -- https-step-bench --component-loop 5000`.
         return tokio.block_on(https_step_tests::bench::component_loop(n.parse()?));
