@@ -115,3 +115,17 @@ pub fn signing(data: &[u8]) {
         assert_eq!(verifier.verify(&pairs, body.as_bytes(), 1_700_000_000), Ok(()));
     }
 }
+
+/// Any schema either compiles or is a problem, and checking any instance
+/// against a compiled one terminates without panicking, with the
+/// stop-at-first-violation mode agreeing with the full report.
+pub fn schema(data: &[u8]) {
+    let [schema, instance] = <[String; 2]>::try_from(parts(data, 2)).unwrap_or_default();
+    let (Ok(schema), Ok(instance)) = (serde_json::from_str(&schema), serde_json::from_str(&instance)) else { return };
+    let Ok(compiled) = https_step_core::schema::ResponseSchema::compile(&schema) else { return };
+    let report = compiled.check(&instance);
+    assert_eq!(report.is_ok(), compiled.is_valid(&instance), "{schema} / {instance}: {report:?}");
+    if let Err(problems) = report {
+        assert!(!problems.is_empty() && problems.len() <= https_step_core::schema::MAX_VIOLATIONS + 1);
+    }
+}

@@ -160,10 +160,16 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Runs only the component path `n` times (for profiling with perf).
-pub async fn component_loop(n: usize) -> Result<()> {
+/// Runs only the component path `n` times (for profiling with perf), with
+/// the component in `wasm` if given (e.g. a guest built with its name
+/// section kept, so the profile names guest functions).
+pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
     let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
-    let runtime = StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache")).build()?;
+    let mut builder = StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache"));
+    if let Some(wasm) = wasm {
+        builder = builder.component(wasm);
+    }
+    let runtime = builder.build()?;
     let tenant = Arc::new(Tenant::builder("p").allow(&server.origin())?.build()?);
     let config = config(&server.origin())?;
     let t = Instant::now();

@@ -6,13 +6,14 @@ use std::path::Path;
 
 #[test]
 fn every_fuzz_check_holds_on_its_corpus() -> anyhow::Result<()> {
-    let targets: [(&str, fn(&[u8])); 6] = [
+    let targets: [(&str, fn(&[u8])); 7] = [
         ("config", https_step_fuzz_checks::config),
         ("template_url", https_step_fuzz_checks::template_url),
         ("query", https_step_fuzz_checks::query),
         ("headers", https_step_fuzz_checks::headers),
         ("retry_after", https_step_fuzz_checks::retry_after),
         ("signing", https_step_fuzz_checks::signing),
+        ("schema", https_step_fuzz_checks::schema),
     ];
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
     for (name, check) in targets {

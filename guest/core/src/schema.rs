@@ -437,7 +437,13 @@ impl ResponseSchema {
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
-    /// Whether `instance` is valid, without collecting violations.
+    /// Whether `instance` is valid: [`ResponseSchema::check`] without
+    /// collecting the violations (it stops at the first).
+    pub fn is_valid(&self, instance: &Value) -> bool {
+        self.valid(0, instance, 0)
+    }
+
+    /// Whether `instance` is valid under `node`, without collecting violations.
     fn valid(&self, node: usize, instance: &Value, depth: usize) -> bool {
         self.eval(node, instance, &mut String::new(), &mut None, depth)
     }

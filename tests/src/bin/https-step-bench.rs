@@ -11,8 +11,12 @@ fn main() -> anyhow::Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build()?
     };
     if let Some(n) = std::env::args().skip_while(|a| a != "--component-loop").nth(1) {
-        // For profiling: `perf record -g -- https-step-bench --component-loop 5000`.
-        return tokio.block_on(https_step_tests::bench::component_loop(n.parse()?));
+        // For profiling: `perf record -g -- https-step-bench --component-loop 5000 [--wasm FILE]`.
+        let wasm = match std::env::args().skip_while(|a| a != "--wasm").nth(1) {
+            Some(path) => Some(std::fs::read(path)?),
+            None => None,
+        };
+        return tokio.block_on(https_step_tests::bench::component_loop(n.parse()?, wasm));
     }
     print!("{}", tokio.block_on(https_step_tests::bench::run(settings))?);
     Ok(())
