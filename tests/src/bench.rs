@@ -151,6 +151,40 @@ where
     Ok(samples)
 }
 
+/// Latency samples of `a` and `b`, `n` each, measured in alternating rounds
+/// so that drift in the machine's load affects both alike.
+async fn paired<A, FA, B, FB>(n: usize, mut a: A, mut b: B) -> Result<(Vec<Duration>, Vec<Duration>)>
+where
+    A: FnMut() -> FA,
+    FA: std::future::Future<Output = Result<()>>,
+    B: FnMut() -> FB,
+    FB: std::future::Future<Output = Result<()>>,
+{
+    const ROUNDS: usize = 10;
+    let per_round = n.div_ceil(ROUNDS);
+    let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for round in 0..=ROUNDS {
+        // Round 0 is the warm-up and is not recorded.
+        for _ in 0..per_round {
+            let t = Instant::now();
+            a().await?;
+            if round > 0 {
+                xs.push(t.elapsed());
+            }
+        }
+        for _ in 0..per_round {
+            let t = Instant::now();
+            b().await?;
+            if round > 0 {
+                ys.push(t.elapsed());
+            }
+        }
+    }
+    xs.sort();
+    ys.sort();
+    Ok((xs, ys))
+}
+
 fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -225,12 +259,30 @@ pub async fn run(settings: Settings) -> Result<String> {
     let tenant = tenant_for(0)?;
     let keep = HostLimits::default().max_idle_connections_per_origin;
     let native_pool = NativePool::new(keep);
-    let native = latencies(settings.iterations, || native_once(&config, &signer, addr, &native_pool)).await?;
-    let component = latencies(settings.iterations, || component_once(&runtime, &tenant, &config)).await?;
+    let (native, component) = paired(
+        settings.iterations,
+        || native_once(&config, &signer, addr, &native_pool),
+        || component_once(&runtime, &tenant, &config),
+    )
+    .await?;
     let (n50, n99, c50, c99) = (percentile(&native, 0.5), percentile(&native, 0.99), percentile(&component, 0.5), percentile(&component, 0.99));
     let _ = writeln!(out, "latency native:    p50 {:.0} us, p99 {:.0} us (keep-alive)", us(n50), us(n99));
     let _ = writeln!(out, "latency component: p50 {:.0} us, p99 {:.0} us (keep-alive)", us(c50), us(c99));
     let _ = writeln!(out, "latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
+    // Where a component run's time goes: a fresh instance, then the same
+    // instance + the config lowered into the guest and validated (no I/O).
+    let validated = latencies(settings.iterations, || async {
+        let problems = runtime.validate(&config).await?;
+        if problems.is_empty() { Ok(()) } else { bail!("bench config invalid: {problems:?}") }
+    })
+    .await?;
+    let (i50, v50) = (us(percentile(&inst, 0.5)), us(percentile(&validated, 0.5)));
+    let _ = writeln!(
+        out,
+        "component p50 breakdown: instantiate {i50:.0} us, + config into the guest and validated {:.0} us, + rendering, signing, the exchange through wasi:http and the outcome back {:.0} us",
+        v50 - i50,
+        us(c50) - v50
+    );
     let fresh_pool = NativePool::new(0);
     let fresh_tenant = Arc::new(
         Tenant::builder("fresh")
@@ -238,16 +290,26 @@ pub async fn run(settings: Settings) -> Result<String> {
             .limits(HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() })
             .build()?,
     );
-    let native_fresh = latencies(settings.iterations, || native_once(&config, &signer, addr, &fresh_pool)).await?;
-    let component_fresh = latencies(settings.iterations, || component_once(&runtime, &fresh_tenant, &config)).await?;
+    let (native_fresh, component_fresh) = paired(
+        settings.iterations,
+        || native_once(&config, &signer, addr, &fresh_pool),
+        || component_once(&runtime, &fresh_tenant, &config),
+    )
+    .await?;
     let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
     let _ = writeln!(out, "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)", us(f50), us(g50), us(g50) / us(f50));
 
     // Epoch interruption cost: the same runs without the CPU budget.
-    let no_epoch = StepRuntime::builder().cpu_budget(false).build()?;
-    let plain = latencies(settings.iterations, || component_once(&no_epoch, &tenant, &config)).await?;
+    let no_epoch = StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cpu_budget(false).build()?;
+    let (with, plain) = paired(
+        settings.iterations,
+        || component_once(&runtime, &tenant, &config),
+        || component_once(&no_epoch, &tenant, &config),
+    )
+    .await?;
     drop(no_epoch);
-    let _ = writeln!(out, "epoch interruption overhead: p50 {:.0} us with vs {:.0} us without ({:+.1}%)", us(c50), us(percentile(&plain, 0.5)), (us(c50) / us(percentile(&plain, 0.5)) - 1.0) * 100.0);
+    let (w50, p50) = (us(percentile(&with, 0.5)), us(percentile(&plain, 0.5)));
+    let _ = writeln!(out, "epoch interruption overhead: p50 {w50:.0} us with vs {p50:.0} us without ({:+.1}%)", (w50 / p50 - 1.0) * 100.0);
 
     // Throughput at several concurrencies, one tenant per worker.
     for &c in settings.concurrencies {

@@ -405,7 +405,9 @@ impl Redactor {
             }
             with_json_forms.push(s);
         }
-        with_json_forms.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        // Longest first, so a secret containing another is replaced whole; equal
+        // ones end up adjacent for dedup.
+        with_json_forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         with_json_forms.dedup();
         Redactor { secrets: with_json_forms }
     }
