@@ -129,7 +129,7 @@ impl<B> ConnectionPool<B> {
             // An idle connection is ready at once unless the server has closed
             // it since (then hyper reports an error and we try the next one).
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
-                return Some(Lease { conn: idle.conn, home: Some((self.idle.clone(), key.clone(), keep)) });
+                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), keep }) });
             }
         }
     }
@@ -138,8 +138,16 @@ impl<B> ConnectionPool<B> {
 /// A connection in use by one exchange. See the module docs.
 pub struct Lease<B> {
     conn: Connection<B>,
-    /// Where to return the connection, and how many idle ones the origin may keep.
-    home: Option<(Arc<Mutex<IdleMap<B>>>, PoolKey, usize)>,
+    /// Where to return the connection; `None` when it is not to be reused.
+    home: Option<Home<B>>,
+}
+
+/// The pool and origin a leased connection returns to, and how many idle
+/// connections that origin may keep.
+struct Home<B> {
+    idle: Arc<Mutex<IdleMap<B>>>,
+    key: PoolKey,
+    keep: usize,
 }
 
 impl<B> Lease<B>
@@ -149,7 +157,7 @@ where
     /// A lease on a new connection that returns to `pool` under `key`, which
     /// keeps at most `keep` idle connections per origin (0: never reused).
     pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, keep: usize) -> Self {
-        Lease { conn, home: (keep > 0).then(|| (pool.idle.clone(), key, keep)) }
+        Lease { conn, home: (keep > 0).then(|| Home { idle: pool.idle.clone(), key, keep }) }
     }
 
     /// Sends `request`. `Err((error, Some(request)))` means nothing was written
@@ -167,7 +175,7 @@ where
     /// The exchange is over and the response fully read: the connection may
     /// serve the next request of this tenant to the same origin.
     pub fn release(self) {
-        let Lease { conn, home: Some((idle, key, keep)) } = self else { return };
+        let Lease { conn, home: Some(Home { idle, key, keep }) } = self else { return };
         if conn.sender.is_closed() {
             return;
         }

@@ -4,9 +4,12 @@
 
 use std::path::Path;
 
+/// A fuzz target's property over one input.
+type Check = fn(&[u8]);
+
 #[test]
 fn every_fuzz_check_holds_on_its_corpus() -> anyhow::Result<()> {
-    let targets: [(&str, fn(&[u8])); 7] = [
+    let targets: [(&str, Check); 7] = [
         ("config", https_step_fuzz_checks::config),
         ("template_url", https_step_fuzz_checks::template_url),
         ("query", https_step_fuzz_checks::query),
