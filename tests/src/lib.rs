@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 pub mod signature;
+pub mod shared;
 pub mod soak;
 
 /// One conformance case.

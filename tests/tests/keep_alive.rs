@@ -4,18 +4,9 @@
 //! that the server closed is never reused, and reuse can be turned off.
 
 use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
-use https_step_host::{HostLimits, StepRuntime, Tenant};
-use std::sync::{Arc, OnceLock};
-
-fn tokio() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio"))
-}
-
-fn step_runtime() -> &'static StepRuntime {
-    static RT: OnceLock<StepRuntime> = OnceLock::new();
-    RT.get_or_init(|| StepRuntime::builder().build().expect("runtime"))
-}
+use https_step_host::{HostLimits, Tenant};
+use https_step_tests::shared::{step_runtime, tokio};
+use std::sync::Arc;
 
 fn config(url: &str) -> https_step_core::StepConfig {
     let parsed = https_step_core::parse_step_config(

@@ -6,19 +6,10 @@
 
 use https_step_host::loopback::{LoopbackServer, Reply};
 use https_step_host::{Error, HostLimits, StepRuntime, Tenant};
+use https_step_tests::shared::{step_runtime, tokio};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-fn tokio() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio"))
-}
-
-fn step_runtime() -> &'static StepRuntime {
-    static RT: OnceLock<StepRuntime> = OnceLock::new();
-    RT.get_or_init(|| StepRuntime::builder().build().expect("runtime"))
-}
 
 fn fault_runtime() -> &'static StepRuntime {
     static RT: OnceLock<StepRuntime> = OnceLock::new();

@@ -506,39 +506,27 @@ impl ResponseSchema {
                 {
                     fail!("{n} is not a multiple of {m}");
                 }
-                if let Some(max) = &k.maximum
-                    && num_cmp(n, max) == Ordering::Greater
-                {
-                    fail!("{n} is greater than the maximum of {max}");
-                }
-                if let Some(max) = &k.exclusive_maximum
-                    && num_cmp(n, max) != Ordering::Less
-                {
-                    fail!("{n} is greater than or equal to the maximum of {max}");
-                }
-                if let Some(min) = &k.minimum
-                    && num_cmp(n, min) == Ordering::Less
-                {
-                    fail!("{n} is less than the minimum of {min}");
-                }
-                if let Some(min) = &k.exclusive_minimum
-                    && num_cmp(n, min) != Ordering::Greater
-                {
-                    fail!("{n} is less than or equal to the minimum of {min}");
+                // Which comparisons with the limit break each keyword (Validation §6.2).
+                let limits = [
+                    (&k.maximum, &[Ordering::Greater][..], "greater than the maximum of"),
+                    (&k.exclusive_maximum, &[Ordering::Greater, Ordering::Equal][..], "greater than or equal to the maximum of"),
+                    (&k.minimum, &[Ordering::Less][..], "less than the minimum of"),
+                    (&k.exclusive_minimum, &[Ordering::Less, Ordering::Equal][..], "less than or equal to the minimum of"),
+                ];
+                for (limit, breaks, words) in limits {
+                    if let Some(limit) = limit
+                        && breaks.contains(&num_cmp(n, limit))
+                    {
+                        fail!("{n} is {words} {limit}");
+                    }
                 }
             }
             Value::String(s) => {
                 // Lengths count Unicode code points (Validation §6.3.1).
-                let chars = || s.chars().count() as u64;
-                if let Some(max) = k.max_length
-                    && chars() > max
+                if (k.min_length, k.max_length) != (None, None)
+                    && let Some((than, limit)) = out_of_bounds(s.chars().count(), k.min_length, k.max_length)
                 {
-                    fail!("{} is longer than {max} characters", brief(instance));
-                }
-                if let Some(min) = k.min_length
-                    && chars() < min
-                {
-                    fail!("{} is shorter than {min} characters", brief(instance));
+                    fail!("{} has {than} {limit} characters", brief(instance));
                 }
                 if let Some((re, text)) = &k.pattern
                     && !re.is_match(s)
@@ -547,15 +535,8 @@ impl ResponseSchema {
                 }
             }
             Value::Array(items) => {
-                if let Some(max) = k.max_items
-                    && items.len() as u64 > max
-                {
-                    fail!("{} has more than {max} items", brief(instance));
-                }
-                if let Some(min) = k.min_items
-                    && (items.len() as u64) < min
-                {
-                    fail!("{} has less than {min} items", brief(instance));
+                if let Some((than, limit)) = out_of_bounds(items.len(), k.min_items, k.max_items) {
+                    fail!("{} has {than} {limit} items", brief(instance));
                 }
                 if k.unique_items && !all_unique(items) {
                     fail!("{} has non-unique elements", brief(instance));
@@ -593,15 +574,8 @@ impl ResponseSchema {
                 }
             }
             Value::Object(map) => {
-                if let Some(max) = k.max_properties
-                    && map.len() as u64 > max
-                {
-                    fail!("{} has more than {max} properties", brief(instance));
-                }
-                if let Some(min) = k.min_properties
-                    && (map.len() as u64) < min
-                {
-                    fail!("{} has less than {min} properties", brief(instance));
+                if let Some((than, limit)) = out_of_bounds(map.len(), k.min_properties, k.max_properties) {
+                    fail!("{} has {than} {limit} properties", brief(instance));
                 }
                 for name in &k.required {
                     if !map.contains_key(name) {
@@ -720,6 +694,17 @@ fn report(sink: &mut Option<&mut Sink>, path: &str, message: String) {
         } else {
             sink.problems.push(Problem::new(if path.is_empty() { "/" } else { path }, message));
         }
+    }
+}
+
+/// Which of a `min…`/`max…` pair a count of `n` breaks: `("more than", max)`
+/// or `("less than", min)`.
+fn out_of_bounds(n: usize, min: Option<u64>, max: Option<u64>) -> Option<(&'static str, u64)> {
+    let n = n as u64;
+    match (min, max) {
+        (_, Some(max)) if n > max => Some(("more than", max)),
+        (Some(min), _) if n < min => Some(("less than", min)),
+        _ => None,
     }
 }
 

@@ -1,0 +1,18 @@
+//! Process-wide fixtures for the library-level integration tests: one tokio
+//! runtime and one step runtime per test binary, since building a
+//! `StepRuntime` (engine, pool, component) is the expensive part.
+
+use https_step_host::StepRuntime;
+use std::sync::OnceLock;
+
+/// A multi-threaded tokio runtime shared by the tests of one binary.
+pub fn tokio() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio"))
+}
+
+/// A step runtime with the embedded component and default settings.
+pub fn step_runtime() -> &'static StepRuntime {
+    static RT: OnceLock<StepRuntime> = OnceLock::new();
+    RT.get_or_init(|| StepRuntime::builder().build().expect("runtime"))
+}
