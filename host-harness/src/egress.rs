@@ -239,7 +239,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, keep);
+    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, keep, tenant.limits.idle_connection_timeout());
     exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
 }
 

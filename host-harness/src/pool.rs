@@ -9,7 +9,8 @@
 //!    connection had closed before anything was written), dial and send it
 //!    on a fresh connection.
 //! 4. Call [`Lease::release`] once the response body has ended: the
-//!    connection goes back to the pool. A lease dropped before that closes its
+//!    connection goes back to the pool, and closes by itself if it is still
+//!    idle after `max_idle`. A lease dropped before that closes its
 //!    connection, which is how a cancelled or abandoned exchange ends.
 //!
 //! A pooled connection skips name resolution and the address check: it was
@@ -41,6 +42,9 @@ pub struct PoolKey {
 pub struct Connection<B> {
     sender: SendRequest<B>,
     task: tokio::task::AbortHandle,
+    /// When the connection, idle in a pool, is to close by itself; `None`
+    /// while it is in use.
+    idle_until: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
 }
 
 impl<B> Drop for Connection<B> {
@@ -61,12 +65,23 @@ where
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        let (idle_until, mut deadline) = tokio::sync::watch::channel(None);
         let task = tokio::spawn(async move {
-            // Errors reach the exchange through the response future or body.
-            let _ = conn.await;
+            let mut conn = std::pin::pin!(conn);
+            // An idle pooled connection closes at its deadline even if no one
+            // asks for it again, so a quiet tenant does not hold sockets.
+            loop {
+                let until = *deadline.borrow_and_update();
+                tokio::select! {
+                    // Errors reach the exchange through the response future or body.
+                    _ = &mut conn => return,
+                    () = async { tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)).await }, if until.is_some() => return,
+                    changed = deadline.changed() => if changed.is_err() { return },
+                }
+            }
         })
         .abort_handle();
-        Connection { sender, task }
+        Connection { sender, task, idle_until }
     }
 }
 
@@ -95,9 +110,9 @@ impl<B> std::fmt::Debug for ConnectionPool<B> {
 }
 
 impl<B> ConnectionPool<B> {
-    /// Idle connections right now, all origins (for tests and metrics).
+    /// Open idle connections right now, all origins (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
+        self.lock().values().flatten().filter(|i| !i.conn.sender.is_closed()).count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap<B>> {
@@ -110,6 +125,7 @@ impl<B> ConnectionPool<B> {
     /// has been idle less than `max_idle`, leased for one exchange; expired
     /// and closed ones met on the way are closed and forgotten.
     pub async fn checkout(&self, key: &PoolKey, max_idle: Duration, keep: usize) -> Option<Lease<B>> {
+        let max_idle = max_idle.max(Duration::from_millis(1));
         loop {
             let mut idle = {
                 let mut map = self.lock();
@@ -128,8 +144,9 @@ impl<B> ConnectionPool<B> {
             };
             // An idle connection is ready at once unless the server has closed
             // it since (then hyper reports an error and we try the next one).
+            idle.conn.idle_until.send_replace(None);
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
-                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), keep }) });
+                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), keep, max_idle }) });
             }
         }
     }
@@ -148,6 +165,7 @@ struct Home<B> {
     idle: Arc<Mutex<IdleMap<B>>>,
     key: PoolKey,
     keep: usize,
+    max_idle: Duration,
 }
 
 impl<B> Lease<B>
@@ -155,9 +173,11 @@ where
     B: http_body::Body + 'static,
 {
     /// A lease on a new connection that returns to `pool` under `key`, which
-    /// keeps at most `keep` idle connections per origin (0: never reused).
-    pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, keep: usize) -> Self {
-        Lease { conn, home: (keep > 0).then(|| Home { idle: pool.idle.clone(), key, keep }) }
+    /// keeps at most `keep` idle connections per origin (0: never reused),
+    /// each for at most `max_idle`.
+    pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, keep: usize, max_idle: Duration) -> Self {
+        let max_idle = max_idle.max(Duration::from_millis(1));
+        Lease { conn, home: (keep > 0).then(|| Home { idle: pool.idle.clone(), key, keep, max_idle }) }
     }
 
     /// Sends `request`. `Err((error, Some(request)))` means nothing was written
@@ -175,10 +195,11 @@ where
     /// The exchange is over and the response fully read: the connection may
     /// serve the next request of this tenant to the same origin.
     pub fn release(self) {
-        let Lease { conn, home: Some(Home { idle, key, keep }) } = self else { return };
+        let Lease { conn, home: Some(Home { idle, key, keep, max_idle }) } = self else { return };
         if conn.sender.is_closed() {
             return;
         }
+        conn.idle_until.send_replace(Some(tokio::time::Instant::now() + max_idle));
         let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
         if list.len() >= keep {

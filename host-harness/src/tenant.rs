@@ -47,7 +47,8 @@ pub struct HostLimits {
     /// requests (never shared with another tenant); 0 opens a new connection
     /// for every request. Default: 8.
     pub max_idle_connections_per_origin: usize,
-    /// How long an idle connection may wait for reuse. Kept below common
+    /// How long an idle connection may wait for reuse; then it is closed,
+    /// whether or not another request comes. Kept below common
     /// server keep-alive timeouts (nginx 75 s, Node.js 5 s…) so a reused
     /// connection is rarely one the server is closing; one it has closed is
     /// noticed and replaced before anything is sent. Default: 4000.

@@ -87,7 +87,7 @@ async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::Socke
             let tcp = tokio::net::TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
             let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
-            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.keep)
+            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.keep, idle_for)
         }
     };
     let mut builder = http::Request::builder()

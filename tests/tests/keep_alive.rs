@@ -1,7 +1,8 @@
 //! Keep-alive connection reuse in the host's egress: a tenant's later runs
 //! reuse its idle connection to the same origin (HTTP and HTTPS), tenants
 //! never share one, a connection whose response was not read to the end or
-//! that the server closed is never reused, and reuse can be turned off.
+//! that the server closed is never reused, an idle one closes after
+//! `idle_connection_ms`, and reuse can be turned off.
 
 use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
 use https_step_host::{HostLimits, Tenant};
@@ -149,5 +150,23 @@ fn retries_within_a_run_reuse_the_connection() {
         let outcome = step_runtime().run(&t, &parsed.config, "{}", Arc::new(|_: &str| {})).await.expect("runs");
         assert!(outcome.is_err());
         assert_eq!(connections_of(&server), [1, 1, 1]);
+    });
+}
+
+#[test]
+fn an_idle_connection_closes_after_idle_connection_ms() {
+    tokio().block_on(async {
+        let server = LoopbackServer::http(Arc::new(ok_reply)).await.expect("server");
+        let t = tenant(&server, "a", HostLimits { idle_connection_ms: 200, ..HostLimits::default() });
+        assert_eq!(run(&server, &t, "/x").await, "ok");
+        assert_eq!(t.idle_connections(), 1);
+        // Closed by its own timer, with no later request to notice it.
+        let start = std::time::Instant::now();
+        while t.idle_connections() > 0 && start.elapsed() < std::time::Duration::from_secs(10) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(t.idle_connections(), 0, "still idle after {:?}", start.elapsed());
+        assert_eq!(run(&server, &t, "/x").await, "ok");
+        assert_eq!(connections_of(&server), [1, 2]);
     });
 }
