@@ -170,3 +170,19 @@ fn an_idle_connection_closes_after_idle_connection_ms() {
         assert_eq!(connections_of(&server), [1, 2]);
     });
 }
+
+#[test]
+fn a_response_without_a_body_returns_its_connection_at_once() {
+    tokio().block_on(async {
+        // 204 has no body (RFC 9110 §15.3.5): nothing is read, so the
+        // connection must go back to the pool when the head arrives.
+        let server = LoopbackServer::http(Arc::new(|_: &Recorded| Reply::Respond { status: 204, headers: vec![], body: vec![], delay_ms: 0 }))
+            .await
+            .expect("server");
+        let t = tenant(&server, "a", HostLimits::default());
+        for _ in 0..3 {
+            assert_eq!(run(&server, &t, "/x").await, "ok");
+        }
+        assert_eq!(connections_of(&server), [1, 1, 1]);
+    });
+}
