@@ -184,9 +184,9 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
     // §9.3: persistent connections). If it turns out to have closed before
     // the request was written, the request goes on a new connection.
     let key = PoolKey { tls: scheme == Scheme::Https, host: host.to_string(), port };
-    let keep = tenant.limits.max_idle_connections_per_origin;
-    if keep > 0
-        && let Some(lease) = tenant.pool.checkout(&key, tenant.limits.idle_connection_timeout(), keep).await
+    let reuse = tenant.limits.reuse();
+    if reuse.enabled()
+        && let Some(lease) = tenant.pool.checkout(&key, reuse).await
     {
         match exchange(tenant, lease, request, &timeouts).await {
             Err((_, Some(unsent))) => request = unsent,
@@ -239,7 +239,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, keep, tenant.limits.idle_connection_timeout());
+    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, reuse);
     exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
 }
 

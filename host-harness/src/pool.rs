@@ -37,6 +37,27 @@ pub struct PoolKey {
     pub port: u16,
 }
 
+/// How a tenant reuses connections: at most `keep` idle ones per origin
+/// (0: never), each idle at most `max_idle`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reuse {
+    keep: usize,
+    max_idle: Duration,
+}
+
+impl Reuse {
+    /// `keep` idle connections per origin, for `max_idle` each (at least 1 ms:
+    /// tokio's timers have that resolution).
+    pub fn new(keep: usize, max_idle: Duration) -> Self {
+        Reuse { keep, max_idle: max_idle.max(Duration::from_millis(1)) }
+    }
+
+    /// Whether connections are kept at all.
+    pub fn enabled(self) -> bool {
+        self.keep > 0
+    }
+}
+
 /// One HTTP/1.1 connection: hyper's sender and the task driving the socket.
 /// Dropping it closes the connection (the task is aborted).
 pub struct Connection<B> {
@@ -122,10 +143,9 @@ impl<B> ConnectionPool<B> {
     }
 
     /// The most recently used idle connection to `key` that is still open and
-    /// has been idle less than `max_idle`, leased for one exchange; expired
-    /// and closed ones met on the way are closed and forgotten.
-    pub async fn checkout(&self, key: &PoolKey, max_idle: Duration, keep: usize) -> Option<Lease<B>> {
-        let max_idle = max_idle.max(Duration::from_millis(1));
+    /// has been idle less than `reuse`'s `max_idle`, leased for one exchange;
+    /// expired and closed ones met on the way are closed and forgotten.
+    pub async fn checkout(&self, key: &PoolKey, reuse: Reuse) -> Option<Lease<B>> {
         loop {
             let mut idle = {
                 let mut map = self.lock();
@@ -133,7 +153,7 @@ impl<B> ConnectionPool<B> {
                 let found = loop {
                     match list.pop() {
                         None => break None,
-                        Some(i) if i.since.elapsed() < max_idle && !i.conn.sender.is_closed() => break Some(i),
+                        Some(i) if i.since.elapsed() < reuse.max_idle && !i.conn.sender.is_closed() => break Some(i),
                         Some(_) => {}
                     }
                 };
@@ -146,7 +166,7 @@ impl<B> ConnectionPool<B> {
             // it since (then hyper reports an error and we try the next one).
             idle.conn.idle_until.send_replace(None);
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
-                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), keep, max_idle }) });
+                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), reuse }) });
             }
         }
     }
@@ -159,25 +179,21 @@ pub struct Lease<B> {
     home: Option<Home<B>>,
 }
 
-/// The pool and origin a leased connection returns to, and how many idle
-/// connections that origin may keep.
+/// The pool and origin a leased connection returns to, and the reuse settings.
 struct Home<B> {
     idle: Arc<Mutex<IdleMap<B>>>,
     key: PoolKey,
-    keep: usize,
-    max_idle: Duration,
+    reuse: Reuse,
 }
 
 impl<B> Lease<B>
 where
     B: http_body::Body + 'static,
 {
-    /// A lease on a new connection that returns to `pool` under `key`, which
-    /// keeps at most `keep` idle connections per origin (0: never reused),
-    /// each for at most `max_idle`.
-    pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, keep: usize, max_idle: Duration) -> Self {
-        let max_idle = max_idle.max(Duration::from_millis(1));
-        Lease { conn, home: (keep > 0).then(|| Home { idle: pool.idle.clone(), key, keep, max_idle }) }
+    /// A lease on a new connection that returns to `pool` under `key` as
+    /// `reuse` allows (never, when it is disabled).
+    pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, reuse: Reuse) -> Self {
+        Lease { conn, home: reuse.enabled().then(|| Home { idle: pool.idle.clone(), key, reuse }) }
     }
 
     /// Sends `request`. `Err((error, Some(request)))` means nothing was written
@@ -195,14 +211,14 @@ where
     /// The exchange is over and the response fully read: the connection may
     /// serve the next request of this tenant to the same origin.
     pub fn release(self) {
-        let Lease { conn, home: Some(Home { idle, key, keep, max_idle }) } = self else { return };
+        let Lease { conn, home: Some(Home { idle, key, reuse }) } = self else { return };
         if conn.sender.is_closed() {
             return;
         }
-        conn.idle_until.send_replace(Some(tokio::time::Instant::now() + max_idle));
+        conn.idle_until.send_replace(Some(tokio::time::Instant::now() + reuse.max_idle));
         let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
-        if list.len() >= keep {
+        if list.len() >= reuse.keep {
             // The least recently used goes (and is closed).
             list.remove(0);
         }

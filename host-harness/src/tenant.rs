@@ -5,7 +5,7 @@
 use crate::Error;
 use crate::egress::EgressBody;
 use crate::policy::{AllowedOrigin, EgressPolicy};
-use crate::pool::ConnectionPool;
+use crate::pool::{ConnectionPool, Reuse};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,8 +85,9 @@ impl HostLimits {
     pub(crate) fn between_bytes_timeout(&self) -> Duration {
         Duration::from_millis(self.between_bytes_timeout_ms)
     }
-    pub(crate) fn idle_connection_timeout(&self) -> Duration {
-        Duration::from_millis(self.idle_connection_ms)
+    /// The connection reuse these limits allow.
+    pub fn reuse(&self) -> Reuse {
+        Reuse::new(self.max_idle_connections_per_origin, Duration::from_millis(self.idle_connection_ms))
     }
 }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
 use https_step_host::loopback::{LoopbackServer, Reply};
-use https_step_host::pool::{Connection, ConnectionPool, Lease, PoolKey};
+use https_step_host::pool::{Connection, ConnectionPool, Lease, PoolKey, Reuse};
 use https_step_host::{HostLimits, StepRuntime, Tenant};
 use hyper_util::rt::TokioIo;
 use std::fmt::Write as _;
@@ -61,16 +61,15 @@ fn config(origin: &str) -> Result<StepConfig> {
 }
 
 /// The native side's connections: the host's own keep-alive pool type, with
-/// the host's default per-origin limit (`keep` 0: a new connection for
-/// every request, like a tenant with reuse turned off).
+/// the reuse settings of the tenant it is compared with.
 struct NativePool {
     pool: ConnectionPool<Full<Bytes>>,
-    keep: usize,
+    reuse: Reuse,
 }
 
 impl NativePool {
-    fn new(keep: usize) -> Self {
-        NativePool { pool: ConnectionPool::default(), keep }
+    fn new(reuse: Reuse) -> Self {
+        NativePool { pool: ConnectionPool::default(), reuse }
     }
 }
 
@@ -80,14 +79,13 @@ async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::Socke
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     request.headers.extend(signer.sign(&request.body, now, ""));
     let key = PoolKey { tls: false, host: addr.ip().to_string(), port: addr.port() };
-    let idle_for = Duration::from_millis(HostLimits::default().idle_connection_ms);
-    let mut lease = match pool.pool.checkout(&key, idle_for, pool.keep).await {
+    let mut lease = match pool.pool.checkout(&key, pool.reuse).await {
         Some(lease) => lease,
         None => {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
             tcp.set_nodelay(true)?;
             let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
-            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.keep, idle_for)
+            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.reuse)
         }
     };
     let mut builder = http::Request::builder()
@@ -132,27 +130,37 @@ fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Latency samples of `n` sequential calls after a warm-up.
+/// Calls `f` `n` times in sequence; with `into`, records how long each took.
+async fn timed<F, Fut>(n: usize, f: &mut F, mut into: Option<&mut Vec<Duration>>) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await?;
+        if let Some(samples) = into.as_deref_mut() {
+            samples.push(t.elapsed());
+        }
+    }
+    Ok(())
+}
+
+/// Latency samples of `n` sequential calls after a warm-up, sorted.
 async fn latencies<F, Fut>(n: usize, mut f: F) -> Result<Vec<Duration>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    for _ in 0..(n / 10).max(3) {
-        f().await?;
-    }
+    timed((n / 10).max(3), &mut f, None).await?;
     let mut samples = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        f().await?;
-        samples.push(t.elapsed());
-    }
+    timed(n, &mut f, Some(&mut samples)).await?;
     samples.sort();
     Ok(samples)
 }
 
 /// Latency samples of `a` and `b`, `n` each, measured in alternating rounds
-/// so that drift in the machine's load affects both alike.
+/// so that drift in the machine's load affects both alike; sorted.
 async fn paired<A, FA, B, FB>(n: usize, mut a: A, mut b: B) -> Result<(Vec<Duration>, Vec<Duration>)>
 where
     A: FnMut() -> FA,
@@ -163,36 +171,18 @@ where
     const ROUNDS: usize = 10;
     let per_round = n.div_ceil(ROUNDS);
     let (mut xs, mut ys) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for round in 0..=ROUNDS {
-        // Round 0 is the warm-up and is not recorded.
-        for _ in 0..per_round {
-            let t = Instant::now();
-            a().await?;
-            if round > 0 {
-                xs.push(t.elapsed());
-            }
-        }
-        for _ in 0..per_round {
-            let t = Instant::now();
-            b().await?;
-            if round > 0 {
-                ys.push(t.elapsed());
-            }
-        }
+    // One unrecorded round to warm up, then the measured ones.
+    timed(per_round, &mut a, None).await?;
+    timed(per_round, &mut b, None).await?;
+    for _ in 0..ROUNDS {
+        timed(per_round, &mut a, Some(&mut xs)).await?;
+        timed(per_round, &mut b, Some(&mut ys)).await?;
     }
     xs.sort();
     ys.sort();
     Ok((xs, ys))
 }
 
-fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// Runs only the component path `n` times (for profiling with perf), with
 /// the component in `wasm` if given (e.g. a guest built with its name
@@ -262,8 +252,8 @@ pub async fn run(settings: Settings) -> Result<String> {
     // Latency, one request at a time: with keep-alive on both sides (the
     // default), then with a new connection per request on both sides.
     let tenant = tenant_for(0)?;
-    let keep = HostLimits::default().max_idle_connections_per_origin;
-    let native_pool = NativePool::new(keep);
+    let reuse = HostLimits::default().reuse();
+    let native_pool = NativePool::new(reuse);
     let (native, component) = paired(
         settings.iterations,
         || native_once(&config, &signer, addr, &native_pool),
@@ -288,13 +278,9 @@ pub async fn run(settings: Settings) -> Result<String> {
         v50 - i50,
         us(c50) - v50
     );
-    let fresh_pool = NativePool::new(0);
-    let fresh_tenant = Arc::new(
-        Tenant::builder("fresh")
-            .allow(&origin)?
-            .limits(HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() })
-            .build()?,
-    );
+    let no_reuse = HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() };
+    let fresh_pool = NativePool::new(no_reuse.reuse());
+    let fresh_tenant = Arc::new(Tenant::builder("fresh").allow(&origin)?.limits(no_reuse).build()?);
     let (native_fresh, component_fresh) = paired(
         settings.iterations,
         || native_once(&config, &signer, addr, &fresh_pool),
@@ -326,7 +312,7 @@ pub async fn run(settings: Settings) -> Result<String> {
             let (config, signer) = (config.clone(), signer.clone());
             workers.push(tokio::spawn(async move {
                 // One pool per worker, as each component worker is its own tenant.
-                let pool = NativePool::new(keep);
+                let pool = NativePool::new(reuse);
                 for _ in 0..per {
                     native_once(&config, &signer, addr, &pool).await?;
                 }
@@ -357,14 +343,14 @@ pub async fn run(settings: Settings) -> Result<String> {
 
     // Peak RSS with many runs in flight against a slow upstream.
     let slow = config_for_slow(&origin)?;
-    let baseline = rss_kib("VmRSS:");
+    let baseline = crate::shared::status_kib("VmRSS:");
     let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let stop = sampler_stop.clone();
         tokio::spawn(async move {
             let mut peak = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(rss_kib("VmRSS:"));
+                peak = peak.max(crate::shared::status_kib("VmRSS:"));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             peak

@@ -1,6 +1,7 @@
-//! Process-wide fixtures for the library-level integration tests: one tokio
+//! Process-wide fixtures for the library-level integration tests — one tokio
 //! runtime and one step runtime per test binary, since building a
-//! `StepRuntime` (engine, pool, component) is the expensive part.
+//! `StepRuntime` (engine, pool, component) is the expensive part — and this
+//! process's memory figures for the benchmark, soak and bound tests.
 
 use https_step_host::StepRuntime;
 use std::sync::OnceLock;
@@ -15,4 +16,15 @@ pub fn tokio() -> &'static tokio::runtime::Runtime {
 pub fn step_runtime() -> &'static StepRuntime {
     static RT: OnceLock<StepRuntime> = OnceLock::new();
     RT.get_or_init(|| StepRuntime::builder().build().expect("runtime"))
+}
+
+/// A `kB` field of `/proc/self/status` (`VmRSS:` now, `VmHWM:` peak), in
+/// KiB; 0 where it cannot be read.
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -34,15 +34,6 @@ fn reply_for(run: u64, attempt: u64) -> Reply {
     }
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Runs `total` runs over `tenants` tenants (as many concurrent workers) and
 /// returns the report; fails if any invariant is broken.
 pub async fn run(total: usize, tenants: usize) -> Result<String> {
@@ -63,12 +54,15 @@ pub async fn run(total: usize, tenants: usize) -> Result<String> {
     let mut rss_per_thousand = Vec::new();
     let batch = tenants * (1000 / tenants).max(1);
     let mut next = 0usize;
+    // Built once: each tenant keeps its policy, TLS settings and pooled
+    // connections across batches, as a host's tenants do.
+    let tenant_list: Vec<Arc<Tenant>> =
+        (0..tenants).map(|w| Ok(Arc::new(Tenant::builder(format!("tenant-{w}")).allow(&origin)?.build()?))).collect::<Result<_>>()?;
     while next < total {
         let end = (next + batch).min(total);
         let mut workers = Vec::new();
-        for w in 0..tenants {
-            let tenant = Arc::new(Tenant::builder(format!("tenant-{w}")).allow(&origin)?.build()?);
-            let (runtime, origin, outcomes) = (runtime.clone(), origin.clone(), outcomes.clone());
+        for (w, tenant) in tenant_list.iter().enumerate() {
+            let (tenant, runtime, origin, outcomes) = (tenant.clone(), runtime.clone(), origin.clone(), outcomes.clone());
             let runs: Vec<u64> = (next..end).filter(|i| i % tenants == w).map(|i| i as u64).collect();
             workers.push(tokio::spawn(async move {
                 for run in runs {
@@ -95,7 +89,7 @@ pub async fn run(total: usize, tenants: usize) -> Result<String> {
         for w in workers {
             w.await??;
         }
-        rss_per_thousand.push(rss_kib());
+        rss_per_thousand.push(crate::shared::status_kib("VmRSS:"));
         next = end;
     }
     let elapsed = started.elapsed();

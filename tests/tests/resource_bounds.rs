@@ -3,17 +3,8 @@
 
 use https_step_host::loopback::{LoopbackServer, Reply};
 use https_step_host::{StepRuntime, Tenant};
+use https_step_tests::shared::status_kib;
 use std::sync::Arc;
-
-/// Peak resident set size of this process so far (VmHWM), in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 #[test]
 fn endless_body_is_cut_at_the_cap_with_bounded_host_memory() -> anyhow::Result<()> {
@@ -28,13 +19,13 @@ fn endless_body_is_cut_at_the_cap_with_bounded_host_memory() -> anyhow::Result<(
             server.origin()
         ))
         .config;
-        let before = peak_rss_kib();
+        let before = status_kib("VmHWM:");
         for _ in 0..3 {
             let result = runtime.run(&tenant, &config, "{}", Arc::new(|_: &str| {})).await?;
             let failure = result.expect_err("an endless body cannot succeed");
             assert_eq!(failure.error.kind(), "response-too-large", "{}", failure.error);
         }
-        let grown_mib = peak_rss_kib().saturating_sub(before) / 1024;
+        let grown_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
         // The guest holds at most the cap (plus Vec growth) in its own linear
         // memory; the host must not buffer the stream on top of that.
         assert!(grown_mib < 96, "peak RSS grew by {grown_mib} MiB for an {} MiB cap", cap >> 20);

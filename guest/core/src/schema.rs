@@ -377,8 +377,8 @@ impl<'a> Compiler<'a> {
     /// Resolves `#`-fragment references against the root (RFC 6901 pointers,
     /// percent-decoded as URI fragments, RFC 3986 §3.5).
     fn resolve(&mut self) {
+        let root_id = self.root.get("$id").and_then(Value::as_str).map(|id| id.trim_end_matches('#'));
         while let Some((index, reference, at)) = self.pending.pop() {
-            let root_id = self.root.get("$id").and_then(Value::as_str).map(|id| id.trim_end_matches('#'));
             let fragment = match reference.split_once('#') {
                 Some(("", f)) => f.to_string(),
                 Some((base, f)) if Some(base) == root_id => f.to_string(),
