@@ -39,6 +39,7 @@ pub fn config_from_wit(c: wit::StepConfig) -> (core::StepConfig, Vec<core::Probl
         response_schema,
         max_response_bytes: c.max_response_bytes,
         follow_redirects: c.follow_redirects,
+        decompress: c.decompress,
         outputs: c.outputs.mirror(),
     };
     (config, problems)

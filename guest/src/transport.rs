@@ -7,6 +7,7 @@
 //! attempt's deadline. The same deadline is also passed to the host as
 //! connect / first-byte / between-bytes timeouts so that it can give up early.
 
+use https_step_core::content::{BodyDecoder, Coding, too_large};
 use https_step_core::{
     AttemptLimits, Effects, Method, PreparedRequest, RawResponse, SendError, StepError,
 };
@@ -102,9 +103,11 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.as_bytes().to_vec()))
         .chain(
-            // A Content-Length lets the host frame the body instead of using
-            // chunked coding (RFC 9112 §6.3), which some servers refuse.
-            (request.method.allows_body() || !request.body.is_empty())
+            // Every body the step sends has a known length: Content-Length,
+            // never chunked coding, which some servers refuse (RFC 9112 §6.3).
+            // No body: no Content-Length either, unless the method
+            // anticipates content (RFC 9110 §8.6) — then `0`.
+            (request.method.anticipates_body() || !request.body.is_empty())
                 .then(|| ("Content-Length".to_string(), request.body.len().to_string().into_bytes())),
         )
         .collect();
@@ -119,6 +122,8 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
             Method::Put => WasiMethod::Put,
             Method::Patch => WasiMethod::Patch,
             Method::Delete => WasiMethod::Delete,
+            Method::Head => WasiMethod::Head,
+            Method::Options => WasiMethod::Options,
         })
         .map_err(|()| internal("the method"))?;
     let scheme = if request.url.scheme() == "https" { Scheme::Https } else { Scheme::Http };
@@ -129,7 +134,13 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     outgoing
         .set_path_with_query(Some(&request.path_with_query()))
         .map_err(|()| internal("the path"))?;
-    let body = outgoing.body().map_err(|()| internal("the body"))?;
+    // Without a body resource the host sends the request with no body at
+    // all: neither Content-Length nor Transfer-Encoding for an empty one.
+    let body = if request.body.is_empty() {
+        None
+    } else {
+        Some(outgoing.body().map_err(|()| internal("the body"))?)
+    };
 
     let options = RequestOptions::new();
     let remaining = deadline.remaining_ns();
@@ -143,7 +154,7 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     // A failed body write is reported only when the response future has no
     // better explanation: when the host refuses or times out the request, it
     // closes the body stream, and the future then carries the real reason.
-    let write_result = write_body(body, &request.body, deadline);
+    let write_result = body.map_or(Ok(()), |body| write_body(body, &request.body, deadline));
 
     let pollable = future.subscribe();
     if !deadline.wait(&pollable) {
@@ -158,15 +169,21 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     };
     let status = response.status();
     let headers = response.headers().entries();
-    let declared_len = headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u64>().ok());
-    if let Some(len) = declared_len.filter(|&len| len > limits.max_response_bytes) {
-        return Err(sent(too_large(limits, &format!("it declares {len} bytes"))));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let coding = if limits.decompress { Coding::of(header("content-encoding")) } else { None };
+    // A HEAD response's Content-Length describes a body that is not sent
+    // (RFC 9110 §9.3.2); an encoded body's says nothing of its decoded size.
+    let declared_len = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(len) = declared_len.filter(|&len| len > limits.max_response_bytes && coding.is_none() && request.method != Method::Head) {
+        return Err(sent(too_large(limits.max_response_bytes, &format!("it declares {len} bytes"))));
     }
     let incoming = response.consume().map_err(|()| internal("the response body"))?;
-    let body = read_body(incoming, limits, deadline).map_err(sent)?;
+    let body = read_body(incoming, BodyDecoder::new(coding, limits.max_response_bytes), limits, deadline).map_err(sent)?;
     Ok(RawResponse { status, headers, body })
 }
 
@@ -178,7 +195,7 @@ fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepE
     if d.contains("incomplete") {
         StepError::Protocol(format!("the response body ended before its announced length ({detail})"))
     } else if d.contains("body size exceeds") {
-        too_large(limits, "the host's limit stopped it")
+        too_large(limits.max_response_bytes, "the host's limit stopped it")
     } else if d.contains("timeout") || d.contains("timed out") {
         deadline.timeout("the response body did not arrive")
     } else if d.contains("terminated") || d.contains("reset") {
@@ -186,13 +203,6 @@ fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepE
     } else {
         StepError::Connection(format!("reading the response body failed: {detail}"))
     }
-}
-
-fn too_large(limits: AttemptLimits, detail: &str) -> StepError {
-    StepError::ResponseTooLarge(format!(
-        "the response body is larger than max_response_bytes ({} bytes): {detail}",
-        limits.max_response_bytes
-    ))
 }
 
 /// Writes the body without blocking past the deadline, then finishes it.
@@ -237,8 +247,9 @@ fn write_error(e: StreamError) -> StepError {
     }
 }
 
-fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline) -> Result<Vec<u8>, StepError> {
-    let mut body = Vec::new();
+/// Reads the body to its end through `body`, which decodes it and keeps it
+/// under the cap as the chunks arrive.
+fn read_body(incoming: IncomingBody, mut body: BodyDecoder, limits: AttemptLimits, deadline: &Deadline) -> Result<Vec<u8>, StepError> {
     {
         let stream: InputStream = incoming.stream().map_err(|()| StepError::Internal("wasi:http gave no response stream".into()))?;
         let pollable = stream.subscribe();
@@ -253,13 +264,8 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
                     // A server that streams without pause never makes us wait.
                     return Err(deadline.timeout("the response body did not end"));
                 }
-                Ok(chunk) => {
-                    // Checked while streaming: nothing past the cap is kept.
-                    if body.len() as u64 + chunk.len() as u64 > limits.max_response_bytes {
-                        return Err(too_large(limits, "the server sent more"));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
+                // Checked while streaming: nothing past the cap is kept.
+                Ok(chunk) => body.push(&chunk)?,
                 Err(StreamError::Closed) => break,
                 Err(StreamError::LastOperationFailed(err)) => {
                     return Err(match wasip2::http::types::http_error_code(&err) {
@@ -272,7 +278,7 @@ fn read_body(incoming: IncomingBody, limits: AttemptLimits, deadline: &Deadline)
     }
     // Trailers are not used; dropping the future is enough.
     drop(IncomingBody::finish(incoming));
-    Ok(body)
+    body.finish()
 }
 
 /// Whether the request behind `code` may have reached the server: only
@@ -326,10 +332,14 @@ fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
         C::ConnectionWriteTimeout => deadline.timeout("the request could not be sent"),
         C::TlsProtocolError => StepError::Tls("the TLS handshake failed".into()),
         C::TlsCertificateError => StepError::Tls("the server's TLS certificate is not trusted or not valid for this host".into()),
-        C::TlsAlertReceived(a) => StepError::Tls(format!(
-            "the server sent a TLS alert{}",
-            a.alert_message.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
-        )),
+        // wasi:http 0.2 gives a description only with `tls-alert-received`;
+        // this project's host reports its own certificate verdicts there too
+        // (with the alert it sent), so the message is the host's reason.
+        C::TlsAlertReceived(a) => StepError::Tls(match (&a.alert_message, a.alert_id) {
+            (Some(m), _) => format!("the TLS handshake failed: {m}"),
+            (None, Some(id)) => format!("the TLS handshake failed with alert {id}"),
+            (None, None) => "the TLS handshake failed with an alert".into(),
+        }),
         C::HttpResponseBodySize(_) => StepError::ResponseTooLarge("the response body exceeds the host's limit".into()),
         C::HttpResponseHeaderSectionSize(_) | C::HttpResponseHeaderSize(_) => {
             StepError::InvalidResponse("the response headers exceed the size limit".into())

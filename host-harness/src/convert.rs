@@ -28,6 +28,7 @@ pub fn config_to_wit(c: &core::StepConfig) -> wit::StepConfig {
         response_schema: c.response_schema.map(|s| s.to_string()),
         max_response_bytes: c.max_response_bytes,
         follow_redirects: c.follow_redirects,
+        decompress: c.decompress,
         outputs: c.outputs.mirror(),
     }
 }

@@ -307,16 +307,13 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Refusal> {
     .into())
 }
 
+/// A failed handshake as `tls-alert-received`, the one TLS case of wasi:http
+/// 0.2 that carries a description: with the alert the server sent, or the one
+/// this host sent when it refused the certificate (RFC 8446 §6.2), and the
+/// reason in words (`tls-certificate-error` has no room for the reason).
 fn tls_error(err: std::io::Error) -> Refusal {
-    let rustls_error = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
-    Refusal::Other(match rustls_error {
-        Some(rustls::Error::InvalidCertificate(_)) => Error::TlsCertificateError,
-        Some(rustls::Error::AlertReceived(alert)) => Error::TlsAlertReceived {
-            alert_id: Some(u8::from(*alert)),
-            alert_message: Some(format!("{alert:?}")),
-        },
-        _ => Error::TlsProtocolError,
-    })
+    let failure = crate::tls::describe(&err);
+    Refusal::Other(Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) })
 }
 
 /// A body bounded in size (checked while streaming) and, for responses,

@@ -39,6 +39,7 @@ pub mod pool;
 mod progress;
 mod runtime;
 pub mod tenant;
+mod tls;
 
 pub use error::Error;
 pub use https_step_core::{StepFailure, StepOutcome};

@@ -28,8 +28,11 @@ pub struct Recorded {
     pub target: String,
     /// Header names (lower-case) and values, in received order.
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
+    /// Body bytes (chunked coding removed).
     pub body: Vec<u8>,
+    /// The request line and header section exactly as received, up to and
+    /// including the blank line (for framing checks).
+    pub head: String,
     /// 1-based number of the connection it came on.
     pub connection: usize,
 }
@@ -111,6 +114,40 @@ impl Reply {
     }
 }
 
+/// How a test server's certificate is made.
+#[derive(Debug, Clone)]
+pub struct TestCert {
+    /// Subject alternative names (DNS names or IP addresses).
+    pub names: Vec<String>,
+    /// When it is valid.
+    pub validity: Validity,
+    /// What kind of certificate it is.
+    pub shape: CertShape,
+}
+
+/// Validity period of a [`TestCert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Valid now.
+    Current,
+    /// Ended in 2020.
+    Expired,
+    /// Starts in 2090.
+    NotYet,
+}
+
+/// The kind of a [`TestCert`]; the certificate to trust is the served one
+/// except for [`CertShape::CaIssuedCa`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertShape {
+    /// A self-signed end-entity certificate (CA:FALSE).
+    Leaf,
+    /// A self-signed CA:TRUE certificate, as `openssl req -x509` makes.
+    SelfSignedCa,
+    /// A CA:TRUE certificate issued by a separate root, which is the one to trust.
+    CaIssuedCa,
+}
+
 /// Decides the reply to each request.
 pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
@@ -158,25 +195,86 @@ impl LoopbackServer {
     /// Like [`LoopbackServer::https_for`]; with `expired`, the certificate's
     /// validity ended in 2020 (for TLS failure tests).
     pub async fn https_with(names: &[&str], expired: bool, responder: Responder) -> std::io::Result<Self> {
-        let other = |e: String| std::io::Error::other(e);
-        let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .map_err(|e| other(e.to_string()))?;
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        let validity = if expired { Validity::Expired } else { Validity::Current };
+        Self::https_cert(&TestCert { names: names.iter().map(|n| n.to_string()).collect(), validity, shape: CertShape::Leaf }, responder).await
+    }
+
+    /// An HTTPS server presenting a certificate made as `cert` says;
+    /// [`LoopbackServer::ca_pem`] gives the certificate a client should trust.
+    pub async fn https_cert(cert: &TestCert, responder: Responder) -> std::io::Result<Self> {
+        let other = |e: rcgen::Error| std::io::Error::other(e.to_string());
+        let mut params = rcgen::CertificateParams::new(cert.names.clone()).map_err(other)?;
+        match cert.validity {
+            Validity::Current => {}
+            Validity::Expired => {
+                params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+            }
+            Validity::NotYet => {
+                params.not_before = rcgen::date_time_ymd(2090, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2091, 1, 1);
+            }
         }
-        let signing_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
-        let issued = params.self_signed(&signing_key).map_err(|e| other(e.to_string()))?;
-        let cert = rcgen::CertifiedKey { cert: issued, signing_key };
-        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let key = rcgen::KeyPair::generate().map_err(other)?;
+        let (served, trusted) = match cert.shape {
+            CertShape::Leaf => {
+                let c = params.self_signed(&key).map_err(other)?;
+                (c.clone(), c)
+            }
+            CertShape::SelfSignedCa => {
+                // What `openssl req -x509` makes: basicConstraints CA:TRUE.
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                let c = params.self_signed(&key).map_err(other)?;
+                (c.clone(), c)
+            }
+            CertShape::CaIssuedCa => {
+                let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+                root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                let root_key = rcgen::KeyPair::generate().map_err(other)?;
+                let issuer = rcgen::Issuer::new(root.clone(), root_key);
+                let root = root.self_signed(issuer.key()).map_err(other)?;
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                (params.signed_by(&key, &issuer).map_err(other)?, root)
+            }
+        };
+        let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
-            .map_err(|e| other(e.to_string()))?
+            .map_err(|e| std::io::Error::other(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
-            .map_err(|e| other(e.to_string()))?;
+            .with_single_cert(vec![served.der().clone()], der)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        Self::start(responder, Some((acceptor, cert.cert.pem())), true).await
+        Self::start(responder, Some((acceptor, trusted.pem())), true).await
+    }
+
+    /// A server that answers every TLS ClientHello with the fatal alert
+    /// `alert` (RFC 8446 §6.2), or closes the connection when `alert` is
+    /// `None` (an aborted handshake). Its origin is `https://…`.
+    pub async fn tls_refusing(alert: Option<u8>) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let port = listener.local_addr()?.port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                let mut tasks = JoinSet::new();
+                while let Ok((mut tcp, _)) = listener.accept().await {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    tasks.spawn(async move {
+                        let mut hello = vec![0; 16 * 1024];
+                        let _ = tcp.read(&mut hello).await;
+                        if let Some(alert) = alert {
+                            // An alert record: type 21, TLS 1.2 record version, length 2, fatal (2).
+                            let _ = tcp.write_all(&[21, 3, 3, 0, 2, 2, alert]).await;
+                        }
+                    });
+                    while tasks.try_join_next().is_some() {}
+                }
+            }
+        });
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        Ok(LoopbackServer { port, tls_ca_pem: Some(String::new()), requests, connections, task })
     }
 
     async fn start(responder: Responder, tls: Option<(tokio_rustls::TlsAcceptor, String)>, record: bool) -> std::io::Result<Self> {
@@ -277,7 +375,10 @@ async fn serve(
                     head.push_str(&format!("content-length: {}\r\n", body.len()));
                 }
                 head.push_str("\r\n");
-                if conn.write_all(head.as_bytes()).await.is_err() || conn.write_all(&body).await.is_err() {
+                // A HEAD response announces the body's length but sends none
+                // (RFC 9110 §9.3.2).
+                let body: &[u8] = if request.method == "HEAD" { &[] } else { &body };
+                if conn.write_all(head.as_bytes()).await.is_err() || conn.write_all(body).await.is_err() {
                     return;
                 }
                 let _ = conn.flush().await;
@@ -350,6 +451,7 @@ async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: u
         .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
         .collect();
     let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     buf.drain(..head_end);
     let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         read_chunked(conn, buf).await?
@@ -365,7 +467,7 @@ async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: u
         }
         buf.drain(..len).collect()
     };
-    Some(Recorded { method, target, headers, body, connection })
+    Some(Recorded { method, target, headers, body, head, connection })
 }
 
 async fn read_chunked(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Option<Vec<u8>> {

@@ -148,7 +148,8 @@ pub struct Tenant {
     pub id: String,
     /// Outbound policy.
     pub egress: EgressPolicy,
-    /// TLS client settings: webpki roots plus the tenant's extra roots.
+    /// TLS client settings: webpki roots plus the tenant's extra roots, which
+    /// also pin exact server certificates.
     pub tls: Arc<rustls::ClientConfig>,
     /// Static resolver overrides (lower-case names).
     pub resolve: HashMap<String, Vec<IpAddr>>,
@@ -224,7 +225,9 @@ impl TenantBuilder {
     }
 
     /// Trusts the CA certificates of a PEM file's contents, in addition to the
-    /// webpki roots.
+    /// webpki roots; a server presenting exactly one of these certificates is
+    /// accepted while it is valid and names the host (a pinned self-signed
+    /// certificate, see [`crate::tls`]).
     pub fn ca_certs_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
         use rustls_pki_types::pem::PemObject;
         let before = self.extra_roots.len();
@@ -251,23 +254,10 @@ impl TenantBuilder {
 
     /// Builds the tenant.
     pub fn build(self) -> Result<Tenant, Error> {
-        let mut roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        for cert in self.extra_roots {
-            roots
-                .add(cert)
-                .map_err(|e| Error::Certificate(format!("unusable CA certificate: {e}")))?;
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| Error::Certificate(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(Tenant {
             id: self.id,
             egress: self.egress,
-            tls: Arc::new(tls),
+            tls: Arc::new(crate::tls::client_config(self.extra_roots)?),
             resolve: self.resolve,
             limits: self.limits,
             pool: ConnectionPool::default(),

@@ -99,3 +99,49 @@ fn help_goes_to_stdout() {
     assert_eq!(out.status.code(), Some(0));
     assert!(text(&out.stdout).contains("https-step run STEP.json"));
 }
+
+/// The README's "Two commands" are what `.ci/run` runs, verbatim, and the
+/// first of them resolves to this binary (one binary among the workspace's
+/// default members, so `cargo run` needs no `--bin`).
+#[test]
+fn readme_commands_are_what_ci_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+    let section = readme.split("## Two commands").nth(1).expect("a \"Two commands\" section");
+    let block = section.split("```").nth(1).expect("a code block in it");
+    let commands: Vec<&str> = block
+        .lines()
+        .skip(1)
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands, ["cargo run --release -- demo", "cargo test --release"], "{block}");
+    for command in commands {
+        assert!(ci.lines().any(|l| l.trim() == command), ".ci/run does not run {command:?} verbatim:\n{ci}");
+    }
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    let members = manifest.split("default-members").nth(1).and_then(|m| m.split(']').next()).expect("default-members");
+    let binaries: Vec<String> = members
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .flat_map(|member| {
+            let dir = root.join(member);
+            let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+            let mut bins: Vec<String> = toml.matches("[[bin]]").map(|_| member.to_string()).collect();
+            if dir.join("src/main.rs").exists() {
+                bins.push(format!("{member}/src/main.rs"));
+            }
+            // Files in src/bin/ are binaries too unless a [[bin]] already names them.
+            for entry in std::fs::read_dir(dir.join("src/bin")).into_iter().flatten().flatten() {
+                let path = format!("src/bin/{}", entry.file_name().to_string_lossy());
+                if !toml.contains(&path) {
+                    bins.push(format!("{member}/{path}"));
+                }
+            }
+            bins
+        })
+        .collect();
+    assert_eq!(binaries, ["host-harness"], "`cargo run --release -- demo` needs exactly one binary among the default members");
+}

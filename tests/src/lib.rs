@@ -12,7 +12,7 @@
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use https_step_host::StepRuntime;
-use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
+use https_step_host::loopback::{CertShape, LoopbackServer, Recorded, Reply, TestCert, Validity};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -81,6 +81,20 @@ pub struct ServerSpec {
     /// The certificate expired in 2020.
     #[serde(default)]
     pub tls_expired: bool,
+    /// The certificate is valid only from 2090.
+    #[serde(default)]
+    pub tls_not_yet_valid: bool,
+    /// `leaf` (default: self-signed, CA:FALSE), `self-signed-ca` (CA:TRUE, as
+    /// `openssl req -x509` makes it) or `ca-issued-ca` (a CA:TRUE certificate
+    /// issued by a root, which is the one trusted).
+    #[serde(default)]
+    pub tls_shape: Option<String>,
+    /// Answer every ClientHello with this fatal TLS alert instead of a handshake.
+    #[serde(default)]
+    pub tls_alert: Option<u8>,
+    /// Close every connection after the ClientHello (an aborted handshake).
+    #[serde(default)]
+    pub tls_abort: bool,
     /// Nothing listens: the port is bound, then closed (connection refused).
     #[serde(default)]
     pub refused: bool,
@@ -280,6 +294,11 @@ pub struct RequestExpect {
     /// Body parsed as JSON.
     #[serde(default)]
     pub json: Option<Value>,
+    /// The exact request head on the wire, as lines without CRLF (the
+    /// request line first, then each header line in order); compared
+    /// after the server's `$PORT` is substituted.
+    #[serde(default)]
+    pub head: Option<Vec<String>>,
 }
 
 /// Reads a case file.
@@ -371,10 +390,22 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
             (reply, _) => reply,
         }
     });
-    let server = if case.server.tls {
+    let server = if case.server.tls_alert.is_some() || case.server.tls_abort {
+        Some(LoopbackServer::tls_refusing(case.server.tls_alert).await?)
+    } else if case.server.tls {
+        let validity = match (case.server.tls_expired, case.server.tls_not_yet_valid) {
+            (true, _) => Validity::Expired,
+            (_, true) => Validity::NotYet,
+            _ => Validity::Current,
+        };
+        let shape = match case.server.tls_shape.as_deref() {
+            None | Some("leaf") => CertShape::Leaf,
+            Some("self-signed-ca") => CertShape::SelfSignedCa,
+            Some("ca-issued-ca") => CertShape::CaIssuedCa,
+            Some(other) => bail!("unknown tls_shape {other:?}"),
+        };
         let names = case.server.tls_names.clone().unwrap_or_else(|| vec!["127.0.0.1".into(), "localhost".into()]);
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        Some(LoopbackServer::https_with(&names, case.server.tls_expired, responder).await?)
+        Some(LoopbackServer::https_cert(&TestCert { names, validity, shape }, responder).await?)
     } else if case.server.refused {
         None
     } else {
@@ -403,7 +434,7 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
         if case.allow_server {
             args.extend(["--allow".into(), origin.clone()]);
         }
-        if let (Some(pem), true) = (server.as_ref().and_then(|s| s.ca_pem()), case.trust_server) {
+        if let (Some(pem), true) = (server.as_ref().and_then(|s| s.ca_pem()).filter(|p| !p.is_empty()), case.trust_server) {
             let ca = dir.join("ca.pem");
             std::fs::write(&ca, pem)?;
             args.extend(["--ca-cert".into(), ca.display().to_string()]);
@@ -579,5 +610,10 @@ fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorde
     if let Some(json) = &w.json {
         let have = serde_json::from_slice::<Value>(&got.body).unwrap_or(Value::Null);
         eq("json body", json.clone(), have);
+    }
+    if let Some(lines) = &w.head {
+        let mut want = lines.join("\r\n");
+        want.push_str("\r\n\r\n");
+        eq("head", want.into(), got.head.as_str().into());
     }
 }

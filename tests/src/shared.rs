@@ -28,3 +28,10 @@ pub fn status_kib(field: &str) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Resets this process's peak RSS (`VmHWM:`) to its current RSS, so a later
+/// reading is the peak of what ran in between (Linux `clear_refs`, value 5).
+/// Returns false where the kernel does not allow it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}

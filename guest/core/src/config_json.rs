@@ -37,6 +37,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "response_schema",
     "max_response_bytes",
     "follow_redirects",
+    "decompress",
     "outputs",
 ];
 
@@ -121,6 +122,9 @@ pub fn parse_step_config_value(value: &Value) -> ParsedConfig {
     if let Some(v) = nonnull(object, "follow_redirects") {
         config.follow_redirects = p.typed("follow_redirects", v);
     }
+    if let Some(v) = nonnull(object, "decompress") {
+        config.decompress = p.typed("decompress", v);
+    }
     if let Some(v) = nonnull(object, "outputs") {
         config.outputs = p.outputs(v);
     }
@@ -165,7 +169,7 @@ impl Reader<'_> {
         if method.is_none() {
             self.problem(
                 "method",
-                format!("unknown method {name:?}; use one of GET, POST, PUT, PATCH, DELETE"),
+                format!("unknown method {name:?}; use one of {}", Method::names()),
             );
         }
         method
@@ -439,6 +443,7 @@ mod tests {
             "response_schema": {"type": "object"},
             "max_response_bytes": 2048,
             "follow_redirects": false,
+            "decompress": false,
             "outputs": {"id": "/data/id"}
         }));
         assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
@@ -462,6 +467,7 @@ mod tests {
         );
         assert!(c.continue_on_error);
         assert_eq!(c.max_response_bytes, Some(2048));
+        assert_eq!(c.decompress, Some(false));
         assert_eq!(c.outputs, vec![KeyValue::new("id", "/data/id")]);
     }
 

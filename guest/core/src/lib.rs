@@ -19,6 +19,7 @@
 //! ```
 
 pub mod config_json;
+pub mod content;
 pub mod headers;
 pub mod mirror;
 pub mod model;

@@ -53,7 +53,7 @@ macro_rules! mirror_wit_types {
             StepOutcome { response, outputs, attempts, continued_error },
             StepFailure { error, attempts, response }
         );
-        $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete]; []);
+        $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete, Head, Options]; []);
         $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
         $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
         $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter]; []);

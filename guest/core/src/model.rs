@@ -27,16 +27,22 @@ pub enum Method {
     Patch,
     /// DELETE
     Delete,
+    /// HEAD: the response has no body (RFC 9110 §9.3.2).
+    Head,
+    /// OPTIONS (RFC 9110 §9.3.7).
+    Options,
 }
 
 impl Method {
     /// All methods, in the order the documentation lists them.
-    pub const ALL: [Method; 5] = [
+    pub const ALL: [Method; 7] = [
         Method::Get,
         Method::Post,
         Method::Put,
         Method::Patch,
         Method::Delete,
+        Method::Head,
+        Method::Options,
     ];
 
     /// The method's name as sent on the wire.
@@ -47,6 +53,8 @@ impl Method {
             Method::Put => "PUT",
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
         }
     }
 
@@ -57,11 +65,27 @@ impl Method {
             .find(|m| m.as_str().eq_ignore_ascii_case(name))
     }
 
-    /// Whether the step may send a body with this method. GET and DELETE bodies
-    /// have no defined semantics (RFC 9110 §9.3.1, §9.3.5) and many servers
-    /// reject them, so the step refuses them.
+    /// Whether the step may send a body with this method. GET and HEAD
+    /// bodies have no defined semantics (RFC 9110 §9.3.1, §9.3.2) and
+    /// servers and proxies reject or drop them, so the step refuses them.
+    /// DELETE and OPTIONS bodies are allowed: some search and bulk APIs
+    /// require them (RFC 9110 §9.3.5 and §9.3.7 leave them undefined, not
+    /// forbidden).
     pub fn allows_body(self) -> bool {
+        !matches!(self, Method::Get | Method::Head)
+    }
+
+    /// Whether a request of this method is expected to carry content, so an
+    /// empty body is still announced as `Content-Length: 0`. RFC 9110 §8.6:
+    /// a user agent should not send `Content-Length` when there is no content
+    /// and the method does not anticipate any (GET, HEAD, DELETE, OPTIONS).
+    pub fn anticipates_body(self) -> bool {
         matches!(self, Method::Post | Method::Put | Method::Patch)
+    }
+
+    /// All method names, for messages: `GET, POST, …`.
+    pub fn names() -> String {
+        Method::ALL.map(Method::as_str).join(", ")
     }
 }
 
@@ -222,6 +246,8 @@ pub struct StepConfig {
     pub max_response_bytes: Option<u64>,
     /// Follow redirects.
     pub follow_redirects: Option<bool>,
+    /// Ask for and decode compressed responses (gzip, deflate, br). Default: true.
+    pub decompress: Option<bool>,
     /// Output extraction (name → JSON Pointer).
     pub outputs: Vec<KeyValue>,
 }
@@ -243,6 +269,7 @@ impl StepConfig {
             response_schema: None,
             max_response_bytes: None,
             follow_redirects: None,
+            decompress: None,
             outputs: Vec::new(),
         }
     }
@@ -256,6 +283,11 @@ impl StepConfig {
     pub fn max_response_bytes(&self) -> u64 {
         self.max_response_bytes
             .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+    }
+
+    /// `decompress` with its default (on) applied.
+    pub fn decompress(&self) -> bool {
+        self.decompress.unwrap_or(true)
     }
 }
 

@@ -104,6 +104,11 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
     if !has(&headers, "user-agent") {
         headers.push(KeyValue::new("User-Agent", USER_AGENT));
     }
+    // Compressed responses only when asked for (RFC 9110 §12.5.3); a
+    // configured Accept-Encoding is sent as it is.
+    if config.decompress() && !has(&headers, "accept-encoding") {
+        headers.push(KeyValue::new("Accept-Encoding", crate::content::ACCEPT_ENCODING));
+    }
     Ok(PreparedRequest {
         method: config.method,
         url,
@@ -171,9 +176,22 @@ mod tests {
         c.headers = vec![KeyValue::new("content-type", "application/vnd.api+json"), KeyValue::new("User-Agent", "mine")];
         c.body = Some(Body::Json(json!(1)));
         let r = prepare(&c).expect("prepare");
-        assert_eq!(r.headers, c.headers);
+        assert_eq!(r.headers[..2], c.headers[..]);
         let r = prepare(&StepConfig::get("https://x.test")).expect("prepare");
         assert_eq!(r.header("user-agent"), Some(USER_AGENT));
         assert!(r.body.is_empty() && r.header("content-type").is_none());
+    }
+
+    #[test]
+    fn accept_encoding_unless_configured_or_off() {
+        let mut c = StepConfig::get("https://x.test");
+        assert_eq!(prepare(&c).expect("prepare").header("accept-encoding"), Some("gzip, deflate, br"));
+        c.headers = vec![KeyValue::new("Accept-Encoding", "identity")];
+        let r = prepare(&c).expect("prepare");
+        assert_eq!(r.headers.iter().filter(|kv| kv.key.eq_ignore_ascii_case("accept-encoding")).count(), 1);
+        assert_eq!(r.header("accept-encoding"), Some("identity"));
+        c.headers.clear();
+        c.decompress = Some(false);
+        assert_eq!(prepare(&c).expect("prepare").header("accept-encoding"), None);
     }
 }

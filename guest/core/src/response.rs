@@ -35,7 +35,38 @@ pub fn is_json_media_type(content_type: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Builds the response. The body becomes text when it is UTF-8, else base64.
+/// The `charset` parameter of a `Content-Type` value (RFC 9110 §8.3.2), if any.
+fn charset_param(content_type: &str) -> Option<&str> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"'))
+    })
+}
+
+/// How the body's text is to be read.
+enum Text {
+    /// No charset, UTF-8, or a label the WHATWG Encoding Standard does not
+    /// know: UTF-8 when valid, else not text (never guessed).
+    Utf8,
+    /// A declared charset other than UTF-8, by its label as declared.
+    Declared(&'static encoding_rs::Encoding, String),
+}
+
+/// Decodes `bytes` in a declared charset (WHATWG Encoding Standard, as
+/// browsers read it: `iso-8859-1` is windows-1252, `utf-16` is UTF-16LE); a
+/// byte order mark overrides the label (WHATWG "decode"). `None` when the
+/// bytes are not valid in that charset.
+fn decode_charset(encoding: &'static encoding_rs::Encoding, bytes: &[u8]) -> Option<String> {
+    let (encoding, bytes) = match encoding_rs::Encoding::for_bom(bytes) {
+        Some((bom, len)) => (bom, &bytes[len..]),
+        None => (encoding, bytes),
+    };
+    encoding.decode_without_bom_handling_and_without_replacement(bytes).map(std::borrow::Cow::into_owned)
+}
+
+/// Builds the response. The body becomes text when it is UTF-8 or decodes
+/// in the charset its `Content-Type` declares, else base64 (a body that does
+/// not decode in its declared charset is an `invalid-response` error).
 /// JSON is parsed when the Content-Type says JSON — then invalid JSON is an
 /// `invalid-response` error, returned next to the response — or, without a
 /// Content-Type, when the body happens to be JSON. serde_json refuses nesting
@@ -52,10 +83,34 @@ pub fn decode(raw: RawResponse) -> (Response, Option<serde_json::Value>, Option<
         .find(|kv| kv.key.eq_ignore_ascii_case("content-type"))
         .map(|kv| kv.value.clone());
     let declared_json = content_type.as_deref().is_some_and(is_json_media_type);
+    let reading = match content_type.as_deref().and_then(charset_param) {
+        Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
+            Some(encoding) if encoding != encoding_rs::UTF_8 => Text::Declared(encoding, label.to_string()),
+            _ => Text::Utf8,
+        },
+        None => Text::Utf8,
+    };
     let mut error = None;
-    let (body, body_base64, json) = match String::from_utf8(raw.body) {
+    let text = match reading {
+        Text::Utf8 => String::from_utf8(raw.body).map_err(|e| {
+            if declared_json {
+                error = Some(StepError::InvalidResponse("the response says it is JSON but is not valid UTF-8".into()));
+            }
+            e.into_bytes()
+        }),
+        Text::Declared(encoding, label) => decode_charset(encoding, &raw.body).ok_or_else(|| {
+            error = Some(StepError::InvalidResponse(format!(
+                "the response body is not valid {label} text, the charset its Content-Type declares ({}); it is returned as body_base64",
+                encoding.name()
+            )));
+            raw.body
+        }),
+    };
+    let (body, body_base64, json) = match text {
         Ok(text) => {
-            let json = if declared_json || (content_type.is_none() && !text.trim().is_empty()) {
+            // An empty body (HEAD, 204, 304…) is no JSON document, whatever
+            // the Content-Type says.
+            let json = if !text.is_empty() && (declared_json || (content_type.is_none() && !text.trim().is_empty())) {
                 match serde_json::from_str::<serde_json::Value>(&text) {
                     Ok(v) => Some(v),
                     Err(err) => {
@@ -73,15 +128,7 @@ pub fn decode(raw: RawResponse) -> (Response, Option<serde_json::Value>, Option<
             };
             (text, None, json)
         }
-        Err(err) => {
-            let bytes = err.into_bytes();
-            if declared_json {
-                error = Some(StepError::InvalidResponse(
-                    "the response says it is JSON but is not valid UTF-8".into(),
-                ));
-            }
-            (String::new(), Some(base64::engine::general_purpose::STANDARD.encode(bytes)), None)
-        }
+        Err(bytes) => (String::new(), Some(base64::engine::general_purpose::STANDARD.encode(bytes)), None),
     };
     let response = Response {
         status: raw.status,
@@ -130,6 +177,12 @@ mod tests {
     }
 
     #[test]
+    fn empty_body_is_not_json() {
+        let (r, v, e) = decode(raw(Some("application/json"), b""));
+        assert_eq!((r.json, v, e, r.body.as_str()), (None, None, None, ""));
+    }
+
+    #[test]
     fn declared_json_must_be_json() {
         let (r, _, e) = decode(raw(Some("application/json"), b"{nope"));
         assert_eq!(r.body, "{nope");
@@ -138,6 +191,43 @@ mod tests {
         let (_, _, e) = decode(raw(Some("application/json"), deep.as_bytes()));
         let msg = e.expect("too deep").to_string();
         assert!(msg.contains("recursion limit"), "{msg}");
+    }
+
+    #[test]
+    fn declared_charsets_are_decoded() {
+        let cases: [(&str, &[u8], &str); 7] = [
+            ("text/plain; charset=ISO-8859-1", b"caf\xe9", "café"),
+            // WHATWG: iso-8859-1 is read as windows-1252, as browsers do.
+            ("text/plain; charset=iso-8859-1", b"\x80 5", "€ 5"),
+            ("text/plain; charset=\"windows-1252\"", b"\x93quoted\x94", "\u{201c}quoted\u{201d}"),
+            ("text/plain;charset=utf-16le", b"h\0i\0", "hi"),
+            ("text/plain; charset=UTF-16BE", b"\0h\0i", "hi"),
+            ("text/plain; charset=utf-16", b"\xfe\xff\0h\0i", "hi"),
+            ("text/plain; charset=Shift_JIS", b"\x83\x65\x83\x58\x83\x67", "テスト"),
+        ];
+        for (ct, body, text) in cases {
+            let (r, _, e) = decode(raw(Some(ct), body));
+            assert_eq!((r.body.as_str(), r.body_base64, e), (text, None, None), "{ct}");
+        }
+        let (r, v, e) = decode(raw(Some("application/json; charset=utf-16le"), b"{\0\"\0a\0\"\0:\x001\0}\0"));
+        assert_eq!((r.json.as_deref(), v, e), (Some(r#"{"a":1}"#), Some(serde_json::json!({"a": 1})), None));
+    }
+
+    #[test]
+    fn bad_or_missing_charset_never_guesses() {
+        let (r, _, e) = decode(raw(Some("text/plain; charset=utf-16le"), b"odd"));
+        assert_eq!((r.body.as_str(), r.body_base64.as_deref()), ("", Some("b2Rk")));
+        let msg = e.expect("not UTF-16").to_string();
+        assert!(msg.contains("not valid utf-16le text"), "{msg}");
+        let (r, _, e) = decode(raw(Some("text/plain; charset=shift_jis"), b"\x83"));
+        assert_eq!((r.body_base64.is_some(), e.map(|e| e.kind())), (true, Some("invalid-response")));
+        // Undeclared, or a label nobody knows: UTF-8 or base64, as before.
+        for ct in [Some("text/plain"), Some("text/plain; charset=klingon"), None] {
+            let (r, _, e) = decode(raw(ct, b"caf\xe9"));
+            assert_eq!((r.body.as_str(), r.body_base64.as_deref(), e), ("", Some("Y2Fm6Q=="), None), "{ct:?}");
+        }
+        let (r, _, _) = decode(raw(Some("text/plain; charset=utf-8"), "café".as_bytes()));
+        assert_eq!(r.body, "café");
     }
 
     #[test]

@@ -205,7 +205,8 @@ pub fn retryable(
     if !transient {
         return Err("this failure is not retried");
     }
-    let idempotent = matches!(method, Method::Get | Method::Put | Method::Delete);
+    // RFC 9110 §9.2.2: GET, HEAD, OPTIONS, PUT and DELETE are idempotent.
+    let idempotent = matches!(method, Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete);
     let unprocessed = match status {
         Some(s) => NOT_PROCESSED.contains(&s),
         None => !maybe_sent,

@@ -29,9 +29,13 @@ const CROSS_ORIGIN_DROPPED: [&str; 6] = ["authorization", "proxy-authorization",
 pub struct AttemptLimits {
     /// The attempt must be complete (response and body) within this time.
     pub timeout_ms: u32,
-    /// The body must not exceed this many bytes; the transport stops reading
-    /// and fails with `response-too-large` once it would.
+    /// The body must not exceed this many bytes (after content decoding);
+    /// the transport stops reading and fails with `response-too-large` once
+    /// it would.
     pub max_response_bytes: u64,
+    /// Decode a `gzip`, `deflate` or `br` response body while reading it
+    /// ([`crate::content::BodyDecoder`]).
+    pub decompress: bool,
 }
 
 /// A failed send.
@@ -90,7 +94,11 @@ fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Prob
         schema: checked.schema,
         outputs: rendered.outputs.clone(),
         follow_redirects: rendered.follow_redirects.unwrap_or(false),
-        limits: AttemptLimits { timeout_ms: rendered.timeout_ms(), max_response_bytes: rendered.max_response_bytes() },
+        limits: AttemptLimits {
+            timeout_ms: rendered.timeout_ms(),
+            max_response_bytes: rendered.max_response_bytes(),
+            decompress: rendered.decompress(),
+        },
     };
     Ok((plan, Redactor::new(&context, &signing_secrets)))
 }

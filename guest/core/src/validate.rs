@@ -172,7 +172,7 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
     if !config.method.allows_body() {
         problems.push(Problem::new(
             "body",
-            format!("a {} request cannot carry a body; use POST, PUT or PATCH, or remove the body", config.method),
+            format!("a {} request cannot carry a body; use POST, PUT, PATCH, DELETE or OPTIONS, or remove the body", config.method),
         ));
     }
     match body {
@@ -270,12 +270,13 @@ mod tests {
     }
 
     #[test]
-    fn body_only_with_post_put_patch() {
+    fn body_never_with_get_or_head() {
         for m in Method::ALL {
             let mut c = StepConfig::get("https://x.test");
             c.method = m;
             c.body = Some(Body::Text { text: "x".into(), content_type: None });
             assert_eq!(validate(&c).is_empty(), m.allows_body(), "{m}");
+            assert_eq!(m.allows_body(), !matches!(m, Method::Get | Method::Head), "{m}");
         }
     }
 

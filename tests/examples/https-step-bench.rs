@@ -1,4 +1,4 @@
-//! `cargo run --release -p https-step-tests --bin https-step-bench [-- --quick]`:
+//! `cargo run --release -p https-step-tests --example https-step-bench [-- --quick]`:
 //! the component against native Rust on the same requests; see
 //! `https_step_tests::bench` and BENCHMARKS.md.
 

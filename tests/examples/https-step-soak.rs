@@ -1,4 +1,4 @@
-//! `cargo run --release -p https-step-tests --bin https-step-soak [-- RUNS TENANTS]`
+//! `cargo run --release -p https-step-tests --example https-step-soak [-- RUNS TENANTS]`
 //! (default 10000 runs over 50 tenants); see `https_step_tests::soak`.
 
 fn main() -> anyhow::Result<()> {
