@@ -162,22 +162,23 @@ impl From<Error> for CliError {
     }
 }
 
-/// Reads a step config and collects every problem: the JSON's shape problems
-/// and the component's semantic ones.
-async fn load_config(runtime: &StepRuntime, path: &str) -> Result<(https_step_core::StepConfig, Vec<Problem>), CliError> {
+/// Reads a step config: the config and the JSON's shape problems.
+fn load_config(path: &str) -> Result<https_step_core::ParsedConfig, CliError> {
     let bytes = read(path, "step config").map_err(CliError::Usage)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let parsed = parse_step_config(&text);
-    let mut problems = parsed.problems;
-    let not_json = problems.first().is_some_and(|p| p.path.is_empty());
-    if !not_json {
-        problems.extend(runtime.validate(&parsed.config).await?);
-    }
-    Ok((parsed.config, problems))
+    Ok(parse_step_config(&String::from_utf8_lossy(&bytes)))
+}
+
+/// Whether the file was not even a JSON object (then nothing else is checked).
+fn not_json(problems: &[Problem]) -> bool {
+    problems.first().is_some_and(|p| p.path.is_empty())
 }
 
 async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
-    let (_, problems) = load_config(runtime, step).await?;
+    let parsed = load_config(step)?;
+    let mut problems = parsed.problems;
+    if !not_json(&problems) {
+        problems.extend(runtime.validate(&parsed.config).await?);
+    }
     if json {
         let list: Vec<_> = problems.iter().map(|p| serde_json::json!({"path": p.path, "message": p.message})).collect();
         let _ = writeln!(out, "{}", serde_json::Value::from(list));
@@ -218,12 +219,20 @@ async fn run(
         Some(path) => String::from_utf8_lossy(&read(&path, "context").map_err(CliError::Usage)?).into_owned(),
         None => "{}".to_string(),
     };
-    let (config, problems) = load_config(runtime, step).await?;
-    let result = if problems.is_empty() {
+    let parsed = load_config(step)?;
+    // One instance per run: the component validates inside `run` and fails
+    // with invalid-config before any I/O. A config whose JSON shape is
+    // already wrong never reaches it; its semantic problems come from the
+    // same core code, natively, so every problem is still listed at once.
+    let result = if parsed.problems.is_empty() {
         let sink = err.clone();
         let progress = Arc::new(move |line: &str| say(&sink, line));
-        runtime.run(&tenant, &config, &context, progress).await?
+        runtime.run(&tenant, &parsed.config, &context, progress).await?
     } else {
+        let mut problems = parsed.problems;
+        if !not_json(&problems) {
+            problems.extend(https_step_core::validate(&parsed.config));
+        }
         Err(StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None })
     };
     if let Err(failure) = &result {
