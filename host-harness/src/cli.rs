@@ -120,7 +120,11 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await
         }
         Command::Validate { step, json } => validate(runtime, &step, json, out).await,
-        Command::Demo => demo::run(runtime, out).await,
+        Command::Demo => match demo::run(runtime, out).await {
+            Ok(all_as_expected) => Ok(if all_as_expected { EXIT_OK } else { EXIT_FAILED }),
+            Err(demo::Failure::Server(e)) => Err(CliError::Usage(format!("starting the demo server failed: {e}"))),
+            Err(demo::Failure::Host(e)) => Err(CliError::Host(e)),
+        },
     };
     match result {
         Ok(code) => code,

@@ -2,7 +2,6 @@
 //! on 127.0.0.1 (certificate generated at start), with a readable transcript
 //! of what the server received and what the step returned.
 
-use crate::cli::{CliError, EXIT_FAILED, EXIT_OK};
 use crate::loopback::{LoopbackServer, Recorded, Reply};
 use crate::{StepRuntime, Tenant};
 use https_step_core::parse_step_config_value;
@@ -101,9 +100,24 @@ fn shown(name: &str, value: &str) -> String {
     }
 }
 
-/// Runs the demo, writing the transcript to `out`.
-pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8, CliError> {
-    let io = |e: std::io::Error| CliError::Usage(format!("starting the demo server failed: {e}"));
+/// Why the demo could not run at all.
+pub(crate) enum Failure {
+    /// The embedded server did not start.
+    Server(std::io::Error),
+    /// The host refused a run or its tenant.
+    Host(crate::Error),
+}
+
+impl From<crate::Error> for Failure {
+    fn from(e: crate::Error) -> Self {
+        Failure::Host(e)
+    }
+}
+
+/// Runs the demo, writing the transcript to `out`; whether every step did
+/// what the demo expects.
+pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bool, Failure> {
+    let io = Failure::Server;
     let webhooks_seen = AtomicUsize::new(0);
     let server = LoopbackServer::https(Arc::new(move |r: &Recorded| respond(r, &webhooks_seen)))
         .await
@@ -182,5 +196,5 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<u8
         w.push_str("demo: a step did not behave as expected\n");
     }
     let _ = out.write_all(w.as_bytes());
-    Ok(if all_as_expected { EXIT_OK } else { EXIT_FAILED })
+    Ok(all_as_expected)
 }

@@ -7,6 +7,7 @@
 
 use crate::policy::{Denial, Scheme, parse_host};
 use crate::pool::{Connection, Lease, PoolKey};
+use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -22,24 +23,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// The request body type of the egress connections (and so of each tenant's
-/// connection pool).
-pub type EgressBody = WasiBody;
-
-/// Host-side events worth telling the operator (never secrets).
-pub type EventSink = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The `WasiHttpHooks` of one run.
 pub struct Egress {
     tenant: Arc<Tenant>,
-    events: EventSink,
+    events: ProgressFn,
     /// Requests this run has made so far.
     requests: u32,
 }
 
 impl Egress {
     /// Hooks for a run of `tenant`, reporting host-side events to `events`.
-    pub fn new(tenant: Arc<Tenant>, events: EventSink) -> Self {
+    pub fn new(tenant: Arc<Tenant>, events: ProgressFn) -> Self {
         Egress { tenant, events, requests: 0 }
     }
 }

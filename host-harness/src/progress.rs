@@ -1,12 +1,15 @@
 //! The guest's stderr, turned into progress lines for the host. Bounded: a
 //! guest cannot make the host buffer or print more than [`MAX_PROGRESS_BYTES`].
 
-use crate::runtime::ProgressFn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Receives one line per progress event of a run (attempts, waits, host
+/// refusals); never secrets.
+pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Most bytes of guest stderr forwarded per run; the rest is dropped.
 pub const MAX_PROGRESS_BYTES: usize = 64 * 1024;

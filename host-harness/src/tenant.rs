@@ -3,7 +3,6 @@
 //! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
 
 use crate::Error;
-use crate::egress::EgressBody;
 use crate::policy::{AllowedOrigin, EgressPolicy};
 use crate::pool::{ConnectionPool, Reuse};
 use serde::Deserialize;
@@ -156,7 +155,8 @@ pub struct Tenant {
     /// Limits.
     pub limits: HostLimits,
     /// This tenant's idle keep-alive connections.
-    pub(crate) pool: ConnectionPool<EgressBody>,
+    /// Request bodies are the guest's `wasi:http` bodies (egress sends them on).
+    pub(crate) pool: ConnectionPool<wasmtime_wasi_http::WasiBody>,
 }
 
 impl Tenant {

@@ -548,7 +548,8 @@ mod tests {
         c.signing = Some(Signing { secrets: vec!["{{ secrets.whsec }}".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
         let r = rendered(&c, &Source::StandIn);
         assert_eq!(r.url, "https://api.test/x");
-        assert!(crate::validate::validate(&r).is_empty());
+        // The stand-in secret is a usable Standard Webhooks key.
+        assert!(r.signing.as_ref().is_some_and(|s| crate::signing::Signer::new(s).is_ok()));
         c.headers = vec![KeyValue::new("X", "{{ a. }}")];
         assert_eq!(problems(&c, &Source::StandIn)[0].path, "headers[0].value");
     }

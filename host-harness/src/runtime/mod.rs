@@ -7,8 +7,9 @@
 //! whole call, a bounded resource table and hostcall fuel. No filesystem,
 //! sockets, environment or inherited stdio are granted.
 
-use crate::egress::{Egress, EventSink};
+use crate::egress::Egress;
 use crate::progress::ProgressStream;
+pub use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
 use crate::{Error, convert};
 use limits::{CpuExhausted, RunLimiter, classify};
@@ -66,8 +67,6 @@ impl WasiHttpView for RunState {
 
 impl bindings::workflow::https_step::types::Host for RunState {}
 
-/// Receives one line per progress event of a run (attempts, waits, refusals).
-pub type ProgressFn = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Stops the engine's epoch ticker when the runtime is dropped.
 struct Ticker(Arc<AtomicBool>);
@@ -244,7 +243,6 @@ impl StepRuntime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .stderr(ProgressStream::new(progress.clone()));
-        let events: EventSink = progress;
         let limits = &tenant.limits;
         let store_limits = RunLimiter { memory_bytes: limits.memory_bytes.min(self.max_memory_bytes), table_elements: MAX_TABLE_ELEMENTS };
         let cpu_ticks = (limits.cpu_ms / TICK.as_millis() as u64).max(1);
@@ -254,7 +252,7 @@ impl StepRuntime {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
-            egress: Egress::new(tenant, events),
+            egress: Egress::new(tenant, progress),
             limits: store_limits,
         };
         let mut store = Store::new(&self.engine, state);
