@@ -187,21 +187,16 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     Ok(RawResponse { status, headers, body })
 }
 
-/// Classifies a response-body failure from the host's description. wasmtime
-/// 48 attaches no `error-code` to body stream errors (`http-error-code`
-/// returns none for them), so its `Display` texts are all there is.
+/// Classifies a response-body failure from the host's description, the one
+/// thing wasmtime 48 gives for it (see [`https_step_core::host_text`]).
 fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepError {
-    let d = detail.to_ascii_lowercase();
-    if d.contains("incomplete") {
-        StepError::Protocol(format!("the response body ended before its announced length ({detail})"))
-    } else if d.contains("body size exceeds") {
-        too_large(limits.max_response_bytes, "the host's limit stopped it")
-    } else if d.contains("timeout") || d.contains("timed out") {
-        deadline.timeout("the response body did not arrive")
-    } else if d.contains("terminated") || d.contains("reset") {
-        StepError::Connection(format!("the connection broke while the response body was read ({detail})"))
-    } else {
-        StepError::Connection(format!("reading the response body failed: {detail}"))
+    use https_step_core::host_text::{BodyFailure, body_failure};
+    match body_failure(detail) {
+        BodyFailure::Incomplete => StepError::Protocol(format!("the response body ended before its announced length ({detail})")),
+        BodyFailure::TooLarge => too_large(limits.max_response_bytes, "the host's limit stopped it"),
+        BodyFailure::Timeout => deadline.timeout("the response body did not arrive"),
+        BodyFailure::Broken => StepError::Connection(format!("the connection broke while the response body was read ({detail})")),
+        BodyFailure::Other => StepError::Connection(format!("reading the response body failed: {detail}")),
     }
 }
 

@@ -21,6 +21,7 @@
 pub mod config_json;
 pub mod content;
 pub mod headers;
+pub mod host_text;
 pub mod mirror;
 pub mod model;
 pub mod request;
