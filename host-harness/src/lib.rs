@@ -28,7 +28,6 @@
 //! ```
 
 pub mod cli;
-mod convert;
 mod demo;
 mod egress;
 mod error;

@@ -18,7 +18,6 @@
 //! assert!(validate(&parsed.config).is_empty());
 //! ```
 
-pub mod config_json;
 pub mod content;
 pub mod headers;
 pub mod host_text;
@@ -34,7 +33,7 @@ pub mod step;
 pub mod template;
 pub mod validate;
 
-pub use config_json::{ParsedConfig, parse_step_config, parse_step_config_value};
+pub use model::read::{ParsedConfig, parse_step_config, parse_step_config_value};
 pub use mirror::Mirror;
 pub use model::*;
 pub use request::PreparedRequest;

@@ -3,9 +3,10 @@
 //! The guest (wit-bindgen) and the host (wasmtime `bindgen!`) each generate
 //! their own Rust types for `wit/https-step.wit`, with the same names and
 //! fields. [`mirror_wit_types!`](crate::mirror_wit_types) implements [`Mirror`]
-//! both ways between them and this crate's types, so the mapping is written
-//! once. The step config is converted by hand on each side because its JSON
-//! fields travel as text.
+//! both ways between them and this crate's types. The records' fields are
+//! listed once, where the model declares them (`wit_records!` in
+//! [`crate::model`]); the enums' cases here. JSON travels as text on both
+//! sides ([`JsonText`](crate::JsonText)), so nothing is converted by hand.
 
 /// Converts a value to its twin type on the other side of the WIT boundary.
 pub trait Mirror<T> {
@@ -42,40 +43,19 @@ impl<A: Mirror<B>, B> Mirror<Option<B>> for Option<A> {
 #[macro_export]
 macro_rules! mirror_wit_types {
     ($wit:ident) => {
-        $crate::mirror_wit_types!(@records $wit;
-            KeyValue { key, value },
-            Problem { path, message },
-            Signing { secrets, scheme, header },
-            RetryPolicy { intervals_ms, initial_ms, multiplier, max_interval_ms, max_attempts,
-                jitter, retry_on_status, deadline_ms, idempotency_key, max_retry_after_ms },
-            Attempt { number, status, error, elapsed_ms, wait_ms, wait_reason },
-            Response { status, headers, body, body_base64, json },
-            StepOutcome { response, outputs, attempts, continued_error },
-            StepFailure { error, attempts, response }
-        );
+        $crate::__mirror_records!($wit);
         $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete, Head, Options]; []);
         $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
         $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
         $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
+        $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text]);
         // `StepError` is non_exhaustive: a case without a WIT twin (a bug)
         // crosses the boundary as `internal` with its message.
         $crate::mirror_wit_types!(@map $wit; StepError; []; [InvalidConfig, Denied, Timeout,
             Connection, Tls, Protocol, UnexpectedStatus, ResponseTooLarge, InvalidResponse,
             SchemaMismatch, MissingOutput, Internal]; fallback Internal);
     };
-    (@records $wit:ident; $($name:ident { $($field:ident),* }),*) => {$(
-        impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {
-            fn mirror(self) -> $crate::$name {
-                $crate::$name { $($field: $crate::mirror::Mirror::mirror(self.$field)),* }
-            }
-        }
-        impl $crate::mirror::Mirror<$wit::$name> for $crate::$name {
-            fn mirror(self) -> $wit::$name {
-                $wit::$name { $($field: $crate::mirror::Mirror::mirror(self.$field)),* }
-            }
-        }
-    )*};
     (@map $wit:ident; $name:ident; [$($unit:ident),*]; [$($payload:ident),*] $(; fallback $fb:ident)?) => {
         impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {
             fn mirror(self) -> $crate::$name {

@@ -80,19 +80,16 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
     let mut headers = config.headers.clone();
     let (body, content_type) = match &config.body {
         None => (Vec::new(), None),
-        Some(Body::Json(value)) => (
-            serde_json::to_vec(value).map_err(|e| Problem::new("body.json", e.to_string()))?,
-            Some("application/json"),
-        ),
+        Some(Body::Json(text)) => (text.as_str().as_bytes().to_vec(), Some("application/json")),
         Some(Body::Form(fields)) => {
             let encoded = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(fields.iter().map(|kv| (&kv.key, &kv.value)))
                 .finish();
             (encoded.into_bytes(), Some("application/x-www-form-urlencoded"))
         }
-        Some(Body::Text { text, content_type }) => (
-            text.clone().into_bytes(),
-            Some(content_type.as_deref().unwrap_or("text/plain; charset=utf-8")),
+        Some(Body::Text(t)) => (
+            t.text.clone().into_bytes(),
+            Some(t.content_type.as_deref().unwrap_or("text/plain; charset=utf-8")),
         ),
     };
     let has = |headers: &[KeyValue], name: &str| headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name));
@@ -120,6 +117,7 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TextBody;
     use serde_json::json;
 
     #[test]
@@ -152,7 +150,7 @@ mod tests {
     fn bodies_get_their_content_type() {
         let mut c = StepConfig::get("https://x.test");
         c.method = Method::Post;
-        c.body = Some(Body::Json(json!({"b": [1, true, null], "a": "é"})));
+        c.body = Some(Body::Json(json!({"b": [1, true, null], "a": "é"}).into()));
         let r = prepare(&c).expect("prepare");
         // Key order is kept as configured (serde_json `preserve_order`).
         assert_eq!(r.body, "{\"b\":[1,true,null],\"a\":\"é\"}".as_bytes());
@@ -163,9 +161,9 @@ mod tests {
         assert_eq!(r.body, b"name=Ada+Lovelace&x=1%262%3D3");
         assert_eq!(r.header("Content-Type"), Some("application/x-www-form-urlencoded"));
 
-        c.body = Some(Body::Text { text: "a,b".into(), content_type: Some("text/csv".into()) });
+        c.body = Some(Body::Text(TextBody { text: "a,b".into(), content_type: Some("text/csv".into()) }));
         assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/csv"));
-        c.body = Some(Body::Text { text: "hi".into(), content_type: None });
+        c.body = Some(Body::Text(TextBody { text: "hi".into(), content_type: None }));
         assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/plain; charset=utf-8"));
     }
 
@@ -174,7 +172,7 @@ mod tests {
         let mut c = StepConfig::get("https://x.test");
         c.method = Method::Put;
         c.headers = vec![KeyValue::new("content-type", "application/vnd.api+json"), KeyValue::new("User-Agent", "mine")];
-        c.body = Some(Body::Json(json!(1)));
+        c.body = Some(Body::Json(json!(1).into()));
         let r = prepare(&c).expect("prepare");
         assert_eq!(r.headers[..2], c.headers[..]);
         let r = prepare(&StepConfig::get("https://x.test")).expect("prepare");

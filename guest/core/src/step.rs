@@ -496,7 +496,7 @@ pub(crate) mod tests {
     fn post(url: &str) -> StepConfig {
         let mut c = StepConfig::get(url);
         c.method = Method::Post;
-        c.body = Some(Body::Json(serde_json::json!({"sku": "A"})));
+        c.body = Some(Body::Json(serde_json::json!({"sku": "A"}).into()));
         c
     }
 
@@ -661,7 +661,7 @@ pub(crate) mod tests {
     #[test]
     fn schema_mismatch_lists_every_violation_and_can_continue() {
         let mut c = StepConfig::get("https://x.test");
-        c.response_schema = Some(serde_json::json!({"type": "object", "required": ["id"], "properties": {"n": {"type": "integer"}}}));
+        c.response_schema = Some(serde_json::json!({"type": "object", "required": ["id"], "properties": {"n": {"type": "integer"}}}).into());
         let err = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"n": "x"}"#)])).expect_err("mismatch");
         let problems = err.error.problems().expect("violations").to_vec();
         assert_eq!(err.error.kind(), "schema-mismatch");
@@ -690,7 +690,7 @@ pub(crate) mod tests {
     fn templated_values_are_sent_and_secrets_redacted_everywhere() {
         let mut c = post("https://x.test/users/{{ user.id }}");
         c.headers = vec![KeyValue::new("Authorization", "Bearer {{ secrets.token }}")];
-        c.body = Some(Body::Json(serde_json::json!({"age": "{{ user.age }}"})));
+        c.body = Some(Body::Json(serde_json::json!({"age": "{{ user.age }}"}).into()));
         c.expected_status = Some(vec![StatusPattern::Code(201)]);
         let context = r#"{"user": {"id": "a/b", "age": 30}, "secrets": {"token": "tok_SECRET_1"}}"#;
         let mut fx = Fake::replying(vec![reply(400, r#"{"echo": "Bearer tok_SECRET_1"}"#)]);

@@ -15,7 +15,7 @@
 //! redacted (`***`) from everything the step reports.
 
 use crate::headers::check_value;
-use crate::model::{Body, KeyValue, Problem, SigningScheme, StepConfig};
+use crate::model::{Body, KeyValue, Problem, SigningScheme, StepConfig, TextBody};
 use crate::request::encode_query_component;
 use serde_json::Value;
 use std::fmt;
@@ -331,7 +331,13 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
     }
     out.body = match &config.body {
         None => None,
-        Some(Body::Json(v)) => Some(Body::Json(render_json(v, "body.json", source, &mut problems))),
+        Some(Body::Json(text)) => Some(match text.parse("body.json") {
+            Ok(v) => Body::Json(render_json(&v, "body.json", source, &mut problems).into()),
+            Err(p) => {
+                problems.push(p);
+                Body::Json(text.clone())
+            }
+        }),
         Some(Body::Form(fields)) => Some(Body::Form(
             fields
                 .iter()
@@ -339,10 +345,10 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
                 .map(|(i, kv)| KeyValue::new(kv.key.clone(), render_text(&kv.value, &format!("body.form[{i}].value"), source, &raw, &mut problems)))
                 .collect(),
         )),
-        Some(Body::Text { text, content_type }) => Some(Body::Text {
-            text: render_text(text, "body.text", source, &raw, &mut problems),
-            content_type: content_type.clone(),
-        }),
+        Some(Body::Text(t)) => Some(Body::Text(TextBody {
+            text: render_text(&t.text, "body.text", source, &raw, &mut problems),
+            content_type: t.content_type.clone(),
+        })),
     };
     if let Some(signing) = &mut out.signing {
         let scheme = signing.scheme.unwrap_or(SigningScheme::Persona);
@@ -505,11 +511,11 @@ mod tests {
             "label": "user {{ steps.create_user.output.age }}",
             "nested": [{"sku": "{{ items[0].sku }}"}],
             "literal": "{{{{ not a template }}"
-        })));
+        }).into()));
         let r = rendered(&c, &Source::Context(&ctx()));
         assert_eq!(
             r.body,
-            Some(Body::Json(json!({"id": 42, "vip": true, "tags": ["a", "b"], "label": "user 42", "nested": [{"sku": "BOOK-42"}], "literal": "{{ not a template }}"})))
+            Some(Body::Json(json!({"id": 42, "vip": true, "tags": ["a", "b"], "label": "user 42", "nested": [{"sku": "BOOK-42"}], "literal": "{{ not a template }}"}).into()))
         );
     }
 

@@ -2,7 +2,7 @@
 
 use crate::headers::check_header;
 use crate::model::{
-    Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Problem, StepConfig,
+    Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Problem, StepConfig, TextBody,
 };
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -73,7 +73,7 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     let schema = config
         .response_schema
         .as_ref()
-        .map(|s| keep(ResponseSchema::compile(s).map_err(|p| vec![p]), &mut problems));
+        .map(|s| keep(s.parse("response_schema").and_then(|s| ResponseSchema::compile(&s)).map_err(|p| vec![p]), &mut problems));
     check_outputs(config, &mut problems);
     match (expected, signer, retry, schema) {
         (Some(expected), signer, Some(retry), schema) if problems.is_empty() => Ok(Checked {
@@ -184,7 +184,7 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
                 }
             }
         }
-        Body::Text { content_type, .. } => {
+        Body::Text(TextBody { content_type, .. }) => {
             if let Some(ct) = content_type {
                 problems.extend(check_header("body.content_type", "Content-Type", ct).into_iter().map(|mut p| {
                     p.path = "body.content_type".into();
@@ -231,7 +231,7 @@ mod tests {
     fn reports_several_problems_at_once() {
         let mut c = StepConfig::get("htp//nope");
         c.headers = vec![KeyValue::new("X-Evil", "a\r\nInjected: 1"), KeyValue::new("Bad Name", "v")];
-        c.body = Some(Body::Json(json!({"a": 1})));
+        c.body = Some(Body::Json(json!({"a": 1}).into()));
         c.timeout_ms = Some(3_600_000);
         c.expected_status = Some(vec![StatusPattern::Code(99), StatusPattern::Pattern("7xx".into())]);
         c.max_response_bytes = Some(0);
@@ -274,7 +274,7 @@ mod tests {
         for m in Method::ALL {
             let mut c = StepConfig::get("https://x.test");
             c.method = m;
-            c.body = Some(Body::Text { text: "x".into(), content_type: None });
+            c.body = Some(Body::Text(TextBody { text: "x".into(), content_type: None }));
             assert_eq!(validate(&c).is_empty(), m.allows_body(), "{m}");
             assert_eq!(m.allows_body(), !matches!(m, Method::Get | Method::Head), "{m}");
         }
@@ -284,7 +284,7 @@ mod tests {
     fn templates_schema_and_outputs_are_checked_without_context() {
         let mut c = StepConfig::get("https://{{ host }}/x");
         c.headers = vec![KeyValue::new("X-A", "{{ a..b }}"), KeyValue::new("Bad Name", "v")];
-        c.response_schema = Some(json!({"type": 7}));
+        c.response_schema = Some(json!({"type": 7}).into());
         c.outputs = vec![KeyValue::new("id", "data/id"), KeyValue::new("bad name", "/x~2")];
         let paths: Vec<String> = validate(&c).into_iter().map(|p| p.path).collect();
         assert_eq!(paths, ["url", "headers[0].value", "headers[1].key", "response_schema", "outputs.id", "outputs.bad name", "outputs.bad name"]);

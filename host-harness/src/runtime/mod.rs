@@ -11,7 +11,7 @@ use crate::egress::Egress;
 use crate::progress::ProgressStream;
 pub use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
-use crate::{Error, convert};
+use crate::Error;
 use limits::{CpuExhausted, RunLimiter, classify};
 use https_step_core::{Mirror, Problem, StepConfig, StepFailure, StepOutcome};
 use std::path::PathBuf;
@@ -27,7 +27,11 @@ pub(crate) mod bindings;
 mod cache;
 mod limits;
 
+use bindings::workflow::https_step::types as wit;
 use bindings::{HttpsStep, HttpsStepPre};
+
+// The model ↔ WIT conversions, generated from the model's one declaration.
+https_step_core::mirror_wit_types!(wit);
 
 /// Epoch tick period: the granularity of the CPU budget.
 const TICK: Duration = Duration::from_millis(10);
@@ -291,7 +295,7 @@ impl StepRuntime {
         let (mut store, instance) = self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await?;
         let problems = instance
             .workflow_https_step_step()
-            .call_validate(&mut store, &convert::config_to_wit(config))
+            .call_validate(&mut store, &config.clone().mirror())
             .await
             .map_err(|e| classify(e, "validating"))?;
         Ok(problems.mirror())
@@ -331,7 +335,7 @@ impl StepRuntime {
             let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
             instance
                 .workflow_https_step_step()
-                .call_run(&mut store, &convert::config_to_wit(config), context)
+                .call_run(&mut store, &config.clone().mirror(), context)
                 .await
                 .map_err(|e| classify(e, "running"))
         };

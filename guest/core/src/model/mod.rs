@@ -1,0 +1,590 @@
+//! The step's data model: one Rust type per WIT type of `wit/https-step.wit`,
+//! with the same names and fields.
+//!
+//! This module is the config's one source of truth. Each record is declared
+//! once, inside [`wit_records!`]; that gives the struct, its serde binding (the
+//! step-config JSON of README "Step config": snake_case, unknown keys refused),
+//! its JSON Schema (feature `schema`, see [`schema`]) and its conversion to and
+//! from the WIT bindings of the guest and the host
+//! ([`mirror_wit_types!`](crate::mirror_wit_types)). Shapes that serde cannot
+//! derive (a method in any case, `secret` as one string or a list, `outputs`
+//! as an object) are in [`shapes`]; [`read`] collects every problem of a
+//! config at once.
+
+pub mod read;
+#[cfg(feature = "schema")]
+pub mod schema;
+mod shapes;
+
+pub use shapes::JsonText;
+use serde::Deserialize;
+use std::fmt;
+
+/// Default per-attempt deadline (`timeout_ms`).
+pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
+/// Largest accepted `timeout_ms` (5 minutes).
+pub const MAX_TIMEOUT_MS: u32 = 300_000;
+/// Default cap on the response body (`max_response_bytes`): 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+/// Largest accepted `max_response_bytes`: 64 MiB (the guest holds the body in memory).
+pub const MAX_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// HTTP method (RFC 9110 §9.3). In JSON, its name in any case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// GET, the default.
+    #[default]
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH (RFC 5789)
+    Patch,
+    /// DELETE
+    Delete,
+    /// HEAD: the response has no body (RFC 9110 §9.3.2).
+    Head,
+    /// OPTIONS (RFC 9110 §9.3.7).
+    Options,
+}
+
+impl Method {
+    /// All methods, in the order the documentation lists them.
+    pub const ALL: [Method; 7] = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+        Method::Head,
+        Method::Options,
+    ];
+
+    /// The method's name as sent on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Head => "HEAD",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Parses a method name, ignoring ASCII case.
+    pub fn parse(name: &str) -> Option<Method> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the step may send a body with this method. GET and HEAD
+    /// bodies have no defined semantics (RFC 9110 §9.3.1, §9.3.2) and
+    /// servers and proxies reject or drop them, so the step refuses them.
+    /// DELETE and OPTIONS bodies are allowed: some search and bulk APIs
+    /// require them (RFC 9110 §9.3.5 and §9.3.7 leave them undefined, not
+    /// forbidden).
+    pub fn allows_body(self) -> bool {
+        !matches!(self, Method::Get | Method::Head)
+    }
+
+    /// Whether a request of this method is expected to carry content, so an
+    /// empty body is still announced as `Content-Length: 0`. RFC 9110 §8.6:
+    /// a user agent should not send `Content-Length` when there is no content
+    /// and the method does not anticipate any (GET, HEAD, DELETE, OPTIONS).
+    pub fn anticipates_body(self) -> bool {
+        matches!(self, Method::Post | Method::Put | Method::Patch)
+    }
+
+    /// All method names, for messages: `GET, POST, …`.
+    pub fn names() -> String {
+        Method::ALL.map(Method::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+
+/// Declares the records that have a WIT twin. Besides each struct, it defines
+/// the exported `__mirror_records!` macro that [`mirror_wit_types!`]
+/// (crate::mirror_wit_types) expands on each side of the boundary, so a field
+/// is listed here and nowhere else. `$d` is a literal `$`, the usual way to
+/// write a macro that defines a macro on stable Rust.
+macro_rules! wit_records {
+    ($d:tt $($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* })*) => {
+        $($(#[$meta])* pub struct $name { $($(#[$fmeta])* pub $field: $ty,)* })*
+
+        /// Implements [`Mirror`](crate::Mirror) both ways between every record of
+        /// the model and its twin in the given bindings module. Used only
+        /// through [`mirror_wit_types!`](crate::mirror_wit_types).
+        #[doc(hidden)]
+        #[macro_export]
+        macro_rules! __mirror_records {
+            ($d wit:ident) => {$(
+                impl $crate::Mirror<$crate::$name> for $d wit::$name {
+                    fn mirror(self) -> $crate::$name {
+                        $crate::$name { $($field: $crate::Mirror::mirror(self.$field),)* }
+                    }
+                }
+                impl $crate::Mirror<$d wit::$name> for $crate::$name {
+                    fn mirror(self) -> $d wit::$name {
+                        $d wit::$name { $($field: $crate::Mirror::mirror(self.$field),)* }
+                    }
+                }
+            )*};
+        }
+    };
+}
+
+wit_records! { $
+    /// A name/value pair. Lists of them keep order and allow repeated keys.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct KeyValue {
+        /// Name.
+        pub key: String,
+        /// Value; may hold `{{ path }}` templates.
+        pub value: String,
+    }
+
+    /// A text body and its media type.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct TextBody {
+        /// The text, sent as UTF-8.
+        pub text: String,
+        /// `Content-Type` to send. Default: `text/plain; charset=utf-8`.
+        pub content_type: Option<String>,
+    }
+
+    /// HMAC-SHA256 signing of every attempt.
+    #[derive(Clone, PartialEq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct Signing {
+        /// The secret, or several (key rotation: one signature each). In JSON
+        /// `secret`: a string or a list of strings; may be `{{ secrets.… }}`.
+        #[serde(rename = "secret", deserialize_with = "shapes::secrets")]
+        #[cfg_attr(feature = "schema", schemars(rename = "secret", schema_with = "schema::secrets"))]
+        pub secrets: Vec<String>,
+        /// Signature scheme. Default: `persona`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "persona")))]
+        pub scheme: Option<SigningScheme>,
+        /// Header carrying the signature. Default: `Persona-Signature` (persona),
+        /// `webhook-signature` (standard-webhooks), `X-Hub-Signature-256` (github).
+        pub header: Option<String>,
+    }
+
+    /// When and how failed attempts are retried: `intervals_ms` (an explicit
+    /// list, as in Persona's "Retry Intervals") or the exponential form
+    /// (`initial_ms`, `multiplier`, `max_interval_ms`, `max_attempts`, `jitter`).
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct RetryPolicy {
+        /// Wait before attempt k+2 after attempt k+1 failed. Default: none (the exponential form).
+        pub intervals_ms: Option<Vec<u32>>,
+        /// First exponential wait. Default: 500.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 500)))]
+        pub initial_ms: Option<u32>,
+        /// Growth factor of exponential waits, from 1 to 10. Default: 2.0.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 2.0)))]
+        pub multiplier: Option<f64>,
+        /// Largest exponential wait. Default: 30000.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 30000)))]
+        pub max_interval_ms: Option<u32>,
+        /// Total attempts including the first, from 1 to 20. Default: 3.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 3)))]
+        pub max_attempts: Option<u32>,
+        /// Random spread of exponential waits. Default: `full`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "full")))]
+        pub jitter: Option<Jitter>,
+        /// Statuses worth retrying. Default: 408, 425, 429, 500, 502, 503, 504.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [408, 425, 429, 500, 502, 503, 504])))]
+        pub retry_on_status: Option<Vec<u16>>,
+        /// Total time for all attempts and waits. Default: none (bounded by the attempts).
+        pub deadline_ms: Option<u32>,
+        /// Send one `Idempotency-Key` for all attempts of a run. Default: on for POST and PATCH.
+        pub idempotency_key: Option<bool>,
+        /// Longest `Retry-After` honoured. Default: 21600000 (6 h, as urllib3).
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 21_600_000)))]
+        pub max_retry_after_ms: Option<u32>,
+    }
+
+    /// The whole configuration of one step (README "Step config").
+    #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[cfg_attr(feature = "schema", schemars(title = "https-step step config"))]
+    #[serde(deny_unknown_fields)]
+    pub struct StepConfig {
+        /// Absolute `https://` (or, where the host allows it, `http://`) URL.
+        /// `{{ path }}` templates may fill its path and query.
+        pub url: String,
+        /// HTTP method. Default: GET.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "GET")))]
+        pub method: Method,
+        /// Request headers, in order; repeated keys allowed. Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub headers: Vec<KeyValue>,
+        /// Query parameters appended to the URL, percent-encoded. Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub query: Vec<KeyValue>,
+        /// Request body. Not allowed with GET or HEAD. Default: none.
+        pub body: Option<Body>,
+        /// HMAC signing of every attempt. Default: none.
+        pub signing: Option<Signing>,
+        /// Retry policy. Default: a single attempt.
+        pub retry: Option<RetryPolicy>,
+        /// Deadline of one attempt, from sending to the last body byte, from 1
+        /// to 300000. Default: 30000.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 30000)))]
+        pub timeout_ms: Option<u32>,
+        /// Statuses that count as success: codes, classes (`"2xx"`) or ranges
+        /// (`"200-299"`). Default: `["2xx"]`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = ["2xx"])))]
+        pub expected_status: Option<Vec<StatusPattern>>,
+        /// Report failures in the outcome instead of failing the step. Default: false.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = false)))]
+        pub continue_on_error: bool,
+        /// JSON Schema (draft 2020-12) the response JSON must satisfy. Default: none.
+        #[serde(default, deserialize_with = "shapes::response_schema")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "schema::response_schema"))]
+        pub response_schema: Option<JsonText>,
+        /// Largest response body accepted (after decoding), from 1 to 67108864.
+        /// Default: 1048576 (1 MiB).
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 1_048_576)))]
+        pub max_response_bytes: Option<u64>,
+        /// Follow 301/302/303/307/308 responses (at most 10 hops). Default: false.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = false)))]
+        pub follow_redirects: Option<bool>,
+        /// Send `Accept-Encoding: gzip, deflate, br` (unless `headers` set it) and
+        /// decode such responses; `max_response_bytes` caps the decoded size.
+        /// Default: true.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
+        pub decompress: Option<bool>,
+        /// Named values taken from the response JSON by JSON Pointer (RFC 6901).
+        /// In JSON, an object mapping names to pointers. Default: none.
+        #[serde(default, deserialize_with = "shapes::outputs")]
+        #[cfg_attr(feature = "schema", schemars(schema_with = "schema::outputs"))]
+        pub outputs: Vec<KeyValue>,
+    }
+
+    /// A configuration problem: a field path and a message for a workflow author.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Problem {
+        /// Field path, e.g. `headers[2].value`.
+        pub path: String,
+        /// What is wrong and how to fix it.
+        pub message: String,
+    }
+
+    /// One attempt of the request.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Attempt {
+        /// 1-based number.
+        pub number: u32,
+        /// Response status, if any.
+        pub status: Option<u16>,
+        /// Error of this attempt, if any.
+        pub error: Option<StepError>,
+        /// Duration of the attempt.
+        pub elapsed_ms: u64,
+        /// Wait before the next attempt.
+        pub wait_ms: Option<u64>,
+        /// Why that wait.
+        pub wait_reason: Option<WaitReason>,
+    }
+
+    /// A response as received.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Response {
+        /// Status code.
+        pub status: u16,
+        /// Headers in received order.
+        pub headers: Vec<KeyValue>,
+        /// Body as text (empty when binary).
+        pub body: String,
+        /// Body as base64 when not valid UTF-8.
+        pub body_base64: Option<String>,
+        /// Body parsed as JSON, re-serialised compactly.
+        pub json: Option<String>,
+    }
+
+    /// Outcome of a step that succeeded or continued.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StepOutcome {
+        /// Final response.
+        pub response: Option<Response>,
+        /// Extracted outputs (name → JSON text).
+        pub outputs: Vec<KeyValue>,
+        /// Attempts.
+        pub attempts: Vec<Attempt>,
+        /// Error continued past.
+        pub continued_error: Option<StepError>,
+    }
+
+    /// A failed step.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StepFailure {
+        /// Why.
+        pub error: StepError,
+        /// Attempts made.
+        pub attempts: Vec<Attempt>,
+        /// Last response, if any.
+        pub response: Option<Response>,
+    }
+}
+
+impl KeyValue {
+    /// Builds a pair.
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        KeyValue {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The request body: in JSON exactly one of `{"json": …}`, `{"form": […]}` or
+/// `{"text": "…", "content_type": "…"}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// A JSON document, sent with `Content-Type: application/json`; its strings
+    /// may hold templates.
+    Json(JsonText),
+    /// Fields sent as `application/x-www-form-urlencoded` (WHATWG URL §5).
+    Form(Vec<KeyValue>),
+    /// Raw text with its own content type.
+    Text(TextBody),
+}
+
+/// HMAC signing scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum SigningScheme {
+    /// `t=<unix seconds>,v1=<hex HMAC(secret, "<t>.<body>")>` (Persona, Stripe shape).
+    Persona,
+    /// Standard Webhooks 1.0: `webhook-id`, `webhook-timestamp`, `webhook-signature`.
+    StandardWebhooks,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex HMAC(secret, body)>`.
+    Github,
+}
+
+impl SigningScheme {
+    /// The scheme's name in the step-config JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningScheme::Persona => "persona",
+            SigningScheme::StandardWebhooks => "standard-webhooks",
+            SigningScheme::Github => "github",
+        }
+    }
+}
+
+// Hand-written so that secrets never reach a log through `{:?}`.
+impl fmt::Debug for Signing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signing")
+            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field("scheme", &self.scheme)
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+/// Random spread applied to exponential backoff waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Jitter {
+    /// Wait exactly the computed interval.
+    None,
+    /// Wait a uniformly random time in [0, computed interval] (AWS "FULL").
+    Full,
+}
+
+/// One `expected_status` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusPattern {
+    /// An exact code such as 201.
+    Code(u16),
+    /// A class such as `"2xx"` or a range such as `"200-299"`.
+    Pattern(String),
+}
+
+impl StepConfig {
+    /// A GET of `url` with every other field at its default.
+    pub fn get(url: impl Into<String>) -> Self {
+        StepConfig { url: url.into(), ..StepConfig::default() }
+    }
+
+    /// `timeout_ms` with its default applied.
+    pub fn timeout_ms(&self) -> u32 {
+        self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)
+    }
+
+    /// `max_response_bytes` with its default applied.
+    pub fn max_response_bytes(&self) -> u64 {
+        self.max_response_bytes
+            .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES)
+    }
+
+    /// `decompress` with its default (on) applied.
+    pub fn decompress(&self) -> bool {
+        self.decompress.unwrap_or(true)
+    }
+}
+
+impl Problem {
+    /// Builds a problem.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a step or an attempt failed; mirrors the WIT `step-error` variant 1:1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The configuration, or a template in it, is unusable; nothing was sent.
+    #[error("invalid step configuration: {}", join_problems(.0))]
+    InvalidConfig(Vec<Problem>),
+    /// The host's outbound policy refused the request.
+    #[error("{0}")]
+    Denied(String),
+    /// An attempt or the retry deadline ran out.
+    #[error("{0}")]
+    Timeout(String),
+    /// DNS failure, refused, reset or closed connection.
+    #[error("{0}")]
+    Connection(String),
+    /// TLS handshake or certificate failure.
+    #[error("{0}")]
+    Tls(String),
+    /// The server broke the HTTP protocol.
+    #[error("{0}")]
+    Protocol(String),
+    /// The status is not in `expected_status`.
+    #[error("{0}")]
+    UnexpectedStatus(String),
+    /// The body exceeded `max_response_bytes`.
+    #[error("{0}")]
+    ResponseTooLarge(String),
+    /// The response cannot be used.
+    #[error("{0}")]
+    InvalidResponse(String),
+    /// The response JSON does not satisfy `response_schema`.
+    #[error("response does not match the response schema: {}", join_problems(.0))]
+    SchemaMismatch(Vec<Problem>),
+    /// An `outputs` pointer names nothing in the response.
+    #[error("missing outputs: {}", join_problems(.0))]
+    MissingOutput(Vec<Problem>),
+    /// A fault inside the step itself.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn join_problems(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl StepError {
+    /// The WIT case name in kebab-case, used as `error.kind` by the CLI.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StepError::InvalidConfig(_) => "invalid-config",
+            StepError::Denied(_) => "denied",
+            StepError::Timeout(_) => "timeout",
+            StepError::Connection(_) => "connection",
+            StepError::Tls(_) => "tls",
+            StepError::Protocol(_) => "protocol",
+            StepError::UnexpectedStatus(_) => "unexpected-status",
+            StepError::ResponseTooLarge(_) => "response-too-large",
+            StepError::InvalidResponse(_) => "invalid-response",
+            StepError::SchemaMismatch(_) => "schema-mismatch",
+            StepError::MissingOutput(_) => "missing-output",
+            StepError::Internal(_) => "internal",
+        }
+    }
+
+    /// The same error with `f` applied to every message it carries (the
+    /// message of each problem included).
+    pub fn map_text(self, f: impl Fn(&str) -> String) -> StepError {
+        let problems = |list: Vec<Problem>| list.into_iter().map(|p| Problem::new(p.path, f(&p.message))).collect();
+        match self {
+            StepError::InvalidConfig(p) => StepError::InvalidConfig(problems(p)),
+            StepError::SchemaMismatch(p) => StepError::SchemaMismatch(problems(p)),
+            StepError::MissingOutput(p) => StepError::MissingOutput(problems(p)),
+            StepError::Denied(m) => StepError::Denied(f(&m)),
+            StepError::Timeout(m) => StepError::Timeout(f(&m)),
+            StepError::Connection(m) => StepError::Connection(f(&m)),
+            StepError::Tls(m) => StepError::Tls(f(&m)),
+            StepError::Protocol(m) => StepError::Protocol(f(&m)),
+            StepError::UnexpectedStatus(m) => StepError::UnexpectedStatus(f(&m)),
+            StepError::ResponseTooLarge(m) => StepError::ResponseTooLarge(f(&m)),
+            StepError::InvalidResponse(m) => StepError::InvalidResponse(f(&m)),
+            StepError::Internal(m) => StepError::Internal(f(&m)),
+        }
+    }
+
+    /// The problems carried by the list-valued cases, if any.
+    pub fn problems(&self) -> Option<&[Problem]> {
+        match self {
+            StepError::InvalidConfig(p)
+            | StepError::SchemaMismatch(p)
+            | StepError::MissingOutput(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Why the step waited before the next attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// Explicit interval.
+    Interval,
+    /// Exponential backoff.
+    Backoff,
+    /// Server's Retry-After.
+    RetryAfter,
+}
+
+impl WaitReason {
+    /// Name in the CLI output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Interval => "interval",
+            WaitReason::Backoff => "backoff",
+            WaitReason::RetryAfter => "retry-after",
+        }
+    }
+}
