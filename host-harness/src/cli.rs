@@ -40,40 +40,47 @@ pub const EXIT_USAGE: u8 = 2;
 /// Where progress lines go; shared because runs report from other tasks.
 pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
 
-#[derive(Debug, PartialEq, Eq)]
+/// The commands, parsed by clap; the usage text stays [`USAGE`] (clap's own
+/// help and version flags are off so every message is the project's).
+#[derive(Debug, PartialEq, Eq, clap::Parser)]
+#[command(name = "https-step", disable_help_flag = true, disable_help_subcommand = true, disable_version_flag = true)]
 enum Command {
+    /// `-h`, `--help`, `help` or nothing: print [`USAGE`].
+    #[command(skip)]
     Help,
-    Run { step: String, context: Option<String>, policy: Option<String>, allow: Vec<String>, ca_cert: Option<String> },
-    Validate { step: String, json: bool },
+    /// `run STEP.json [--context F] [--policy F] [--allow ORIGIN]... [--ca-cert PEM]`.
+    Run {
+        step: String,
+        #[arg(long)]
+        context: Option<String>,
+        #[arg(long)]
+        policy: Option<String>,
+        #[arg(long)]
+        allow: Vec<String>,
+        #[arg(long = "ca-cert")]
+        ca_cert: Option<String>,
+    },
+    /// `validate STEP.json [--json]`.
+    Validate {
+        step: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// `demo`.
     Demo,
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mut it = args.iter();
-    let command = match it.next().map(String::as_str) {
-        None | Some("-h" | "--help" | "help") => return Ok(Command::Help),
-        Some(c @ ("run" | "validate" | "demo")) => c,
-        Some(other) => return Err(format!("unknown command {other:?}")),
-    };
-    let (mut step, mut context, mut policy, mut allow, mut ca_cert, mut json) = (None, None, None, Vec::new(), None, false);
-    while let Some(arg) = it.next() {
-        let mut value = |flag: &str| it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
-        match (command, arg.as_str()) {
-            ("run", "--context") => context = Some(value("--context")?),
-            ("run", "--policy") => policy = Some(value("--policy")?),
-            ("run", "--allow") => allow.push(value("--allow")?),
-            ("run", "--ca-cert") => ca_cert = Some(value("--ca-cert")?),
-            ("validate", "--json") => json = true,
-            (_, flag) if flag.starts_with('-') => return Err(format!("unknown option {flag:?} for {command}")),
-            ("run" | "validate", path) if step.is_none() => step = Some(path.to_string()),
-            (_, extra) => return Err(format!("unexpected argument {extra:?}")),
-        }
+    use clap::Parser as _;
+    if matches!(args.first().map(String::as_str), None | Some("-h" | "--help" | "help")) {
+        return Ok(Command::Help);
     }
-    let need_step = || step.clone().ok_or_else(|| format!("{command} needs a STEP.json file"));
-    Ok(match command {
-        "run" => Command::Run { step: need_step()?, context, policy, allow, ca_cert },
-        "validate" => Command::Validate { step: need_step()?, json },
-        _ => Command::Demo,
+    Command::try_parse_from(std::iter::once("https-step").chain(args.iter().map(String::as_str))).map_err(|e| {
+        // clap's first line is the problem ("error: unexpected argument …");
+        // the usage that follows it is ours.
+        let rendered = e.to_string();
+        let first = rendered.lines().next().unwrap_or_default();
+        first.strip_prefix("error: ").unwrap_or(first).to_string()
     })
 }
 

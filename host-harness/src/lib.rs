@@ -27,14 +27,15 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 mod demo;
 mod egress;
 mod error;
-pub mod loopback;
 pub mod output;
 pub mod policy;
-pub mod pool;
+mod pool;
 mod progress;
 mod runtime;
 pub mod tenant;

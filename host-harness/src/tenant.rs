@@ -85,7 +85,7 @@ impl HostLimits {
         Duration::from_millis(self.between_bytes_timeout_ms)
     }
     /// The connection reuse these limits allow.
-    pub fn reuse(&self) -> Reuse {
+    pub(crate) fn reuse(&self) -> Reuse {
         Reuse::new(self.max_idle_connections_per_origin, Duration::from_millis(self.idle_connection_ms))
     }
 }

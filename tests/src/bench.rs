@@ -1,20 +1,22 @@
 //! The benchmark: the same signed JSON POST against the same local server,
-//! done (a) natively — hyper, the step's own request building, HMAC signing
-//! and JSON handling from `https-step-core`, and the host's own keep-alive
-//! pool type, so both sides reuse connections the same way — and (b) by the
+//! done (a) natively — hyper-util's pooled client (what a native Rust step
+//! would use) with the step's own request building, HMAC signing and JSON
+//! handling from `https-step-core`, keeping as many idle connections per
+//! origin as the tenant allows — and (b) by the
 //! component through the host library, in one process and one run. Prints latency percentiles and
 //! ratios, throughput at several concurrencies (one tenant per worker),
 //! instantiate, load and compile times, guest size, peak RSS with many runs
-//! in flight, and the cost of the CPU budget's epoch checks.
+//! in flight.
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
-use https_step_host::loopback::{LoopbackServer, Reply};
-use https_step_host::pool::{Connection, ConnectionPool, Lease, PoolKey, Reuse};
+use crate::loopback::{LoopbackServer, Reply};
 use https_step_host::{HostLimits, StepRuntime, Tenant};
-use hyper_util::rt::TokioIo;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -60,50 +62,38 @@ fn config(origin: &str) -> Result<StepConfig> {
     Ok(parsed.config)
 }
 
-/// The native side's connections: the host's own keep-alive pool type, with
-/// the reuse settings of the tenant it is compared with.
-struct NativePool {
-    pool: ConnectionPool<Full<Bytes>>,
-    reuse: Reuse,
-}
+/// The native side's connections: hyper-util's pool, keeping idle
+/// connections as the tenant it is compared with does.
+struct NativePool(Client<HttpConnector, Full<Bytes>>);
 
 impl NativePool {
-    fn new(reuse: Reuse) -> Self {
-        NativePool { pool: ConnectionPool::default(), reuse }
+    fn new(limits: &HostLimits) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(limits.max_idle_connections_per_origin)
+            .pool_idle_timeout(Duration::from_millis(limits.idle_connection_ms))
+            .build(connector);
+        NativePool(client)
     }
 }
 
 /// The step's work done natively, for one request.
-async fn native_once(config: &StepConfig, signer: &Signer, addr: std::net::SocketAddr, pool: &NativePool) -> Result<()> {
+async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) -> Result<()> {
     let mut request = https_step_core::request::prepare(config).map_err(|p| anyhow::anyhow!("{p}"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     request.headers.extend(signer.sign(&request.body, now, ""));
-    let key = PoolKey { tls: false, host: addr.ip().to_string(), port: addr.port() };
-    let mut lease = match pool.pool.checkout(&key, pool.reuse).await {
-        Some(lease) => lease,
-        None => {
-            let tcp = tokio::net::TcpStream::connect(addr).await?;
-            tcp.set_nodelay(true)?;
-            let (sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp)).await?;
-            Lease::new(Connection::spawn(sender, conn), &pool.pool, key, pool.reuse)
-        }
-    };
     let mut builder = http::Request::builder()
         .method(request.method.as_str())
-        .uri(request.path_with_query())
-        .header(http::header::HOST, request.authority())
+        .uri(request.url.as_str())
         .header(http::header::CONTENT_LENGTH, request.body.len());
     for kv in &request.headers {
         builder = builder.header(kv.key.as_str(), kv.value.as_str());
     }
-    let response = lease
-        .send(builder.body(Full::new(Bytes::from(request.body.clone())))?)
-        .await
-        .map_err(|(e, _)| anyhow::anyhow!("native request: {e}"))?;
+    let response = pool.0.request(builder.body(Full::new(Bytes::from(request.body.clone())))?).await?;
     let status = response.status().as_u16();
     let headers = response.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
-    lease.release();
     let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body });
     if status != 201 || error.is_some() || json.is_none() {
         bail!("native request failed: {status} {error:?}");
@@ -207,7 +197,7 @@ pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
 /// Runs the benchmark and returns the report.
 pub async fn run(settings: Settings) -> Result<String> {
     let mut out = String::new();
-    let server = LoopbackServer::http_unrecorded(Arc::new(|r: &https_step_host::loopback::Recorded| {
+    let server = LoopbackServer::http_unrecorded(Arc::new(|r: &crate::loopback::Recorded| {
         let delay_ms = if r.path() == "/slow/v1/orders" { 2000 } else { 0 };
         Reply::Respond {
             status: 201,
@@ -218,7 +208,6 @@ pub async fn run(settings: Settings) -> Result<String> {
     }))
     .await?;
     let origin = server.origin();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", server.port()).parse()?;
     let config = config(&origin)?;
     let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let tenant_for = |i: usize| -> Result<Arc<Tenant>> { Ok(Arc::new(Tenant::builder(format!("tenant-{i}")).allow(&origin)?.build()?)) };
@@ -243,20 +232,19 @@ pub async fn run(settings: Settings) -> Result<String> {
     let _ = writeln!(out, "runtime build: compile {:.0} ms, from the on-disk cache {:.1} ms (ratio {:.0}x); from the cache without the pool {:.1} ms", compile_time.as_secs_f64() * 1e3, cached_time.as_secs_f64() * 1e3, compile_time.as_secs_f64() / cached_time.as_secs_f64().max(1e-9), small_time.as_secs_f64() * 1e3);
 
     // Instantiate: pooling + InstancePre vs on-demand.
-    let inst = latencies(settings.iterations, || async { runtime.instantiate_only().await.map_err(Into::into) }).await?;
+    let inst = latencies(settings.iterations, || async { runtime.probe().await.map_err(Into::into) }).await?;
     let on_demand = StepRuntime::builder().pooling(false).build()?;
-    let inst_od = latencies(settings.iterations, || async { on_demand.instantiate_only().await.map_err(Into::into) }).await?;
+    let inst_od = latencies(settings.iterations, || async { on_demand.probe().await.map_err(Into::into) }).await?;
     drop(on_demand);
     let _ = writeln!(out, "instantiate p50: pooling {:.1} us, on-demand {:.1} us", us(percentile(&inst, 0.5)), us(percentile(&inst_od, 0.5)));
 
     // Latency, one request at a time: with keep-alive on both sides (the
     // default), then with a new connection per request on both sides.
     let tenant = tenant_for(0)?;
-    let reuse = HostLimits::default().reuse();
-    let native_pool = NativePool::new(reuse);
+    let native_pool = NativePool::new(&HostLimits::default());
     let (native, component) = paired(
         settings.iterations,
-        || native_once(&config, &signer, addr, &native_pool),
+        || native_once(&config, &signer, &native_pool),
         || component_once(&runtime, &tenant, &config),
     )
     .await?;
@@ -279,28 +267,16 @@ pub async fn run(settings: Settings) -> Result<String> {
         us(c50) - v50
     );
     let no_reuse = HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() };
-    let fresh_pool = NativePool::new(no_reuse.reuse());
+    let fresh_pool = NativePool::new(&no_reuse);
     let fresh_tenant = Arc::new(Tenant::builder("fresh").allow(&origin)?.limits(no_reuse).build()?);
     let (native_fresh, component_fresh) = paired(
         settings.iterations,
-        || native_once(&config, &signer, addr, &fresh_pool),
+        || native_once(&config, &signer, &fresh_pool),
         || component_once(&runtime, &fresh_tenant, &config),
     )
     .await?;
     let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
     let _ = writeln!(out, "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)", us(f50), us(g50), us(g50) / us(f50));
-
-    // Epoch interruption cost: the same runs without the CPU budget.
-    let no_epoch = StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cpu_budget(false).build()?;
-    let (with, plain) = paired(
-        settings.iterations,
-        || component_once(&runtime, &tenant, &config),
-        || component_once(&no_epoch, &tenant, &config),
-    )
-    .await?;
-    drop(no_epoch);
-    let (w50, p50) = (us(percentile(&with, 0.5)), us(percentile(&plain, 0.5)));
-    let _ = writeln!(out, "epoch interruption overhead: p50 {w50:.0} us with vs {p50:.0} us without ({:+.1}%)", (w50 / p50 - 1.0) * 100.0);
 
     // Throughput at several concurrencies, one tenant per worker.
     for &c in settings.concurrencies {
@@ -312,9 +288,9 @@ pub async fn run(settings: Settings) -> Result<String> {
             let (config, signer) = (config.clone(), signer.clone());
             workers.push(tokio::spawn(async move {
                 // One pool per worker, as each component worker is its own tenant.
-                let pool = NativePool::new(reuse);
+                let pool = NativePool::new(&HostLimits::default());
                 for _ in 0..per {
-                    native_once(&config, &signer, addr, &pool).await?;
+                    native_once(&config, &signer, &pool).await?;
                 }
                 anyhow::Ok(())
             }));

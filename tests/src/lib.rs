@@ -12,7 +12,7 @@
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use https_step_host::StepRuntime;
-use https_step_host::loopback::{CertShape, LoopbackServer, Recorded, Reply, TestCert, Validity};
+use crate::loopback::{CertShape, LoopbackServer, Recorded, Reply, TestCert, Validity};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -21,7 +21,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A component implementing the step's world badly on purpose
+/// (`tests/fault-guest`: an infinite loop, a memory bomb, a trap), built by
+/// this crate's build script for the sandbox tests.
+pub const FAULT_WASM: &[u8] = include_bytes!(env!("HTTPS_STEP_FAULT_WASM"));
+
 pub mod bench;
+pub mod loopback;
 pub mod signature;
 pub mod shared;
 pub mod soak;

@@ -4,7 +4,7 @@
 //! the schemes' published descriptions.
 
 use base64::Engine as _;
-use https_step_host::loopback::Recorded;
+use crate::loopback::Recorded;
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -6,7 +6,7 @@
 //! thousand runs to the last.
 
 use anyhow::{Result, bail};
-use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
+use crate::loopback::{LoopbackServer, Recorded, Reply};
 use https_step_host::{StepRuntime, Tenant};
 use std::collections::HashMap;
 use std::fmt::Write as _;

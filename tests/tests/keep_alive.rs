@@ -4,7 +4,7 @@
 //! that the server closed is never reused, an idle one closes after
 //! `idle_connection_ms`, and reuse can be turned off.
 
-use https_step_host::loopback::{LoopbackServer, Recorded, Reply};
+use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
 use https_step_host::{HostLimits, Tenant};
 use https_step_tests::shared::{step_runtime, tokio};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 6] = ["guest/core/src", "guest/src", "guest/artifact/src", "host-harness/src", "fuzz-checks/src", "tests/src"];
+const CRATES: [&str; 8] = ["guest/core/src", "guest/src", "guest/artifact/src", "guest/build/src", "host-harness/src", "fuzz-checks/src", "tests/src", "tests/fault-guest/src"];
 
 /// `a::b` for `src/a/b.rs` or `src/a/b/mod.rs`; `` for lib.rs/main.rs.
 fn module_of(root: &Path, file: &Path) -> Option<String> {

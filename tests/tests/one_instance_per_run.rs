@@ -3,7 +3,7 @@
 //! JSON shape is wrong creates none.
 
 use https_step_host::StepRuntime;
-use https_step_host::loopback::{LoopbackServer, Reply};
+use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_tests::run_cli;
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! body that expands past the cap (a "bomb", in each coding) stops there.
 
 use base64::Engine as _;
-use https_step_host::loopback::{LoopbackServer, Reply};
+use https_step_tests::loopback::{LoopbackServer, Reply};
 use std::io::Write as _;
 use https_step_host::Tenant;
 use https_step_tests::shared::{reset_peak_rss, status_kib, step_runtime, tokio};

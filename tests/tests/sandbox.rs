@@ -4,7 +4,7 @@
 //! while other tenants' concurrent runs succeed; a full runtime answers Busy
 //! and recovers.
 
-use https_step_host::loopback::{LoopbackServer, Reply};
+use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_host::{Error, HostLimits, StepRuntime, Tenant};
 use https_step_tests::shared::{step_runtime, tokio};
 use std::net::IpAddr;
@@ -15,7 +15,7 @@ fn fault_runtime() -> &'static StepRuntime {
     static RT: OnceLock<StepRuntime> = OnceLock::new();
     RT.get_or_init(|| {
         StepRuntime::builder()
-            .component(https_step_guest_artifact::FAULT_WASM.to_vec())
+            .component(https_step_tests::FAULT_WASM.to_vec())
             .max_memory_bytes(64 << 20)
             .build()
             .expect("fault runtime")
@@ -173,7 +173,7 @@ fn a_trap_ends_only_its_own_run() {
 fn a_full_runtime_answers_busy_and_recovers() {
     tokio().block_on(async {
         let runtime = Arc::new(StepRuntime::builder().max_concurrency(2).build().expect("runtime"));
-        let server = Arc::new(LoopbackServer::http(Arc::new(|r: &https_step_host::loopback::Recorded| {
+        let server = Arc::new(LoopbackServer::http(Arc::new(|r: &https_step_tests::loopback::Recorded| {
             if r.path() == "/slow" { Reply::Respond { status: 200, headers: vec![], body: vec![], delay_ms: 800 } } else { Reply::json(200, &serde_json::json!({})) }
         }))
         .await

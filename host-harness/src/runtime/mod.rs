@@ -94,7 +94,6 @@ pub struct StepRuntime {
     slots: Arc<tokio::sync::Semaphore>,
     max_concurrency: usize,
     max_memory_bytes: usize,
-    cpu_budget: bool,
     /// Instances created so far.
     instantiations: AtomicU64,
     _ticker: Ticker,
@@ -107,7 +106,6 @@ pub struct RuntimeBuilder {
     max_memory_bytes: usize,
     cache_dir: Option<PathBuf>,
     pooling: bool,
-    cpu_budget: bool,
 }
 
 impl Default for RuntimeBuilder {
@@ -118,7 +116,6 @@ impl Default for RuntimeBuilder {
             max_memory_bytes: 256 * 1024 * 1024,
             cache_dir: None,
             pooling: true,
-            cpu_budget: true,
         }
     }
 }
@@ -153,18 +150,13 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Uses the pooling allocator (default) or allocates each instance on
-    /// demand (slower to instantiate; for comparison).
+    /// Uses the pooling allocator (default: on) or allocates each instance
+    /// on demand. The pool reserves `max_concurrency` memory slots of
+    /// virtual address space up front; hosts where that reservation is not
+    /// possible (a low `ulimit -v`, strict overcommit) turn it off and pay a
+    /// slower instantiation instead (BENCHMARKS.md gives both figures).
     pub fn pooling(mut self, on: bool) -> Self {
         self.pooling = on;
-        self
-    }
-
-    /// Enforces tenants' `cpu_ms` with epoch interruption (default). Turning
-    /// it off removes the per-tick check from guest code and leaves guests
-    /// only the run deadline: for trusted components and benchmarks.
-    pub fn cpu_budget(mut self, on: bool) -> Self {
-        self.cpu_budget = on;
         self
     }
 
@@ -185,7 +177,7 @@ impl RuntimeBuilder {
         if self.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
-        config.epoch_interruption(self.cpu_budget);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(load)?;
         let wasm = self.wasm.as_deref().unwrap_or(https_step_guest_artifact::WASM);
         let component = match &self.cache_dir {
@@ -223,7 +215,6 @@ impl RuntimeBuilder {
             slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
             max_concurrency: self.max_concurrency,
             max_memory_bytes: self.max_memory_bytes,
-            cpu_budget: self.cpu_budget,
             instantiations: AtomicU64::new(0),
             _ticker: Ticker(stop),
         })
@@ -265,26 +256,27 @@ impl StepRuntime {
         // The callback runs only when guest code is executing as a tick passes,
         // so the count approximates the guest's CPU time; time blocked in I/O
         // adds at most one tick per wait. Yielding lets other runs proceed.
-        if self.cpu_budget {
-            let mut used = 0u64;
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(move |_| {
-                used += 1;
-                if used > cpu_ticks {
-                    Err(wasmtime::Error::new(CpuExhausted))
-                } else {
-                    Ok(UpdateDeadline::Yield(1))
-                }
-            });
-        }
+        let mut used = 0u64;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            used += 1;
+            if used > cpu_ticks {
+                Err(wasmtime::Error::new(CpuExhausted))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         self.instantiations.fetch_add(1, Ordering::Relaxed);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, "instantiating"))?;
         Ok((store, instance))
     }
 
-    /// Creates a store and an instance and drops them: what every run pays
-    /// before the step starts. For benchmarks.
-    pub async fn instantiate_only(&self) -> Result<(), Error> {
+    /// A readiness check: takes a slot, instantiates the component in a
+    /// fresh store and drops both, as every run does before the step starts.
+    /// It fails as a run would ([`Error::Busy`], a load or trap error), so a
+    /// host can probe a runtime before routing runs to it; it costs one
+    /// instantiation (counted by [`StepRuntime::instantiations`]).
+    pub async fn probe(&self) -> Result<(), Error> {
         let _slot = self.slot()?;
         self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await.map(drop)
     }
@@ -301,8 +293,9 @@ impl StepRuntime {
         Ok(problems.mirror())
     }
 
-    /// Component instances created so far, one per [`StepRuntime::run`] or
-    /// [`StepRuntime::validate`] call (for hosts' metrics).
+    /// Component instances created so far, one per [`StepRuntime::run`],
+    /// [`StepRuntime::validate`] or [`StepRuntime::probe`] call (for hosts'
+    /// metrics).
     pub fn instantiations(&self) -> u64 {
         self.instantiations.load(Ordering::Relaxed)
     }

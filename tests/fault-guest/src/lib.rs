@@ -1,6 +1,6 @@
 //! A component that implements the `https-step` world badly on purpose, so
-//! the host's sandbox can be tested against it. Test-only: it is built next
-//! to the real guest but embedded only where a test asks for it. The
+//! the host's sandbox can be tested against it. Test-only: `tests/build.rs` builds
+//! it and only the test suite embeds it. The
 //! misbehaviour is chosen by the step's `url`:
 //!
 //! - `fault://loop`: spins forever without calling the host (CPU budget);

@@ -1,6 +1,6 @@
 //! A small scripted HTTP/1.1 server on 127.0.0.1, with optional TLS from a
-//! certificate generated at start. It serves the `demo` command and the
-//! conformance suite: it records every request exactly as received and answers
+//! certificate generated at start. It serves the conformance suite, the bench
+//! and the soak: it records every request exactly as received and answers
 //! what a [`Responder`] decides, including faults (never answering, closing,
 //! an endless body).
 //!

@@ -2,8 +2,10 @@
 //! on 127.0.0.1 (certificate generated at start), with a readable transcript
 //! of what the server received and what the step returned.
 
-use crate::loopback::{LoopbackServer, Recorded, Reply};
+mod server;
+
 use crate::{StepRuntime, Tenant};
+use server::{Answer, EchoServer, Received};
 use https_step_core::parse_step_config_value;
 use serde_json::{Value, json};
 use std::io::Write;
@@ -12,21 +14,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the demo's server does: create orders, list them, accept webhooks
 /// (after one 503, to show a retry), 404 otherwise.
-fn respond(request: &Recorded, webhooks_seen: &AtomicUsize) -> Reply {
+fn respond(request: &Received, webhooks_seen: &AtomicUsize) -> Answer {
     match (request.method.as_str(), request.path()) {
         ("POST", "/v1/webhooks") => match webhooks_seen.fetch_add(1, Ordering::SeqCst) {
-            0 => Reply::json(503, &json!({"error": "warming_up"})),
-            _ => Reply::json(200, &json!({"received": true})),
+            0 => (503, json!({"error": "warming_up"})),
+            _ => (200, json!({"received": true})),
         },
         ("POST", "/v1/orders") => {
             let item: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            Reply::json(201, &json!({"id": "ord_1001", "status": "created", "order": item}))
+            (201, json!({"id": "ord_1001", "status": "created", "order": item}))
         }
-        ("GET", "/v1/orders") => Reply::json(
+        ("GET", "/v1/orders") => (
             200,
-            &json!({"orders": [{"id": "ord_1001", "status": "open"}], "query": request.query()}),
+            json!({"orders": [{"id": "ord_1001", "status": "open"}], "query": request.query()}),
         ),
-        _ => Reply::json(404, &json!({"error": "not_found", "path": request.path()})),
+        _ => (404, json!({"error": "not_found", "path": request.path()})),
     }
 }
 
@@ -119,14 +121,14 @@ impl From<crate::Error> for Failure {
 pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bool, Failure> {
     let io = Failure::Server;
     let webhooks_seen = AtomicUsize::new(0);
-    let server = LoopbackServer::https(Arc::new(move |r: &Recorded| respond(r, &webhooks_seen)))
+    let server = EchoServer::start(Arc::new(move |r: &Received| respond(r, &webhooks_seen)))
         .await
         .map_err(io)?;
-    let origin = server.origin();
+    let origin = server.origin().to_string();
     let tenant = Arc::new(
         Tenant::builder("demo")
             .allow(&origin)?
-            .ca_certs_pem(server.ca_pem().unwrap_or_default().as_bytes())?
+            .ca_certs_pem(server.ca_pem().as_bytes())?
             .build()?,
     );
     let mut w = String::new();
@@ -139,14 +141,14 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bo
     let count = steps.len();
     for (i, step) in steps.into_iter().enumerate() {
         let parsed = parse_step_config_value(&step.config);
-        let seen_before = server.requests().len();
+        let seen_before = server.received().len();
         let progress_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = progress_lines.clone();
         let result = runtime
             .run(&tenant, &parsed.config, "{}", Arc::new(move |l: &str| sink.lock().unwrap_or_else(|p| p.into_inner()).push(l.to_string())))
             .await?;
         w.push_str(&format!("\n── Step {}: {} ──\n", i + 1, step.title));
-        for request in server.requests().iter().skip(seen_before) {
+        for request in server.received().iter().skip(seen_before) {
             w.push_str(&format!("→ the server received: {} {}\n", request.method, request.target));
             for (name, value) in &request.headers {
                 w.push_str(&format!("    {name}: {}\n", shown(name, value)));
@@ -189,7 +191,7 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bo
     w.push_str(&format!(
         "\n{} steps run, {} requests received by the server over {} connection(s).\n",
         count,
-        server.requests().len(),
+        server.received().len(),
         server.connections()
     ));
     if !all_as_expected {
