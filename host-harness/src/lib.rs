@@ -34,12 +34,11 @@ mod demo;
 mod egress;
 mod error;
 pub mod output;
-pub mod policy;
-mod pool;
 mod progress;
 mod runtime;
 pub mod tenant;
-mod tls;
+
+pub use egress::policy;
 
 pub use error::Error;
 pub use https_step_core::{StepFailure, StepOutcome};

@@ -3,8 +3,8 @@
 //! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
 
 use crate::Error;
-use crate::policy::{AllowedOrigin, EgressPolicy};
-use crate::pool::{ConnectionPool, Reuse};
+use crate::egress::policy::{AllowedOrigin, EgressPolicy};
+use crate::egress::pool::{ConnectionPool, Reuse};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -110,7 +110,7 @@ pub struct TenantPolicy {
     /// Tenant id for logs. Default: `default`.
     #[serde(default = "default_tenant")]
     pub tenant: String,
-    /// Origins, wildcards, IPs and CIDR ranges allowed (see [`crate::policy`]). Default: none.
+    /// Origins, wildcards, IPs and CIDR ranges allowed (see [`crate::egress::policy`]). Default: none.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
     /// HTTPS to public hosts without an entry. Default: true.
@@ -219,7 +219,7 @@ impl TenantBuilder {
     /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
     /// or `https://10.1.0.0/16:443`, private addresses included.
     pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
-        let origin: AllowedOrigin = origin.parse().map_err(|e: crate::policy::OriginParseError| Error::Policy(e.to_string()))?;
+        let origin: AllowedOrigin = origin.parse().map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
         self.egress.allowed.push(origin);
         Ok(self)
     }
@@ -227,7 +227,7 @@ impl TenantBuilder {
     /// Trusts the CA certificates of a PEM file's contents, in addition to the
     /// webpki roots; a server presenting exactly one of these certificates is
     /// accepted while it is valid and names the host (a pinned self-signed
-    /// certificate, see [`crate::tls`]).
+    /// certificate, see [`crate::egress::tls`]).
     pub fn ca_certs_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
         use rustls_pki_types::pem::PemObject;
         let before = self.extra_roots.len();
@@ -257,7 +257,7 @@ impl TenantBuilder {
         Ok(Tenant {
             id: self.id,
             egress: self.egress,
-            tls: Arc::new(crate::tls::client_config(self.extra_roots)?),
+            tls: Arc::new(crate::egress::tls::client_config(self.extra_roots)?),
             resolve: self.resolve,
             limits: self.limits,
             pool: ConnectionPool::default(),

@@ -1,12 +1,16 @@
 //! The single egress choke point: every `wasi:http` request of a guest comes
 //! through [`Egress::send_request`], which applies the tenant's
-//! [`crate::policy::EgressPolicy`], resolves the name itself, checks every address, and dials
+//! [`crate::egress::policy::EgressPolicy`], resolves the name itself, checks every address, and dials
 //! only a checked address (so a DNS answer cannot change between the check and
 //! the connection). wasmtime's `default_send_request` is not used: it resolves
 //! on its own, applies no address policy and trusts only webpki roots.
 
-use crate::policy::{Denial, Scheme, parse_host};
-use crate::pool::{Connection, Lease, PoolKey};
+pub mod policy;
+pub(crate) mod pool;
+pub(crate) mod tls;
+
+use crate::egress::policy::{Denial, Scheme, parse_host};
+use crate::egress::pool::{Connection, Lease, PoolKey};
 use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
 use bytes::Bytes;
@@ -307,7 +311,7 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Refusal> {
 /// this host sent when it refused the certificate (RFC 8446 §6.2), and the
 /// reason in words (`tls-certificate-error` has no room for the reason).
 fn tls_error(err: std::io::Error) -> Refusal {
-    let failure = crate::tls::describe(&err);
+    let failure = crate::egress::tls::describe(&err);
     Refusal::Other(Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) })
 }
 
