@@ -27,10 +27,6 @@ fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
     ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message).as_ref().to_vec()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn header<'a>(r: &'a Recorded, name: &str) -> Result<&'a str, String> {
     match r.header_values(name).as_slice() {
         [one] => Ok(one),
@@ -46,14 +42,14 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
     let value = header(r, &header_name)?;
     let expected: Vec<String> = match scheme {
         SigningScheme::Persona => {
-            // t=<ts>,v1=<hex(HMAC(secret, "<ts>.<body>"))>
+            // t=<ts>,v1=<hex HMAC(secret, "<ts>.<body>")>
             let t = value
                 .split([',', ' '])
                 .find_map(|p| p.strip_prefix("t="))
                 .ok_or("no t= in the Persona signature")?;
             s.secrets
                 .iter()
-                .map(|k| format!("v1={}", hex(&mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))))
+                .map(|k| format!("v1={}", hex::encode(&mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))))
                 .collect()
         }
         SigningScheme::StandardWebhooks => {
@@ -74,7 +70,7 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
         SigningScheme::Github => s
             .secrets
             .iter()
-            .map(|k| format!("sha256={}", hex(&mac(k.as_bytes(), &r.body))))
+            .map(|k| format!("sha256={}", hex::encode(&mac(k.as_bytes(), &r.body))))
             .collect(),
     };
     let present: Vec<&str> = value.split([' ', ',']).collect();

@@ -29,7 +29,7 @@ pub mod retry;
 pub mod schema;
 pub mod signing;
 pub mod status;
-pub mod step;
+pub mod run;
 pub mod template;
 pub mod validate;
 
@@ -39,5 +39,5 @@ pub use model::*;
 pub use request::PreparedRequest;
 pub use response::RawResponse;
 pub use signing::{Signer, Verifier, VerifyError};
-pub use step::{AttemptLimits, Effects, SendError, run};
+pub use run::{AttemptLimits, Effects, SendError, run};
 pub use validate::validate;

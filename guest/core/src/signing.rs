@@ -66,19 +66,6 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     mac
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
 
 /// Decodes a `whsec_<base64>` secret into its key.
 fn whsec_key(secret: &str) -> Result<Vec<u8>, String> {
@@ -157,7 +144,7 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("t={t},v1={}", hex(&hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes())))
+                    .map(|k| format!("t={t},v1={}", hex::encode(&hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes())))
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
@@ -182,7 +169,7 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("sha256={}", hex(&hmac(k, &[body]).finalize().into_bytes())))
+                    .map(|k| format!("sha256={}", hex::encode(&hmac(k, &[body]).finalize().into_bytes())))
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
@@ -266,7 +253,7 @@ impl Verifier {
                     for part in sig.split(',') {
                         match part.split_once('=') {
                             Some(("t", x)) => t = Some(x),
-                            Some(("v1", x)) => v1.push(unhex(x).ok_or_else(malformed)?),
+                            Some(("v1", x)) => v1.push(hex::decode(x).map_err(|_| malformed())?),
                             _ => {}
                         }
                     }
@@ -292,7 +279,7 @@ impl Verifier {
             }
             SigningScheme::Github => {
                 for sig in value.split_whitespace() {
-                    let s = sig.strip_prefix("sha256=").and_then(unhex).ok_or_else(malformed)?;
+                    let s = sig.strip_prefix("sha256=").and_then(|s| hex::decode(s).ok()).ok_or_else(malformed)?;
                     candidates.push((vec![body.to_vec()], s));
                 }
             }

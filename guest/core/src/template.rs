@@ -368,67 +368,6 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
     (out, problems)
 }
 
-/// Replaces secrets with `***` in everything the step reports.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    /// Longest first, so a secret containing another is replaced whole.
-    secrets: Vec<String>,
-}
-
-impl fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
-    }
-}
-
-/// Secrets shorter than this are not redacted: replacing every "a" or "id" in
-/// a response would destroy it while protecting nothing worth the name.
-pub const MIN_REDACTED_LEN: usize = 4;
-
-impl Redactor {
-    /// Collects every string under `context.secrets` and the signing secrets.
-    pub fn new(context: &Value, signing_secrets: &[String]) -> Self {
-        fn strings(v: &Value, out: &mut Vec<String>) {
-            match v {
-                Value::String(s) => out.push(s.clone()),
-                Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
-                Value::Object(o) => o.values().for_each(|v| strings(v, out)),
-                _ => {}
-            }
-        }
-        let mut secrets = Vec::new();
-        if let Some(s) = context.get("secrets") {
-            strings(s, &mut secrets);
-        }
-        secrets.extend(signing_secrets.iter().cloned());
-        let mut with_json_forms = Vec::new();
-        for s in secrets.into_iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
-            // Also the form a secret takes inside JSON text (escaped quotes etc.).
-            let escaped = Value::String(s.clone()).to_string();
-            let escaped = escaped[1..escaped.len() - 1].to_string();
-            if escaped != s {
-                with_json_forms.push(escaped);
-            }
-            with_json_forms.push(s);
-        }
-        // Longest first, so a secret containing another is replaced whole; equal
-        // ones end up adjacent for dedup.
-        with_json_forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        with_json_forms.dedup();
-        Redactor { secrets: with_json_forms }
-    }
-
-    /// `text` with every secret replaced by `***`.
-    pub fn apply(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_string(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
-    }
-
-    /// Whether there is anything to redact.
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -533,7 +472,7 @@ mod tests {
     }
 
     #[test]
-    fn secrets_render_into_signing_and_headers_and_are_redacted() {
+    fn secrets_render_into_signing_and_headers() {
         let mut c = StepConfig::get("https://api.test/");
         c.headers = vec![KeyValue::new("Authorization", "Bearer {{ secrets.api_key }}")];
         c.signing = Some(Signing { secrets: vec!["{{ secrets.nested[0] }}".into()], scheme: None, header: None });
@@ -542,10 +481,6 @@ mod tests {
         assert_eq!(r.headers[0].value, "Bearer sk_live_abcdef");
         let secrets = r.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
         assert_eq!(secrets, ["pa\"ss\\word"]);
-        let redactor = Redactor::new(&context, &secrets);
-        assert_eq!(redactor.apply("echo: Bearer sk_live_abcdef"), "echo: Bearer ***");
-        assert_eq!(redactor.apply(r#"{"p":"pa\"ss\\word"}"#), r#"{"p":"***"}"#);
-        assert_eq!(Redactor::new(&json!({"secrets": {"pin": "123"}}), &[]).apply("123"), "123");
     }
 
     #[test]

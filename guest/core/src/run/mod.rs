@@ -1,28 +1,25 @@
-//! The step itself: check, prepare, then attempt — signing every attempt
-//! afresh and retrying as the policy allows — over an [`Effects`]
+//! The step's run: check and plan once, then attempt — signing every
+//! attempt afresh and retrying as the policy allows — over an [`Effects`]
 //! implementation, so the whole flow runs natively in unit tests and, in the
 //! component, over WASI.
+//!
+//! - [`plan`]: the config rendered from the context and checked, once;
+//! - [`attempts`]: the attempt loop, retry waits, idempotency keys;
+//! - [`redirect`]: following redirects within one attempt;
+//! - [`redact`]: secrets removed from everything a run reports.
 
-use crate::model::{
-    Attempt, KeyValue, Problem, Response, SigningScheme, StepConfig, StepError, StepFailure, StepOutcome, WaitReason,
-};
-use crate::request::{PreparedRequest, prepare};
-use crate::response::{RawResponse, decode};
-use crate::retry::{RetryPlan, parse_retry_after, retryable};
-use crate::schema::ResponseSchema;
-use crate::signing::Signer;
-use crate::status::StatusSet;
-use crate::template::{Redactor, Source};
-use crate::validate::render_and_check;
+mod attempts;
+mod plan;
+mod redact;
+mod redirect;
 
-/// Header carrying the idempotency key (IETF draft-ietf-httpapi-idempotency-key-header).
-pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
-/// Most redirects followed in one attempt (as browsers' and curl's defaults
-/// are in this range; Fetch allows 20).
-pub const MAX_REDIRECTS: u32 = 10;
-/// Headers that carry credentials or per-destination meaning and are dropped
-/// when a redirect leaves the origin (RFC 9110 §15.4: the client decides).
-const CROSS_ORIGIN_DROPPED: [&str; 6] = ["authorization", "proxy-authorization", "cookie", "idempotency-key", "webhook-id", "webhook-timestamp"];
+pub use attempts::IDEMPOTENCY_KEY_HEADER;
+pub use redirect::MAX_REDIRECTS;
+
+use crate::model::{KeyValue, StepConfig, StepError, StepFailure, StepOutcome};
+use crate::request::PreparedRequest;
+use crate::response::RawResponse;
+use redact::{Redacting, redact_attempts, redact_response};
 
 /// Limits of one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,124 +62,18 @@ pub trait Effects {
     fn progress(&mut self, line: &str);
 }
 
-/// Everything needed to run a checked config.
-struct Plan {
-    request: PreparedRequest,
-    expected: StatusSet,
-    signer: Option<Signer>,
-    retry: RetryPlan,
-    schema: Option<ResponseSchema>,
-    outputs: Vec<KeyValue>,
-    follow_redirects: bool,
-    limits: AttemptLimits,
-}
-
-/// Renders and checks `config` against the workflow `context`.
-fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Problem>> {
-    let context: serde_json::Value = serde_json::from_str(context).map_err(|err| {
-        let mut problems = vec![Problem::new("context", format!("the workflow context is not valid JSON: {err}"))];
-        problems.extend(crate::validate::validate(config));
-        problems
-    })?;
-    let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
-    let signing_secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
-    let plan = Plan {
-        request: prepare(&rendered).map_err(|p| vec![p])?,
-        expected: checked.expected,
-        signer: checked.signer,
-        retry: checked.retry,
-        schema: checked.schema,
-        outputs: rendered.outputs.clone(),
-        follow_redirects: rendered.follow_redirects.unwrap_or(false),
-        limits: AttemptLimits {
-            timeout_ms: rendered.timeout_ms(),
-            max_response_bytes: rendered.max_response_bytes(),
-            decompress: rendered.decompress(),
-        },
-    };
-    Ok((plan, Redactor::new(&context, &signing_secrets)))
-}
-
-/// A random UUID version 4 (RFC 9562 §5.4).
-fn uuid_v4(fx: &mut dyn Effects) -> String {
-    let mut b = fx.random_bytes(16);
-    b.resize(16, 0);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
-}
-
-/// A uniform random number in [0, 1).
-fn unit_random(fx: &mut dyn Effects) -> f64 {
-    let mut b = fx.random_bytes(8);
-    b.resize(8, 0);
-    let n = u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-    (n >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Appends why retrying stopped to the message of single-message errors.
-fn with_note(error: StepError, note: &str) -> StepError {
-    if error.problems().is_some() { error } else { error.map_text(|m| format!("{m}; {note}")) }
-}
-
-/// Removes secrets from everything a run reports.
-fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
-    response.map(|resp| Response {
-        status: resp.status,
-        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(&kv.value))).collect(),
-        body: r.apply(&resp.body),
-        body_base64: resp.body_base64,
-        json: resp.json.map(|j| r.apply(&j)),
-    })
-}
-
-fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attempt> {
-    attempts
-        .into_iter()
-        .map(|a| Attempt { error: a.error.map(|e| e.map_text(|m| r.apply(m))), ..a })
-        .collect()
-}
-
-/// [`Effects`] whose progress lines are redacted.
-struct Redacting<'a> {
-    inner: &'a mut dyn Effects,
-    redactor: &'a Redactor,
-}
-
-impl Effects for Redacting<'_> {
-    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
-        self.inner.send(request, limits)
-    }
-    fn now_ms(&mut self) -> u64 {
-        self.inner.now_ms()
-    }
-    fn unix_secs(&mut self) -> u64 {
-        self.inner.unix_secs()
-    }
-    fn random_bytes(&mut self, len: usize) -> Vec<u8> {
-        self.inner.random_bytes(len)
-    }
-    fn sleep_ms(&mut self, ms: u64) {
-        self.inner.sleep_ms(ms)
-    }
-    fn progress(&mut self, line: &str) {
-        self.inner.progress(&self.redactor.apply(line))
-    }
-}
-
 /// Runs the step. An invalid config fails with `invalid-config` before any
 /// call to [`Effects::send`]. With `continue_on_error`, any later failure is
 /// reported in [`StepOutcome::continued_error`] instead.
 #[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
 pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
-    let (plan, redactor) = plan(config, context).map_err(|problems| StepFailure {
+    let (plan, redactor) = plan::plan(config, context).map_err(|problems| StepFailure {
         error: StepError::InvalidConfig(problems),
         attempts: Vec::new(),
         response: None,
     })?;
     let fx = &mut Redacting { inner: fx, redactor: &redactor };
-    let last = attempt_all(&plan, fx);
+    let last = attempts::attempt_all(&plan, fx);
     let response = redact_response(&redactor, last.response);
     let attempts = redact_attempts(&redactor, last.attempts);
     let outputs: Vec<KeyValue> = last.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(&kv.value))).collect();
@@ -196,238 +87,10 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
     }
 }
 
-/// The result of one attempt.
-struct Tried {
-    response: Option<Response>,
-    outputs: Vec<KeyValue>,
-    error: Option<StepError>,
-    maybe_sent: bool,
-}
-
-/// How the attempts ended.
-struct Last {
-    response: Option<Response>,
-    outputs: Vec<KeyValue>,
-    attempts: Vec<Attempt>,
-    error: Option<StepError>,
-}
-
-/// Attempts until success, a failure not worth retrying, the last attempt or
-/// the deadline.
-fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
-    let started = fx.now_ms();
-    let deadline = plan.retry.deadline_ms.map(|d| started + u64::from(d));
-    let mut base = plan.request.clone();
-    if plan.retry.idempotency_key && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
-        // One key for every attempt of this run, so the server can deduplicate.
-        base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, uuid_v4(fx)));
-    }
-    let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
-    // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
-    let message_id = match plan.signer.as_ref().map(Signer::scheme) {
-        Some(SigningScheme::StandardWebhooks) => format!("msg_{}", uuid_v4(fx).replace('-', "")),
-        _ => String::new(),
-    };
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let max_attempts = plan.retry.max_attempts();
-    for number in 1..=max_attempts {
-        let mut limits = plan.limits;
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_sub(fx.now_ms());
-            limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
-        }
-        let mut request = base.clone();
-        if let Some(signer) = &plan.signer {
-            // Re-signed on every attempt, with a fresh timestamp.
-            let names = signer.header_names();
-            request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
-            request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
-        }
-        let attempt_started = fx.now_ms();
-        let tried = attempt(plan, &request, limits, fx);
-        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-        let status = tried.response.as_ref().map(|r| r.status);
-        attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
-        let Some(error) = tried.error else {
-            fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
-            return Last { response: tried.response, outputs: tried.outputs, attempts, error: None };
-        };
-        let failed = format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
-        let stop = |fx: &mut dyn Effects, note: String| {
-            fx.progress(&format!("{failed}; {note}"));
-            // With retries configured, the error says why they stopped.
-            Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
-        };
-        if number == max_attempts {
-            let note = if max_attempts > 1 { format!("gave up after {number} attempts") } else { "no retry policy".into() };
-            let error = stop(fx, note);
-            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-        }
-        if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
-            let error = stop(fx, format!("not retried: {why}"));
-            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-        }
-        let retry_after = match (&tried.response, status) {
-            (Some(r), Some(429 | 503)) => r
-                .headers
-                .iter()
-                .find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))
-                .and_then(|kv| parse_retry_after(&kv.value, fx.unix_secs())),
-            _ => None,
-        };
-        let (wait_ms, reason) = match retry_after {
-            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
-            None => {
-                let random = unit_random(fx);
-                let reason = match plan.retry.schedule {
-                    crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
-                    crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
-                };
-                (plan.retry.wait_ms(number, random), reason)
-            }
-        };
-        if let Some(deadline) = deadline {
-            let now = fx.now_ms();
-            if now.saturating_add(wait_ms) >= deadline {
-                let note = format!(
-                    "gave up: waiting {wait_ms} ms ({}) would pass retry.deadline_ms ({} ms)",
-                    reason.as_str(),
-                    deadline - started
-                );
-                let error = stop(fx, note);
-                return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-            }
-        }
-        if let Some(last) = attempts.last_mut() {
-            last.wait_ms = Some(wait_ms);
-            last.wait_reason = Some(reason);
-        }
-        fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
-        fx.sleep_ms(wait_ms);
-    }
-    // The loop returns on its last attempt; this is only reached with zero attempts.
-    Last { response: None, outputs: Vec::new(), attempts, error: Some(StepError::Internal("no attempt was made".into())) }
-}
-
-/// The request that follows a redirect, or why it is refused. `None` when
-/// `raw` is not a redirect to follow.
-fn redirect(plan: &Plan, request: &PreparedRequest, raw: &RawResponse) -> Option<Result<PreparedRequest, StepError>> {
-    if !plan.follow_redirects || !matches!(raw.status, 301 | 302 | 303 | 307 | 308) {
-        return None;
-    }
-    let location = raw.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("location"))?;
-    let location = String::from_utf8_lossy(&location.1);
-    let next_url = match request.url.join(location.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
-        _ => return Some(Err(StepError::Protocol(format!("the server redirected ({}) to an unusable Location {location:?}", raw.status)))),
-    };
-    if request.url.scheme() == "https" && next_url.scheme() == "http" {
-        return Some(Err(StepError::Denied(format!(
-            "the server redirected ({}) from https to plain http ({next_url}); the step refuses the downgrade",
-            raw.status
-        ))));
-    }
-    let mut next = request.clone();
-    // 303 always, and 301/302 after POST, continue as GET without a body
-    // (RFC 9110 §15.4.2-4, as user agents do); 307/308 repeat the request.
-    let to_get = raw.status == 303 || (matches!(raw.status, 301 | 302) && request.method == crate::model::Method::Post);
-    let signature: Vec<String> = plan.signer.as_ref().map(Signer::header_names).unwrap_or_default();
-    if to_get && request.method != crate::model::Method::Get {
-        next.method = crate::model::Method::Get;
-        next.body.clear();
-        // The signature covered the dropped body.
-        next.headers.retain(|kv| {
-            let name = kv.key.to_ascii_lowercase();
-            name != "content-type" && !signature.contains(&name)
-        });
-    }
-    if next_url.origin() != request.url.origin() {
-        next.headers.retain(|kv| {
-            let name = kv.key.to_ascii_lowercase();
-            !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name)
-        });
-    }
-    next.url = next_url;
-    Some(Ok(next))
-}
-
-/// Sends `request`, following redirects when configured, all within the
-/// attempt's time limit.
-fn send_following(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Result<RawResponse, SendError> {
-    let started = fx.now_ms();
-    let mut current = request.clone();
-    let mut hops = 0;
-    loop {
-        let left = u64::from(limits.timeout_ms).saturating_sub(fx.now_ms().saturating_sub(started));
-        let hop_limits = AttemptLimits { timeout_ms: u32::try_from(left).unwrap_or(u32::MAX).max(1), ..limits };
-        let raw = fx.send(&current, hop_limits)?;
-        match redirect(plan, &current, &raw) {
-            None => return Ok(raw),
-            Some(Err(error)) => return Err(SendError { error, maybe_sent: true }),
-            Some(Ok(next)) => {
-                hops += 1;
-                if hops > MAX_REDIRECTS {
-                    return Err(SendError {
-                        error: StepError::Protocol(format!("more than {MAX_REDIRECTS} redirects (the last to {})", next.url)),
-                        maybe_sent: true,
-                    });
-                }
-                fx.progress(&format!("{} redirect {hops}: {} {}", raw.status, next.method, next.url));
-                current = next;
-            }
-        }
-    }
-}
-
-/// One attempt: send (following redirects), decode, check the status, the
-/// schema and the outputs.
-fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
-    let raw = match send_following(plan, request, limits, fx) {
-        Err(e) => return Tried { response: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
-        Ok(raw) => raw,
-    };
-    let (response, json, decode_error) = decode(raw);
-    let checked = if plan.expected.contains(response.status) {
-        decode_error.map_or_else(|| use_json(plan, json.as_ref()), Err)
-    } else {
-        Err(StepError::UnexpectedStatus(format!("the server answered {}; expected {}", response.status, plan.expected)))
-    };
-    let (outputs, error) = match checked {
-        Ok(outputs) => (outputs, None),
-        Err(e) => (Vec::new(), Some(e)),
-    };
-    Tried { response: Some(response), outputs, error, maybe_sent: true }
-}
-
-/// Checks the response JSON against the schema and extracts the outputs.
-fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValue>, StepError> {
-    if plan.schema.is_none() && plan.outputs.is_empty() {
-        return Ok(Vec::new());
-    }
-    let json = json.ok_or_else(|| {
-        StepError::InvalidResponse("the response is not JSON, but response_schema or outputs need JSON".into())
-    })?;
-    if let Some(schema) = &plan.schema {
-        schema.check(json).map_err(StepError::SchemaMismatch)?;
-    }
-    let mut missing = Vec::new();
-    let mut outputs = Vec::new();
-    for kv in &plan.outputs {
-        match json.pointer(&kv.value) {
-            Some(v) => outputs.push(KeyValue::new(kv.key.clone(), v.to_string())),
-            None => missing.push(Problem::new(
-                format!("outputs.{}", kv.key),
-                format!("{:?} names nothing in the response JSON", kv.value),
-            )),
-        }
-    }
-    if missing.is_empty() { Ok(outputs) } else { Err(StepError::MissingOutput(missing)) }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Body, Method, RetryPolicy, Signing, StatusPattern};
+    use crate::model::{Attempt, Body, Method, RetryPolicy, Signing, SigningScheme, StatusPattern, WaitReason};
     use crate::signing::Verifier;
     use std::collections::VecDeque;
 
@@ -753,3 +416,4 @@ pub(crate) mod tests {
         assert!(err.error.to_string().contains("more than 10 redirects"), "{}", err.error);
     }
 }
+

@@ -1,0 +1,51 @@
+//! Planning: the config rendered from the workflow context and checked,
+//! once per run, into everything the attempts need.
+
+use super::AttemptLimits;
+use crate::model::{KeyValue, Problem, StepConfig};
+use crate::request::{PreparedRequest, prepare};
+use crate::retry::RetryPlan;
+use crate::schema::ResponseSchema;
+use crate::signing::Signer;
+use crate::status::StatusSet;
+use super::redact::Redactor;
+use crate::template::Source;
+use crate::validate::render_and_check;
+
+/// Everything needed to run a checked config.
+pub(super) struct Plan {
+    pub(super) request: PreparedRequest,
+    pub(super) expected: StatusSet,
+    pub(super) signer: Option<Signer>,
+    pub(super) retry: RetryPlan,
+    pub(super) schema: Option<ResponseSchema>,
+    pub(super) outputs: Vec<KeyValue>,
+    pub(super) follow_redirects: bool,
+    pub(super) limits: AttemptLimits,
+}
+
+/// Renders and checks `config` against the workflow `context`.
+pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Problem>> {
+    let context: serde_json::Value = serde_json::from_str(context).map_err(|err| {
+        let mut problems = vec![Problem::new("context", format!("the workflow context is not valid JSON: {err}"))];
+        problems.extend(crate::validate::validate(config));
+        problems
+    })?;
+    let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
+    let signing_secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    let plan = Plan {
+        request: prepare(&rendered).map_err(|p| vec![p])?,
+        expected: checked.expected,
+        signer: checked.signer,
+        retry: checked.retry,
+        schema: checked.schema,
+        outputs: rendered.outputs.clone(),
+        follow_redirects: rendered.follow_redirects.unwrap_or(false),
+        limits: AttemptLimits {
+            timeout_ms: rendered.timeout_ms(),
+            max_response_bytes: rendered.max_response_bytes(),
+            decompress: rendered.decompress(),
+        },
+    };
+    Ok((plan, Redactor::new(&context, &signing_secrets)))
+}

@@ -1,0 +1,127 @@
+//! Secrets (signing secrets and every value under `secrets` in the context)
+//! removed from everything a run reports: the response, attempt errors and
+//! progress lines. The plan builds the [`Redactor`] once per run.
+
+use super::{AttemptLimits, Effects, SendError};
+use crate::model::{Attempt, KeyValue, Response};
+use crate::request::PreparedRequest;
+use crate::response::RawResponse;
+use serde_json::Value;
+use std::fmt;
+
+/// Removes secrets from everything a run reports.
+pub(super) fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
+    response.map(|resp| Response {
+        status: resp.status,
+        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(&kv.value))).collect(),
+        body: r.apply(&resp.body),
+        body_base64: resp.body_base64,
+        json: resp.json.map(|j| r.apply(&j)),
+    })
+}
+
+pub(super) fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attempt> {
+    attempts
+        .into_iter()
+        .map(|a| Attempt { error: a.error.map(|e| e.map_text(|m| r.apply(m))), ..a })
+        .collect()
+}
+
+/// [`Effects`] whose progress lines are redacted.
+pub(super) struct Redacting<'a> {
+    pub(super) inner: &'a mut dyn Effects,
+    pub(super) redactor: &'a Redactor,
+}
+
+impl Effects for Redacting<'_> {
+    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
+        self.inner.send(request, limits)
+    }
+    fn now_ms(&mut self) -> u64 {
+        self.inner.now_ms()
+    }
+    fn unix_secs(&mut self) -> u64 {
+        self.inner.unix_secs()
+    }
+    fn random_bytes(&mut self, len: usize) -> Vec<u8> {
+        self.inner.random_bytes(len)
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.inner.sleep_ms(ms)
+    }
+    fn progress(&mut self, line: &str) {
+        self.inner.progress(&self.redactor.apply(line))
+    }
+}
+
+/// Replaces secrets with `***` in everything the step reports.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    /// Longest first, so a secret containing another is replaced whole.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
+}
+
+/// Secrets shorter than this are not redacted: replacing every "a" or "id" in
+/// a response would destroy it while protecting nothing worth the name.
+const MIN_REDACTED_LEN: usize = 4;
+
+impl Redactor {
+    /// Collects every string under `context.secrets` and the signing secrets.
+    pub(crate) fn new(context: &Value, signing_secrets: &[String]) -> Self {
+        fn strings(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::String(s) => out.push(s.clone()),
+                Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+                _ => {}
+            }
+        }
+        let mut secrets = Vec::new();
+        if let Some(s) = context.get("secrets") {
+            strings(s, &mut secrets);
+        }
+        secrets.extend(signing_secrets.iter().cloned());
+        let mut with_json_forms = Vec::new();
+        for s in secrets.into_iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
+            // Also the form a secret takes inside JSON text (escaped quotes etc.).
+            let escaped = Value::String(s.clone()).to_string();
+            let escaped = escaped[1..escaped.len() - 1].to_string();
+            if escaped != s {
+                with_json_forms.push(escaped);
+            }
+            with_json_forms.push(s);
+        }
+        // Longest first, so a secret containing another is replaced whole; equal
+        // ones end up adjacent for dedup.
+        with_json_forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        with_json_forms.dedup();
+        Redactor { secrets: with_json_forms }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub(crate) fn apply(&self, text: &str) -> String {
+        self.secrets.iter().fold(text.to_string(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn context_and_signing_secrets_are_redacted_in_their_json_forms_too() {
+        let context = json!({"secrets": {"api_key": "sk_live_abcdef", "pin": "123"}});
+        let redactor = Redactor::new(&context, &["pa\"ss\\word".to_string()]);
+        assert_eq!(redactor.apply("echo: Bearer sk_live_abcdef"), "echo: Bearer ***");
+        assert_eq!(redactor.apply(r#"{"p":"pa\"ss\\word"}"#), r#"{"p":"***"}"#);
+        // Shorter than MIN_REDACTED_LEN: left alone.
+        assert_eq!(redactor.apply("123"), "123");
+    }
+}
