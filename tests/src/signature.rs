@@ -49,7 +49,7 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
                 .ok_or("no t= in the Persona signature")?;
             s.secrets
                 .iter()
-                .map(|k| format!("v1={}", hex::encode(&mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))))
+                .map(|k| format!("v1={}", hex::encode(mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))))
                 .collect()
         }
         SigningScheme::StandardWebhooks => {
@@ -70,7 +70,7 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
         SigningScheme::Github => s
             .secrets
             .iter()
-            .map(|k| format!("sha256={}", hex::encode(&mac(k.as_bytes(), &r.body))))
+            .map(|k| format!("sha256={}", hex::encode(mac(k.as_bytes(), &r.body))))
             .collect(),
     };
     let present: Vec<&str> = value.split([' ', ',']).collect();

@@ -144,7 +144,7 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("t={t},v1={}", hex::encode(&hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes())))
+                    .map(|k| format!("t={t},v1={}", hex::encode(hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes())))
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
@@ -169,7 +169,7 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("sha256={}", hex::encode(&hmac(k, &[body]).finalize().into_bytes())))
+                    .map(|k| format!("sha256={}", hex::encode(hmac(k, &[body]).finalize().into_bytes())))
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
