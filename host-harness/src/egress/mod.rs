@@ -9,7 +9,7 @@ pub mod policy;
 pub(crate) mod pool;
 pub(crate) mod tls;
 
-use crate::egress::policy::{Denial, Scheme, parse_host};
+use crate::egress::policy::{Admission, Denial, Scheme, parse_host};
 use crate::egress::pool::{Connection, Lease, PoolKey};
 use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
@@ -152,15 +152,7 @@ type Exchange = (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Er
 
 async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> Result<Exchange, Refusal> {
     let uri = request.uri().clone();
-    let scheme = match uri.scheme_str() {
-        Some("https") => Scheme::Https,
-        Some("http") => Scheme::Http,
-        _ => return Err(Error::HttpRequestUriInvalid.into()),
-    };
-    let raw_host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
-    let host = parse_host(raw_host).ok_or(Error::HttpRequestUriInvalid)?;
-    let port = uri.port_u16().unwrap_or(scheme.default_port());
-    let admission = tenant.egress.admit(scheme, &host, port).map_err(Refusal::Policy)?;
+    let origin = admit(tenant, &uri)?;
     let timeouts = Timeouts::new(tenant, options);
 
     let declared_len = request
@@ -182,7 +174,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
     // A kept-alive connection of this tenant to this origin first (RFC 9112
     // §9.3: persistent connections). If it turns out to have closed before
     // the request was written, the request goes on a new connection.
-    let key = PoolKey { tls: scheme == Scheme::Https, host: host.to_string(), port };
+    let key = origin.pool_key();
     let reuse = tenant.limits.reuse();
     if reuse.enabled()
         && let Some(lease) = tenant.pool.checkout(&key, reuse).await
@@ -193,14 +185,54 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         }
     }
 
-    let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, &host, port))
+    let lease = dial(tenant, &origin, &timeouts).await?;
+    exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
+}
+
+/// Where a request goes, as admitted by the tenant's policy.
+struct Origin {
+    scheme: Scheme,
+    host: url::Host<String>,
+    port: u16,
+    admission: Admission,
+}
+
+impl Origin {
+    fn pool_key(&self) -> PoolKey {
+        PoolKey { tls: self.scheme == Scheme::Https, host: self.host.to_string(), port: self.port }
+    }
+}
+
+/// The origin of `uri`, if the tenant's policy admits it (the host name or
+/// address against the allowlist; addresses are checked after resolving).
+fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        _ => return Err(Error::HttpRequestUriInvalid.into()),
+    };
+    let raw_host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let host = parse_host(raw_host).ok_or(Error::HttpRequestUriInvalid)?;
+    let port = uri.port_u16().unwrap_or(scheme.default_port());
+    let admission = tenant.egress.admit(scheme, &host, port).map_err(Refusal::Policy)?;
+    Ok(Origin { scheme, host, port, admission })
+}
+
+/// A new connection to `origin`: resolve the name (the host's own resolver,
+/// not the guest's), keep only the addresses the policy allows (so a DNS
+/// answer cannot change between the check and the connection), connect to
+/// one of them, TLS for https, and the HTTP/1.1 handshake, each within the
+/// connect timeout.
+async fn dial(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<Lease<WasiBody>, Refusal> {
+    let Origin { scheme, host, port, admission } = origin;
+    let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, host, *port))
         .await
         .map_err(|_| Error::DnsTimeout)??;
     let host_name = host.to_string();
     let mut checked = Vec::new();
     let mut first_denial = None;
     for addr in addrs {
-        match tenant.egress.check_address(admission, scheme, port, &host_name, addr.ip()) {
+        match tenant.egress.check_address(*admission, *scheme, *port, &host_name, addr.ip()) {
             Ok(()) => checked.push(addr),
             Err(d) => {
                 first_denial.get_or_insert(d);
@@ -218,19 +250,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         .map_err(|_| Error::ConnectionTimeout)??;
     let stream: Box<dyn Stream> = match scheme {
         Scheme::Http => Box::new(tcp),
-        Scheme::Https => {
-            let server_name = match &host {
-                url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone()).map_err(|_| Error::HttpRequestUriInvalid)?,
-                url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
-                url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
-            };
-            let connector = tokio_rustls::TlsConnector::from(tenant.tls.clone());
-            let tls = tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(tls_error)?;
-            Box::new(tls)
-        }
+        Scheme::Https => Box::new(tls_handshake(tenant, host, tcp, timeouts).await?),
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(tenant.limits.max_response_headers)
@@ -238,8 +258,27 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    let lease = Lease::new(Connection::spawn(sender, conn), &tenant.pool, key, reuse);
-    exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
+    Ok(Lease::new(Connection::spawn(sender, conn), &tenant.pool, origin.pool_key(), tenant.limits.reuse()))
+}
+
+/// TLS over `tcp` with the tenant's roots and pinned certificates, the name
+/// checked against `host` (a DNS name or an IP address, RFC 6125).
+async fn tls_handshake(
+    tenant: &Tenant,
+    host: &url::Host<String>,
+    tcp: tokio::net::TcpStream,
+    timeouts: &Timeouts,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Refusal> {
+    let server_name = match host {
+        url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone()).map_err(|_| Error::HttpRequestUriInvalid)?,
+        url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
+        url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
+    };
+    let connector = tokio_rustls::TlsConnector::from(tenant.tls.clone());
+    Ok(tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(tls_error)?)
 }
 
 /// Sends `request` on `lease` and hands back the response, whose body returns
@@ -411,5 +450,55 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::policy::Admission;
+
+    fn tenant(allow: &[&str]) -> Tenant {
+        allow
+            .iter()
+            .fold(Tenant::builder("t"), |b, origin| b.allow(origin).expect("a valid origin"))
+            .build()
+            .expect("a valid tenant")
+    }
+
+    fn uri(text: &str) -> http::Uri {
+        text.parse().expect("a URI")
+    }
+
+    #[test]
+    fn admission_checks_scheme_and_allowlist_before_any_io() {
+        let open = tenant(&[]);
+        assert!(matches!(admit(&open, &uri("ftp://example.com/")), Err(Refusal::Other(Error::HttpRequestUriInvalid))));
+        assert!(matches!(admit(&open, &uri("http://example.com/")), Err(Refusal::Policy(Denial::Origin(_)))));
+        let public = admit(&open, &uri("https://example.com/x")).ok().expect("public https is admitted");
+        assert_eq!((public.admission, public.port), (Admission::PublicOnly, 443));
+        let listed = tenant(&["http://127.0.0.1:8080"]);
+        let explicit = admit(&listed, &uri("http://127.0.0.1:8080/")).ok().expect("an allowed origin");
+        assert_eq!(explicit.admission, Admission::Explicit);
+        assert_eq!(explicit.pool_key(), PoolKey { tls: false, host: "127.0.0.1".into(), port: 8080 });
+    }
+
+    #[tokio::test]
+    async fn dial_connects_only_to_checked_addresses() {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let timeouts = Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(5), between_bytes: Duration::from_secs(5) };
+        // Admitted only as a public https host: the loopback address is refused
+        // after resolving, before connecting.
+        let open = tenant(&[]);
+        let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/"))).ok().expect("admitted as public https");
+        assert!(matches!(dial(&open, &origin, &timeouts).await, Err(Refusal::Policy(Denial::Address { .. }))));
+        // Allowed explicitly: connected (HTTP/1.1's handshake needs no bytes from the server).
+        let listed = tenant(&[&format!("http://127.0.0.1:{port}")]);
+        let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/"))).ok().expect("allowed");
+        assert!(dial(&listed, &origin, &timeouts).await.is_ok());
+        // Nothing listening: a connection error, not a policy refusal.
+        drop(listener);
+        assert!(matches!(dial(&listed, &origin, &timeouts).await, Err(Refusal::Other(_))));
     }
 }
