@@ -114,12 +114,11 @@ fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_we
     std::fs::create_dir_all(&dir)?;
     let server = start(&dir)?;
     let origin = format!("https://127.0.0.1:{}", server.port);
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let runtime = StepRuntime::builder().build()?;
-    let result = tokio.block_on(async {
+    let runtime = https_step_tests::shared::step_runtime();
+    let result = https_step_tests::shared::tokio().block_on(async {
         let url = format!("{origin}/anything/x");
         // httpbin echoes what Werkzeug parsed: method, headers, raw data, form, JSON.
-        let get = step(&runtime, &dir, &origin, json!({"url": url, "query": [{"key": "q", "value": "a b"}]})).await?;
+        let get = step(runtime, &dir, &origin, json!({"url": url, "query": [{"key": "q", "value": "a b"}]})).await?;
         assert_eq!((get["status"].as_u64(), get["json"]["method"].as_str()), (Some(200), Some("GET")), "{get:#}");
         assert_eq!(get["json"]["args"], json!({"q": "a b"}));
         for framing in ["Content-Length", "Transfer-Encoding"] {
@@ -132,32 +131,32 @@ fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_we
             ("PATCH", json!({"text": "plain words", "content_type": "text/plain"}), ("data", json!("plain words"))),
             ("DELETE", json!({"json": {"ids": [1, 2]}}), ("json", json!({"ids": [1, 2]}))),
         ] {
-            let out = step(&runtime, &dir, &origin, json!({"url": url, "method": method, "body": body})).await?;
+            let out = step(runtime, &dir, &origin, json!({"url": url, "method": method, "body": body})).await?;
             assert_eq!(out["json"]["method"].as_str(), Some(method), "{out:#}");
             assert_eq!(out["json"][echoed.0], echoed.1, "{method}: {out:#}");
             assert!(out["json"]["headers"].get("Transfer-Encoding").is_none(), "{method} went chunked: {out:#}");
         }
         // Werkzeug answers 501 to a chunked DELETE: without a body none is framed at all.
-        let delete = step(&runtime, &dir, &origin, json!({"url": url, "method": "DELETE"})).await?;
+        let delete = step(runtime, &dir, &origin, json!({"url": url, "method": "DELETE"})).await?;
         assert_eq!((delete["status"].as_u64(), delete["json"]["data"].as_str()), (Some(200), Some("")), "{delete:#}");
         assert!(delete["json"]["headers"].get("Content-Length").is_none() && delete["json"]["headers"].get("Transfer-Encoding").is_none());
 
-        let head = step(&runtime, &dir, &origin, json!({"url": url, "method": "HEAD"})).await?;
+        let head = step(runtime, &dir, &origin, json!({"url": url, "method": "HEAD"})).await?;
         assert_eq!((head["status"].as_u64(), head["body"].as_str(), &head["json"]), (Some(200), Some(""), &Value::Null), "{head:#}");
         assert!(header(&head, "content-length").is_some_and(|n| n != "0"), "HEAD keeps the GET's Content-Length: {head:#}");
-        let options = step(&runtime, &dir, &origin, json!({"url": url, "method": "OPTIONS"})).await?;
+        let options = step(runtime, &dir, &origin, json!({"url": url, "method": "OPTIONS"})).await?;
         assert_eq!(options["status"].as_u64(), Some(200), "{options:#}");
         assert!(header(&options, "allow").is_some_and(|a| a.contains("DELETE")), "{options:#}");
 
         for (path, coding, flag) in [("gzip", "gzip", "gzipped"), ("deflate", "deflate", "deflated"), ("brotli", "br", "brotli")] {
-            let out = step(&runtime, &dir, &origin, json!({"url": format!("{origin}/{path}")})).await?;
+            let out = step(runtime, &dir, &origin, json!({"url": format!("{origin}/{path}")})).await?;
             assert_eq!(header(&out, "content-encoding"), Some(coding), "{out:#}");
             assert_eq!(out["json"][flag], json!(true), "{path}: the decoded JSON says so: {out:#}");
             assert_eq!(out["json"]["headers"]["Accept-Encoding"], json!("gzip, deflate, br"));
         }
         // Off: nothing asked for, nothing decoded (httpbin compresses regardless),
         // so the gzip bytes come back as they are and are not JSON.
-        let raw = step(&runtime, &dir, &origin, json!({"url": format!("{origin}/gzip"), "decompress": false, "continue_on_error": true})).await?;
+        let raw = step(runtime, &dir, &origin, json!({"url": format!("{origin}/gzip"), "decompress": false, "continue_on_error": true})).await?;
         assert!(raw["body_base64"].as_str().is_some_and(|b| b.starts_with("H4sI")), "undecoded gzip: {raw:#}");
         assert_eq!(raw["error"]["kind"], json!("invalid-response"));
         Ok::<_, anyhow::Error>(())
