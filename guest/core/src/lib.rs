@@ -18,6 +18,7 @@
 //! assert!(validate(&parsed.config).is_empty());
 //! ```
 
+mod auth;
 pub mod content;
 pub mod headers;
 pub mod host_text;

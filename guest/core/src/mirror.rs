@@ -50,6 +50,8 @@ macro_rules! mirror_wit_types {
         $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
         $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text]);
+        $crate::mirror_wit_types!(@map $wit; Auth; []; [Basic, Bearer, ApiKey]);
+        $crate::mirror_wit_types!(@map $wit; ApiKeyIn; [Header, Query]; []);
         // `StepError` is non_exhaustive: a case without a WIT twin (a bug)
         // crosses the boundary as `internal` with its message.
         $crate::mirror_wit_types!(@map $wit; StepError; []; [InvalidConfig, Denied, Timeout,

@@ -65,10 +65,16 @@ pub fn encode_query_component(s: &str) -> String {
 pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
     let mut url = url::Url::parse(config.url.trim())
         .map_err(|err| Problem::new("url", format!("not a valid absolute URL: {err}")))?;
-    if !config.query.is_empty() {
+    let credential = config.auth.as_ref().map(crate::auth::credential);
+    let key_in_query = match &credential {
+        Some(crate::auth::Credential::Query(kv)) => Some(kv),
+        _ => None,
+    };
+    if !config.query.is_empty() || key_in_query.is_some() {
         let added: Vec<String> = config
             .query
             .iter()
+            .chain(key_in_query)
             .map(|kv| format!("{}={}", encode_query_component(&kv.key), encode_query_component(&kv.value)))
             .collect();
         let query = match url.query() {
@@ -78,6 +84,9 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
         url.set_query(Some(&query));
     }
     let mut headers = config.headers.clone();
+    if let Some(crate::auth::Credential::Header(kv)) = credential {
+        headers.push(kv);
+    }
     let (body, content_type) = match &config.body {
         None => (Vec::new(), None),
         Some(Body::Json(text)) => (text.as_str().as_bytes().to_vec(), Some("application/json")),

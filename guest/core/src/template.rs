@@ -15,7 +15,7 @@
 //! redacted (`***`) from everything the step reports.
 
 use crate::headers::check_value;
-use crate::model::{Body, KeyValue, Problem, SigningScheme, StepConfig, TextBody};
+use crate::model::{ApiKeyIn, Auth, Body, KeyValue, Problem, SigningScheme, StepConfig, TextBody};
 use crate::request::encode_query_component;
 use serde_json::Value;
 use std::fmt;
@@ -365,7 +365,38 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
             }
         }
     }
+    if let Some(auth) = &mut out.auth {
+        render_auth(auth, source, &mut problems);
+    }
     (out, problems)
+}
+
+/// Renders the credentials of `auth`. A key sent in the query may not come
+/// from `secrets` (the URL is logged), as for `query`.
+fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>) {
+    let raw = |s: &str| s.to_string();
+    let render = |value: &mut String, field: &str, problems: &mut Vec<Problem>| {
+        *value = render_text(value, field, source, &raw, problems);
+    };
+    match auth {
+        Auth::Basic(b) => {
+            render(&mut b.username, "auth.basic.username", problems);
+            render(&mut b.password, "auth.basic.password", problems);
+        }
+        Auth::Bearer(b) => render(&mut b.token, "auth.bearer.token", problems),
+        Auth::ApiKey(k) => {
+            for (value, field) in [(&mut k.name, "auth.api_key.name"), (&mut k.value, "auth.api_key.value")] {
+                if k.location == Some(ApiKeyIn::Query)
+                    && let Ok(t) = Template::parse(value)
+                    && let Some(p) = t.paths().find(|p| p.is_secret())
+                {
+                    problems.push(secret_in_url(field, p));
+                    continue;
+                }
+                render(value, field, problems);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -60,6 +60,7 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     check_headers(config, &mut problems);
     check_query(config, &mut problems);
     check_body(config, &mut problems);
+    problems.extend(crate::auth::check(config));
     check_limits(config, &mut problems);
     let expected = match &config.expected_status {
         Some(patterns) => keep(parse_patterns(patterns), &mut problems),

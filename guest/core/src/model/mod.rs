@@ -182,6 +182,42 @@ wit_records! { $
         pub header: Option<String>,
     }
 
+    /// HTTP Basic credentials (RFC 7617), sent as `Authorization: Basic
+    /// base64(username ":" password)` in UTF-8.
+    #[derive(Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct BasicAuth {
+        /// User name; no `:` (RFC 7617 §2). May be a template.
+        pub username: String,
+        /// Password; may be `{{ secrets.… }}`.
+        pub password: String,
+    }
+
+    /// A bearer token (RFC 6750 §2.1), sent as `Authorization: Bearer <token>`.
+    #[derive(Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct BearerAuth {
+        /// The token; may be `{{ secrets.… }}`.
+        pub token: String,
+    }
+
+    /// An API key in a header or a query parameter.
+    #[derive(Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct ApiKeyAuth {
+        /// Header or query parameter name, e.g. `X-API-Key`.
+        pub name: String,
+        /// The key; may be `{{ secrets.… }}` (in a header only: the URL is logged).
+        pub value: String,
+        /// Where it goes. In JSON `in`. Default: `header`.
+        #[serde(rename = "in")]
+        #[cfg_attr(feature = "schema", schemars(rename = "in", extend("default" = "header")))]
+        pub location: Option<ApiKeyIn>,
+    }
+
     /// When and how failed attempts are retried: `intervals_ms` (an explicit
     /// list, as in Persona's "Retry Intervals") or the exponential form
     /// (`initial_ms`, `multiplier`, `max_interval_ms`, `max_attempts`, `jitter`).
@@ -245,6 +281,8 @@ wit_records! { $
         pub signing: Option<Signing>,
         /// Retry policy. Default: a single attempt.
         pub retry: Option<RetryPolicy>,
+        /// Credentials the step sends (README "Authentication"). Default: none.
+        pub auth: Option<Auth>,
         /// Deadline of one attempt, from sending to the last body byte, from 1
         /// to 300000. Default: 30000.
         #[cfg_attr(feature = "schema", schemars(extend("default" = 30000)))]
@@ -367,6 +405,43 @@ pub enum Body {
     Form(Vec<KeyValue>),
     /// Raw text with its own content type.
     Text(TextBody),
+}
+
+/// Credentials: in JSON exactly one of `{"basic": …}`, `{"bearer": …}` or
+/// `{"api_key": …}`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    /// HTTP Basic (RFC 7617).
+    Basic(BasicAuth),
+    /// A bearer token (RFC 6750).
+    Bearer(BearerAuth),
+    /// An API key in a header or the query.
+    ApiKey(ApiKeyAuth),
+}
+
+// Hand-written so that credentials never reach a log through `{:?}`.
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Auth::Basic(_) => f.write_str("Auth::Basic(redacted)"),
+            Auth::Bearer(_) => f.write_str("Auth::Bearer(redacted)"),
+            Auth::ApiKey(k) => write!(f, "Auth::ApiKey({:?} in {:?}, redacted)", k.name, k.location),
+        }
+    }
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyIn {
+    /// A request header (the default).
+    Header,
+    /// A query parameter (only for keys written in the config: a key from
+    /// `context.secrets` may not go into the URL, which servers and proxies log).
+    Query,
 }
 
 /// HMAC signing scheme.

@@ -21,6 +21,8 @@ pub(super) struct Plan {
     pub(super) schema: Option<ResponseSchema>,
     pub(super) outputs: Vec<KeyValue>,
     pub(super) follow_redirects: bool,
+    /// The header `auth` adds (lower-case), dropped when a redirect leaves the origin.
+    pub(super) auth_header: Option<String>,
     pub(super) limits: AttemptLimits,
 }
 
@@ -32,7 +34,8 @@ pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor
         problems
     })?;
     let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
-    let signing_secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    let mut secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+    secrets.extend(rendered.auth.as_ref().map(crate::auth::secrets).unwrap_or_default());
     let plan = Plan {
         request: prepare(&rendered).map_err(|p| vec![p])?,
         expected: checked.expected,
@@ -41,11 +44,12 @@ pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor
         schema: checked.schema,
         outputs: rendered.outputs.clone(),
         follow_redirects: rendered.follow_redirects.unwrap_or(false),
+        auth_header: rendered.auth.as_ref().and_then(crate::auth::header_name).map(|n| n.to_ascii_lowercase()),
         limits: AttemptLimits {
             timeout_ms: rendered.timeout_ms(),
             max_response_bytes: rendered.max_response_bytes(),
             decompress: rendered.decompress(),
         },
     };
-    Ok((plan, Redactor::new(&context, &signing_secrets)))
+    Ok((plan, Redactor::new(&context, &secrets)))
 }

@@ -50,7 +50,7 @@ fn redirect(plan: &Plan, request: &PreparedRequest, raw: &RawResponse) -> Option
     if next_url.origin() != request.url.origin() {
         next.headers.retain(|kv| {
             let name = kv.key.to_ascii_lowercase();
-            !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name)
+            !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name) && plan.auth_header.as_ref() != Some(&name)
         });
     }
     next.url = next_url;

@@ -1,0 +1,150 @@
+//! `auth`: credentials the step sends (README "Authentication"): HTTP Basic
+//! (RFC 7617), a bearer token (RFC 6750 §2.1) or an API key in a header or
+//! the query. Their templates are rendered like every other field
+//! ([`crate::template`]); this module checks the rendered values, adds them to
+//! the request, and names what the [`Redactor`](crate::run) must hide.
+
+use crate::headers::{check_header, check_value};
+use crate::model::{ApiKeyIn, Auth, KeyValue, Problem, StepConfig};
+use base64::Engine as _;
+
+/// Every problem of `config.auth` and of headers that would fight with it.
+pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
+    let Some(auth) = &config.auth else { return Vec::new() };
+    let mut problems = Vec::new();
+    let sets = |name: &str| {
+        config.headers.iter().position(|kv| kv.key.eq_ignore_ascii_case(name)).map(|i| {
+            Problem::new(
+                format!("headers[{i}].key"),
+                format!("{name} is set by auth; remove this header or the auth"),
+            )
+        })
+    };
+    match auth {
+        Auth::Basic(basic) => {
+            if basic.username.contains(':') {
+                // RFC 7617 §2: the user-id cannot contain a colon, which separates it from the password.
+                problems.push(Problem::new("auth.basic.username", "must not contain \":\" (RFC 7617 §2)"));
+            }
+            for (field, value) in [("auth.basic.username", &basic.username), ("auth.basic.password", &basic.password)] {
+                if value.chars().any(char::is_control) {
+                    problems.push(Problem::new(field, "must not contain control characters (RFC 7617 §2)"));
+                }
+            }
+            problems.extend(sets("Authorization"));
+        }
+        Auth::Bearer(bearer) => {
+            if bearer.token.trim().is_empty() {
+                problems.push(Problem::new("auth.bearer.token", "is empty"));
+            }
+            problems.extend(check_value("auth.bearer.token", &bearer.token));
+            problems.extend(sets("Authorization"));
+        }
+        Auth::ApiKey(key) => match key.location.unwrap_or(ApiKeyIn::Header) {
+            ApiKeyIn::Header => {
+                problems.extend(check_header("auth.api_key", &key.name, &key.value).into_iter().map(|mut p| {
+                    if p.path == "auth.api_key.key" {
+                        p.path = "auth.api_key.name".into();
+                    }
+                    p
+                }));
+                problems.extend(sets(&key.name));
+            }
+            ApiKeyIn::Query => {
+                if key.name.is_empty() {
+                    problems.push(Problem::new("auth.api_key.name", "is empty"));
+                }
+            }
+        },
+    }
+    problems
+}
+
+/// What `auth` adds to a request: a header, or a query parameter.
+pub(crate) enum Credential {
+    /// A header to send.
+    Header(KeyValue),
+    /// A query parameter to append.
+    Query(KeyValue),
+}
+
+/// The header or query parameter that carries `auth`.
+pub(crate) fn credential(auth: &Auth) -> Credential {
+    match auth {
+        Auth::Basic(b) => Credential::Header(KeyValue::new("Authorization", format!("Basic {}", basic_token(&b.username, &b.password)))),
+        Auth::Bearer(b) => Credential::Header(KeyValue::new("Authorization", format!("Bearer {}", b.token))),
+        Auth::ApiKey(k) => {
+            let kv = KeyValue::new(k.name.clone(), k.value.clone());
+            match k.location.unwrap_or(ApiKeyIn::Header) {
+                ApiKeyIn::Header => Credential::Header(kv),
+                ApiKeyIn::Query => Credential::Query(kv),
+            }
+        }
+    }
+}
+
+/// The header that carries `auth`, if it is a header: dropped when a
+/// redirect leaves the origin, like `Authorization`.
+pub(crate) fn header_name(auth: &Auth) -> Option<String> {
+    match credential(auth) {
+        Credential::Header(kv) => Some(kv.key),
+        Credential::Query(_) => None,
+    }
+}
+
+/// The secret values of `auth`, in every form they are sent in (the Basic
+/// token too, since servers echo the header), for redaction.
+pub(crate) fn secrets(auth: &Auth) -> Vec<String> {
+    match auth {
+        Auth::Basic(b) => vec![b.password.clone(), basic_token(&b.username, &b.password)],
+        Auth::Bearer(b) => vec![b.token.clone()],
+        Auth::ApiKey(k) => vec![k.value.clone()],
+    }
+}
+
+/// `base64(username ":" password)` over UTF-8 (RFC 7617 §2.1, `charset="UTF-8"`).
+fn basic_token(username: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ApiKeyAuth, BasicAuth, BearerAuth};
+
+    fn config(auth: Auth) -> StepConfig {
+        StepConfig { auth: Some(auth), ..StepConfig::get("https://api.test/") }
+    }
+
+    #[test]
+    fn basic_is_rfc7617_utf8() {
+        // RFC 7617 §2: "Aladdin" / "open sesame" → QWxhZGRpbjpvcGVuIHNlc2FtZQ==.
+        let auth = Auth::Basic(BasicAuth { username: "Aladdin".into(), password: "open sesame".into() });
+        let Credential::Header(h) = credential(&auth) else { panic!("a header") };
+        assert_eq!((h.key.as_str(), h.value.as_str()), ("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="));
+        // RFC 7617 §2.1 example with charset="UTF-8": "test" / "123£" → dGVzdDoxMjPCow==.
+        assert_eq!(basic_token("test", "123£"), "dGVzdDoxMjPCow==");
+        assert!(secrets(&auth).contains(&"QWxhZGRpbjpvcGVuIHNlc2FtZQ==".to_string()));
+    }
+
+    #[test]
+    fn problems_name_the_field() {
+        let colon = config(Auth::Basic(BasicAuth { username: "a:b".into(), password: "p".into() }));
+        assert_eq!(check(&colon)[0].path, "auth.basic.username");
+        let mut both = config(Auth::Bearer(BearerAuth { token: "t".into() }));
+        both.headers = vec![KeyValue::new("authorization", "Bearer x")];
+        assert_eq!(check(&both)[0].path, "headers[0].key");
+        let bad_name = config(Auth::ApiKey(ApiKeyAuth { name: "X Key".into(), value: "v".into(), location: None }));
+        assert_eq!(check(&bad_name)[0].path, "auth.api_key.name");
+        let empty = config(Auth::Bearer(BearerAuth { token: " ".into() }));
+        assert_eq!(check(&empty)[0].path, "auth.bearer.token");
+    }
+
+    #[test]
+    fn api_key_goes_where_it_is_told() {
+        let key = |location| Auth::ApiKey(ApiKeyAuth { name: "api_key".into(), value: "k1".into(), location });
+        assert!(matches!(credential(&key(None)), Credential::Header(_)));
+        assert!(matches!(credential(&key(Some(ApiKeyIn::Query))), Credential::Query(_)));
+        assert_eq!(header_name(&key(Some(ApiKeyIn::Query))), None);
+    }
+}
