@@ -275,10 +275,10 @@ async fn tls_handshake(
         url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
     };
     let connector = tokio_rustls::TlsConnector::from(tenant.tls.clone());
-    Ok(tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
+    tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
         .await
         .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(tls_error)?)
+        .map_err(tls_error)
 }
 
 /// Sends `request` on `lease` and hands back the response, whose body returns
