@@ -43,4 +43,4 @@ pub use egress::policy;
 pub use error::Error;
 pub use https_step_core::{StepFailure, StepOutcome};
 pub use runtime::{ProgressFn, RuntimeBuilder, StepRuntime};
-pub use tenant::{HostLimits, Tenant, TenantBuilder, TenantPolicy};
+pub use tenant::{ClientCertEntry, HostLimits, Tenant, TenantBuilder, TenantPolicy};

@@ -5,6 +5,7 @@
 use crate::Error;
 use crate::egress::policy::{AllowedOrigin, EgressPolicy};
 use crate::egress::pool::{ConnectionPool, Reuse};
+use crate::egress::tls::{ClientIdentity, client_config};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -99,6 +100,10 @@ impl HostLimits {
 /// allow_public_https = true                         # default true
 /// block_private_networks = true                     # default true
 /// ca_certs = ["internal-ca.pem"]                    # relative to this file
+/// [[client_certs]]                                  # mTLS, default none
+/// origin = "https://mtls.partner.test"              # presented only there
+/// cert = "client.pem"                               # chain, leaf first
+/// key = "client-key.pem"                            # PKCS#8, PKCS#1 or SEC1
 /// [resolve]                                         # static DNS, default none
 /// "orders.internal" = ["127.0.0.1"]
 /// [limits]                                          # see HostLimits
@@ -124,12 +129,29 @@ pub struct TenantPolicy {
     /// Default: none.
     #[serde(default)]
     pub ca_certs: Vec<PathBuf>,
+    /// Client certificates (mTLS), each presented only to its origin.
+    /// Default: none.
+    #[serde(default)]
+    pub client_certs: Vec<ClientCertEntry>,
     /// Static name → addresses overrides, consulted before DNS. Default: none.
     #[serde(default)]
     pub resolve: HashMap<String, Vec<IpAddr>>,
     /// Limits. Default: [`HostLimits::default`].
     #[serde(default)]
     pub limits: HostLimits,
+}
+
+/// One `[[client_certs]]` entry of a policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertEntry {
+    /// The origin it is presented to, written as in `allowed_hosts`
+    /// (wildcards and `:*` ports allowed). Required.
+    pub origin: String,
+    /// PEM certificate chain, leaf first; relative to the policy file. Required.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf; relative to the policy file. Required.
+    pub key: PathBuf,
 }
 
 fn default_tenant() -> String {
@@ -150,6 +172,8 @@ pub struct Tenant {
     /// TLS client settings: webpki roots plus the tenant's extra roots, which
     /// also pin exact server certificates.
     pub tls: Arc<rustls::ClientConfig>,
+    /// TLS client settings that also present a client certificate, by origin.
+    pub(crate) client_tls: Vec<(AllowedOrigin, Arc<rustls::ClientConfig>)>,
     /// Static resolver overrides (lower-case names).
     pub resolve: HashMap<String, Vec<IpAddr>>,
     /// Limits.
@@ -160,6 +184,15 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// The TLS client settings for an origin: with its client certificate
+    /// when one is configured for it, else the tenant's plain ones.
+    pub(crate) fn tls_for(&self, host: &url::Host<String>, port: u16) -> &Arc<rustls::ClientConfig> {
+        self.client_tls
+            .iter()
+            .find(|(origin, _)| origin.matches(crate::egress::policy::Scheme::Https, host, port))
+            .map_or(&self.tls, |(_, config)| config)
+    }
+
     /// Idle keep-alive connections this tenant holds right now.
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_count()
@@ -171,6 +204,7 @@ impl Tenant {
             id: id.into(),
             egress: EgressPolicy::default(),
             extra_roots: Vec::new(),
+            client_certs: Vec::new(),
             resolve: HashMap::new(),
             limits: HostLimits::default(),
         }
@@ -198,6 +232,12 @@ impl Tenant {
             let pem = std::fs::read(&path).map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))?;
             b = b.ca_certs_pem(&pem)?;
         }
+        for entry in &policy.client_certs {
+            let (cert, key) = (base.join(&entry.cert), base.join(&entry.key));
+            let read = |path: &Path| std::fs::read(path).map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())));
+            let source = format!("{} / {}", cert.display(), key.display());
+            b = b.client_identity(&entry.origin, ClientIdentity::from_pem(&read(&cert)?, &read(&key)?, &source)?)?;
+        }
         for (name, addrs) in policy.resolve {
             b = b.resolve(&name, addrs);
         }
@@ -211,6 +251,7 @@ pub struct TenantBuilder {
     id: String,
     egress: EgressPolicy,
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    client_certs: Vec<(AllowedOrigin, ClientIdentity)>,
     resolve: HashMap<String, Vec<IpAddr>>,
     limits: HostLimits,
 }
@@ -240,6 +281,20 @@ impl TenantBuilder {
         Ok(self)
     }
 
+    /// Presents the client certificate chain `cert_pem` (leaf first) with
+    /// its private key `key_pem` to `origin` (as for [`TenantBuilder::allow`];
+    /// https only) and to no other origin (mTLS).
+    pub fn client_cert_pem(self, origin: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
+        let identity = ClientIdentity::from_pem(cert_pem, key_pem, &format!("client certificate for {origin}"))?;
+        self.client_identity(origin, identity)
+    }
+
+    fn client_identity(mut self, origin: &str, identity: ClientIdentity) -> Result<Self, Error> {
+        let parsed: AllowedOrigin = origin.parse().map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
+        self.client_certs.push((parsed, identity));
+        Ok(self)
+    }
+
     /// Resolves `name` to `addrs` without DNS (tests, split-horizon setups).
     pub fn resolve(mut self, name: &str, addrs: Vec<IpAddr>) -> Self {
         self.resolve.insert(name.to_ascii_lowercase(), addrs);
@@ -257,7 +312,12 @@ impl TenantBuilder {
         Ok(Tenant {
             id: self.id,
             egress: self.egress,
-            tls: Arc::new(crate::egress::tls::client_config(self.extra_roots)?),
+            client_tls: self
+                .client_certs
+                .into_iter()
+                .map(|(origin, identity)| Ok((origin, Arc::new(client_config(self.extra_roots.clone(), Some(identity))?))))
+                .collect::<Result<_, Error>>()?,
+            tls: Arc::new(client_config(self.extra_roots, None)?),
             resolve: self.resolve,
             limits: self.limits,
             pool: ConnectionPool::default(),

@@ -248,6 +248,13 @@ impl LoopbackServer {
         Self::start(responder, Some((acceptor, trusted.pem())), true).await
     }
 
+    /// An HTTPS server with a TLS setup of the test's own (e.g. one that
+    /// requires a client certificate); `trusted_pem` is what
+    /// [`LoopbackServer::ca_pem`] reports.
+    pub async fn https_acceptor(acceptor: tokio_rustls::TlsAcceptor, trusted_pem: String, responder: Responder) -> std::io::Result<Self> {
+        Self::start(responder, Some((acceptor, trusted_pem)), true).await
+    }
+
     /// A server that answers every TLS ClientHello with the fatal alert
     /// `alert` (RFC 8446 §6.2), or closes the connection when `alert` is
     /// `None` (an aborted handshake). Its origin is `https://…`.

@@ -108,10 +108,15 @@ impl From<hyper::Error> for Refusal {
 /// Maps hyper's errors, telling oversized response heads and bodies that
 /// end before their announced length apart.
 fn hyper_error(e: hyper::Error) -> Error {
-    let io_kind = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<std::io::Error>())
-        .map(std::io::Error::kind);
-    if e.is_parse_too_large() {
+    let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    let io_kind = io.map(std::io::Error::kind);
+    if let Some(io) = io.filter(|io| io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())) {
+        // A TLS alert after the handshake: in TLS 1.3 the server checks the
+        // client's certificate after the client has finished (RFC 8446
+        // §4.4.2), so a refused or missing one arrives with the response.
+        let failure = crate::egress::tls::describe(io);
+        Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) }
+    } else if e.is_parse_too_large() {
         Error::HttpResponseHeaderSectionSize(None)
     } else if e.is_incomplete_message() || io_kind == Some(std::io::ErrorKind::UnexpectedEof) {
         // The body ended before its Content-Length (RFC 9112 §8).
@@ -250,7 +255,7 @@ async fn dial(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<L
         .map_err(|_| Error::ConnectionTimeout)??;
     let stream: Box<dyn Stream> = match scheme {
         Scheme::Http => Box::new(tcp),
-        Scheme::Https => Box::new(tls_handshake(tenant, host, tcp, timeouts).await?),
+        Scheme::Https => Box::new(tls_handshake(tenant, host, *port, tcp, timeouts).await?),
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
         .max_headers(tenant.limits.max_response_headers)
@@ -261,11 +266,13 @@ async fn dial(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<L
     Ok(Lease::new(Connection::spawn(sender, conn), &tenant.pool, origin.pool_key(), tenant.limits.reuse()))
 }
 
-/// TLS over `tcp` with the tenant's roots and pinned certificates, the name
-/// checked against `host` (a DNS name or an IP address, RFC 6125).
+/// TLS over `tcp` with the tenant's roots and pinned certificates (and the
+/// client certificate configured for this origin, if any), the name checked
+/// against `host` (a DNS name or an IP address, RFC 6125).
 async fn tls_handshake(
     tenant: &Tenant,
     host: &url::Host<String>,
+    port: u16,
     tcp: tokio::net::TcpStream,
     timeouts: &Timeouts,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Refusal> {
@@ -274,7 +281,7 @@ async fn tls_handshake(
         url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
         url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
     };
-    let connector = tokio_rustls::TlsConnector::from(tenant.tls.clone());
+    let connector = tokio_rustls::TlsConnector::from(tenant.tls_for(host, port).clone());
     tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
         .await
         .map_err(|_| Error::ConnectionTimeout)?

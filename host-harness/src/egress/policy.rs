@@ -172,7 +172,7 @@ fn host_ip(host: &url::Host) -> Option<IpAddr> {
 }
 
 impl AllowedOrigin {
-    fn matches(&self, scheme: Scheme, host: &url::Host, port: u16) -> bool {
+    pub(crate) fn matches(&self, scheme: Scheme, host: &url::Host, port: u16) -> bool {
         self.scheme == scheme
             && self.port.is_none_or(|p| p == port)
             && match (&self.host, host) {

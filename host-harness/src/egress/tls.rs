@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 /// A rustls client config trusting the webpki roots and `extra`
 /// certificates, and accepting a server whose certificate is one of `extra`.
-pub(crate) fn client_config(extra: Vec<CertificateDer<'static>>) -> Result<rustls::ClientConfig, Error> {
+pub(crate) fn client_config(extra: Vec<CertificateDer<'static>>, identity: Option<ClientIdentity>) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     for cert in &extra {
@@ -31,12 +31,45 @@ pub(crate) fn client_config(extra: Vec<CertificateDer<'static>>) -> Result<rustl
         .build()
         .map_err(|e| Error::Certificate(e.to_string()))?;
     let verifier = Arc::new(PinningVerifier { webpki, pinned: extra });
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Certificate(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
+        .with_custom_certificate_verifier(verifier);
+    match identity {
+        None => Ok(builder.with_no_client_auth()),
+        Some(id) => builder
+            .with_client_auth_cert(id.chain, id.key)
+            .map_err(|e| Error::Certificate(format!("{}: unusable client certificate or key: {e}", id.source))),
+    }
+}
+
+/// A client certificate chain and its private key, presented (mTLS,
+/// RFC 8446 §4.4.2) only to the origins it is configured for.
+#[derive(Debug)]
+pub(crate) struct ClientIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+    /// Where it came from, for messages (file names, never the key).
+    source: String,
+}
+
+impl ClientIdentity {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key
+    /// (PKCS#8, PKCS#1 or SEC1); `source` names them in errors.
+    pub(crate) fn from_pem(chain_pem: &[u8], key_pem: &[u8], source: &str) -> Result<ClientIdentity, Error> {
+        use rustls_pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_slice_iter(chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Certificate(format!("{source}: not a PEM certificate chain: {e}")))?;
+        if chain.is_empty() {
+            return Err(Error::Certificate(format!("{source}: no CERTIFICATE block in the client certificate file")));
+        }
+        // The parse error names the PEM problem only, never key material.
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| Error::Certificate(format!("{source}: not a PEM private key: {e}")))?;
+        Ok(ClientIdentity { chain, key, source: source.to_string() })
+    }
 }
 
 /// webpki chain verification, then the pinned certificates.
