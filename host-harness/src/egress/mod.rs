@@ -110,7 +110,12 @@ impl From<hyper::Error> for Refusal {
 fn hyper_error(e: hyper::Error) -> Error {
     let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
     let io_kind = io.map(std::io::Error::kind);
-    if let Some(io) = io.filter(|io| io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())) {
+    // The TLS error may sit deeper: hyper reports a request it could not
+    // finish as `Canceled`, caused by the connection's own I/O error.
+    let tls = std::iter::successors(std::error::Error::source(&e), |s| s.source())
+        .filter_map(|s| s.downcast_ref::<std::io::Error>())
+        .find(|io| io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()));
+    if let Some(io) = tls {
         // A TLS alert after the handshake: in TLS 1.3 the server checks the
         // client's certificate after the client has finished (RFC 8446
         // §4.4.2), so a refused or missing one arrives with the response.

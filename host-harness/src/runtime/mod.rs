@@ -342,3 +342,20 @@ impl StepRuntime {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn probe_instantiates_once_and_a_full_runtime_is_busy() {
+        let runtime = StepRuntime::builder().max_concurrency(1).build().expect("the embedded component loads");
+        runtime.probe().await.expect("a fresh runtime is ready");
+        runtime.probe().await.expect("and stays ready");
+        assert_eq!(runtime.instantiations(), 2);
+        assert_eq!(runtime.runs_in_flight(), 0, "a probe gives its slot back");
+        let _held = runtime.slot().expect("the one slot");
+        assert!(matches!(runtime.probe().await, Err(Error::Busy(1))));
+        assert_eq!(runtime.instantiations(), 2, "a busy runtime instantiates nothing");
+    }
+}
