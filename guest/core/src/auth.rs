@@ -5,8 +5,15 @@
 //! the request, and names what the [`Redactor`](crate::run) must hide.
 
 use crate::headers::{check_header, check_value};
-use crate::model::{ApiKeyIn, Auth, KeyValue, Problem, StepConfig};
+use crate::model::{ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Problem, StepConfig};
 use base64::Engine as _;
+
+impl ApiKeyAuth {
+    /// Where the key goes, its default (`header`) applied.
+    pub(crate) fn placement(&self) -> ApiKeyIn {
+        self.location.unwrap_or(ApiKeyIn::Header)
+    }
+}
 
 /// Every problem of `config.auth` and of headers that would fight with it.
 pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
@@ -40,7 +47,7 @@ pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
             problems.extend(check_value("auth.bearer.token", &bearer.token));
             problems.extend(sets("Authorization"));
         }
-        Auth::ApiKey(key) => match key.location.unwrap_or(ApiKeyIn::Header) {
+        Auth::ApiKey(key) => match key.placement() {
             ApiKeyIn::Header => {
                 problems.extend(check_header("auth.api_key", &key.name, &key.value).into_iter().map(|mut p| {
                     if p.path == "auth.api_key.key" {
@@ -75,7 +82,7 @@ pub(crate) fn credential(auth: &Auth) -> Credential {
         Auth::Bearer(b) => Credential::Header(KeyValue::new("Authorization", format!("Bearer {}", b.token))),
         Auth::ApiKey(k) => {
             let kv = KeyValue::new(k.name.clone(), k.value.clone());
-            match k.location.unwrap_or(ApiKeyIn::Header) {
+            match k.placement() {
                 ApiKeyIn::Header => Credential::Header(kv),
                 ApiKeyIn::Query => Credential::Query(kv),
             }
@@ -85,10 +92,10 @@ pub(crate) fn credential(auth: &Auth) -> Credential {
 
 /// The header that carries `auth`, if it is a header: dropped when a
 /// redirect leaves the origin, like `Authorization`.
-pub(crate) fn header_name(auth: &Auth) -> Option<String> {
-    match credential(auth) {
-        Credential::Header(kv) => Some(kv.key),
-        Credential::Query(_) => None,
+pub(crate) fn header_name(auth: &Auth) -> Option<&str> {
+    match auth {
+        Auth::Basic(_) | Auth::Bearer(_) => Some("Authorization"),
+        Auth::ApiKey(k) => (k.placement() == ApiKeyIn::Header).then_some(k.name.as_str()),
     }
 }
 
@@ -110,7 +117,7 @@ fn basic_token(username: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ApiKeyAuth, BasicAuth, BearerAuth};
+    use crate::model::{BasicAuth, BearerAuth};
 
     fn config(auth: Auth) -> StepConfig {
         StepConfig { auth: Some(auth), ..StepConfig::get("https://api.test/") }

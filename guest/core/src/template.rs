@@ -385,8 +385,9 @@ fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>
         }
         Auth::Bearer(b) => render(&mut b.token, "auth.bearer.token", problems),
         Auth::ApiKey(k) => {
+            let in_query = k.placement() == ApiKeyIn::Query;
             for (value, field) in [(&mut k.name, "auth.api_key.name"), (&mut k.value, "auth.api_key.value")] {
-                if k.location == Some(ApiKeyIn::Query)
+                if in_query
                     && let Ok(t) = Template::parse(value)
                     && let Some(p) = t.paths().find(|p| p.is_secret())
                 {

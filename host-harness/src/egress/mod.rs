@@ -119,8 +119,7 @@ fn hyper_error(e: hyper::Error) -> Error {
         // A TLS alert after the handshake: in TLS 1.3 the server checks the
         // client's certificate after the client has finished (RFC 8446
         // §4.4.2), so a refused or missing one arrives with the response.
-        let failure = crate::egress::tls::describe(io);
-        Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) }
+        tls_error(io)
     } else if e.is_parse_too_large() {
         Error::HttpResponseHeaderSectionSize(None)
     } else if e.is_incomplete_message() || io_kind == Some(std::io::ErrorKind::UnexpectedEof) {
@@ -290,7 +289,7 @@ async fn tls_handshake(
     tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
         .await
         .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(tls_error)
+        .map_err(|e| Refusal::Other(tls_error(&e)))
 }
 
 /// Sends `request` on `lease` and hands back the response, whose body returns
@@ -361,9 +360,9 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Refusal> {
 /// 0.2 that carries a description: with the alert the server sent, or the one
 /// this host sent when it refused the certificate (RFC 8446 §6.2), and the
 /// reason in words (`tls-certificate-error` has no room for the reason).
-fn tls_error(err: std::io::Error) -> Refusal {
-    let failure = crate::egress::tls::describe(&err);
-    Refusal::Other(Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) })
+fn tls_error(err: &std::io::Error) -> Error {
+    let failure = crate::egress::tls::describe(err);
+    Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) }
 }
 
 /// A body bounded in size (checked while streaming) and, for responses,
