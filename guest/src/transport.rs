@@ -54,6 +54,22 @@ impl Effects for Wasi {
         // Goes to `wasi:cli/stderr`, which the host captures and forwards.
         eprintln!("{line}");
     }
+
+    fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        crate::store::get(key)
+    }
+
+    fn store_set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        crate::store::set(key, value)
+    }
+
+    fn store_delete(&mut self, key: &str) -> Result<(), String> {
+        crate::store::delete(key)
+    }
+
+    fn store_increment(&mut self, key: &str) -> Result<u64, String> {
+        crate::store::increment(key)
+    }
 }
 
 /// The end of an attempt on the monotonic clock.

@@ -36,6 +36,7 @@ mod error;
 pub mod output;
 mod progress;
 mod runtime;
+mod store;
 pub mod tenant;
 
 pub use egress::policy;

@@ -8,6 +8,11 @@ fn error_json(e: &StepError) -> Value {
     let mut obj = Map::new();
     obj.insert("kind".into(), e.kind().into());
     obj.insert("message".into(), e.to_string().into());
+    if let StepError::Auth(a) = e
+        && let Some(code) = &a.code
+    {
+        obj.insert("code".into(), code.as_str().into());
+    }
     if let Some(problems) = e.problems() {
         let list: Vec<Value> = problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect();
         obj.insert("problems".into(), list.into());

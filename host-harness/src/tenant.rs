@@ -181,6 +181,9 @@ pub struct Tenant {
     /// This tenant's idle keep-alive connections.
     /// Request bodies are the guest's `wasi:http` bodies (egress sends them on).
     pub(crate) pool: ConnectionPool<wasmtime_wasi_http::WasiBody>,
+    /// This tenant's key-value store (`wasi:keyvalue`): OAuth 2.0 tokens,
+    /// shared by the tenant's runs and by no other tenant.
+    pub(crate) store: Arc<crate::store::TenantStore>,
 }
 
 impl Tenant {
@@ -321,6 +324,7 @@ impl TenantBuilder {
             resolve: self.resolve,
             limits: self.limits,
             pool: ConnectionPool::default(),
+            store: Arc::default(),
         })
     }
 }

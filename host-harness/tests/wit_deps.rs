@@ -1,12 +1,16 @@
 //! `wit/deps/` must be byte-identical to the WASI WIT shipped in the pinned
-//! `wasmtime-wasi-http` crate, so the guest and the host agree on WASI 0.2.12.
+//! wasmtime crates, so the guest and the host agree on WASI 0.2.12: the
+//! `wasmtime-wasi-http` crate's files at the top, `wasmtime-wasi-keyvalue`'s
+//! `wasi:keyvalue@0.2.0-draft` in `keyvalue/` (that crate is a dev-dependency
+//! for this reason alone: the host implements the interface itself, since the
+//! crate's store is per `Store` and tokens must be shared by a tenant's runs).
 //! `wit/vendor.sh` re-vendors by running this test with `HTTPS_STEP_VENDOR_WIT=1`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// The directory of the pinned wasmtime-wasi-http sources, from `cargo metadata`.
-fn wasi_http_wit_deps() -> Result<PathBuf> {
+/// The `wit/deps` directory of the pinned crate `name`, from `cargo metadata`.
+fn crate_wit_deps(name: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Only this platform's packages: the others (Windows crates) may not be
     // downloaded, and --offline must not need them.
@@ -29,8 +33,8 @@ fn wasi_http_wit_deps() -> Result<PathBuf> {
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let package = meta["packages"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "wasmtime-wasi-http"))
-        .context("wasmtime-wasi-http is not in the dependency graph")?;
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .with_context(|| format!("{name} is not in the dependency graph"))?;
     let manifest = PathBuf::from(package["manifest_path"].as_str().context("manifest_path")?);
     Ok(manifest.parent().context("crate dir")?.join("wit").join("deps"))
 }
@@ -45,15 +49,14 @@ fn wit_files(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-#[test]
-fn vendored_wasi_wit_matches_the_pinned_crate() -> Result<()> {
-    let upstream = wasi_http_wit_deps()?;
-    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/deps");
+/// Makes (or, when vendoring, first rewrites) `ours` a copy of `upstream`'s `.wit` files.
+fn same_files(upstream: &Path, ours: &Path, expected: usize) -> Result<()> {
     let vendor = std::env::var_os("HTTPS_STEP_VENDOR_WIT").is_some();
-    let names = wit_files(&upstream)?;
-    assert_eq!(names.len(), 7, "cli, clocks, filesystem, http, io, random, sockets: {names:?}");
+    let names = wit_files(upstream)?;
+    assert_eq!(names.len(), expected, "{}: {names:?}", upstream.display());
     if vendor {
-        for stale in wit_files(&ours)? {
+        std::fs::create_dir_all(ours)?;
+        for stale in wit_files(ours)? {
             std::fs::remove_file(ours.join(stale))?;
         }
     }
@@ -62,9 +65,18 @@ fn vendored_wasi_wit_matches_the_pinned_crate() -> Result<()> {
         if vendor {
             std::fs::write(ours.join(name), &theirs)?;
         }
-        let mine = std::fs::read(ours.join(name)).with_context(|| format!("wit/deps/{name} is missing; run wit/vendor.sh"))?;
-        assert!(mine == theirs, "wit/deps/{name} differs from {}; run wit/vendor.sh", upstream.display());
+        let mine = std::fs::read(ours.join(name)).with_context(|| format!("{} is missing; run wit/vendor.sh", ours.join(name).display()))?;
+        assert!(mine == theirs, "{} differs from {}; run wit/vendor.sh", ours.join(name).display(), upstream.display());
     }
-    assert_eq!(wit_files(&ours)?, names, "wit/deps holds files the pinned crate does not; run wit/vendor.sh");
+    assert_eq!(wit_files(ours)?, names, "{} holds files the pinned crate does not; run wit/vendor.sh", ours.display());
     Ok(())
+}
+
+#[test]
+fn vendored_wasi_wit_matches_the_pinned_crates() -> Result<()> {
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/deps");
+    // cli, clocks, filesystem, http, io, random, sockets.
+    same_files(&crate_wit_deps("wasmtime-wasi-http")?, &ours, 7)?;
+    // atomic, batch, store, watch, world.
+    same_files(&crate_wit_deps("wasmtime-wasi-keyvalue")?.join("keyvalue"), &ours.join("keyvalue"), 5)
 }

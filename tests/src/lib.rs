@@ -211,6 +211,9 @@ pub struct Expect {
     /// `error.kind`.
     #[serde(default)]
     pub error_kind: Option<String>,
+    /// `error.code` (`auth` errors: the OAuth 2.0 error code; `null` = absent).
+    #[serde(default)]
+    pub error_code: Option<Value>,
     /// Substrings of `error.message`.
     #[serde(default)]
     pub error_message_contains: Vec<String>,
@@ -236,6 +239,9 @@ pub struct Expect {
     /// Number of attempts in the output.
     #[serde(default)]
     pub attempts: Option<usize>,
+    /// `wait_reason` of each attempt, in order (`null` for none).
+    #[serde(default)]
+    pub wait_reasons: Option<Vec<Value>>,
     /// Upper bound of the CLI's wall time.
     #[serde(default)]
     pub max_elapsed_ms: Option<u64>,
@@ -504,6 +510,13 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
     let error = field("error");
     if let Some(kind) = &e.error_kind {
         same(&mut f, "error.kind", &Value::from(kind.as_str()), &error["kind"]);
+    }
+    if let Some(code) = &e.error_code {
+        same(&mut f, "error.code", code, &error["code"]);
+    }
+    if let Some(want) = &e.wait_reasons {
+        let got: Vec<Value> = field("attempts").as_array().map(|a| a.iter().map(|a| a["wait_reason"].clone()).collect()).unwrap_or_default();
+        same(&mut f, "attempts[].wait_reason", &Value::from(want.clone()), &Value::from(got));
     }
     let message = error["message"].as_str().unwrap_or_default();
     for part in &e.error_message_contains {

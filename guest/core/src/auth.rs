@@ -1,12 +1,35 @@
 //! `auth`: credentials the step sends (README "Authentication"): HTTP Basic
-//! (RFC 7617), a bearer token (RFC 6750 §2.1) or an API key in a header or
-//! the query. Their templates are rendered like every other field
-//! ([`crate::template`]); this module checks the rendered values, adds them to
-//! the request, and names what the [`Redactor`](crate::run) must hide.
+//! (RFC 7617), a bearer token (RFC 6750 §2.1), an API key in a header or
+//! the query, or a bearer token from the OAuth 2.0 client credentials grant
+//! (RFC 6749 §4.4, fetched and cached by [`crate::run`]). Their templates are
+//! rendered like every other field ([`crate::template`]); this module checks
+//! the rendered values, adds them to the request, and names what the
+//! [`Redactor`](crate::run) must hide.
 
 use crate::headers::{check_header, check_value};
-use crate::model::{ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Problem, StepConfig};
+use crate::model::{ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Oauth2ClientAuth, Oauth2ClientCredentials, Problem, StepConfig};
 use base64::Engine as _;
+
+/// Largest `expiry_margin_s`: an hour, the lifetime of most tokens.
+const MAX_EXPIRY_MARGIN_S: u32 = 3600;
+/// Largest `default_lifetime_s`: a day.
+const MAX_DEFAULT_LIFETIME_S: u32 = 86_400;
+/// Token request parameters the step sets itself (RFC 6749 §4.4.2, §2.3.1).
+const RESERVED_PARAMS: [&str; 5] = ["grant_type", "client_id", "client_secret", "scope", "audience"];
+
+impl Oauth2ClientCredentials {
+    /// `client_auth` with its default (`basic`) applied.
+    pub(crate) fn client_auth(&self) -> Oauth2ClientAuth {
+        self.client_auth.unwrap_or(Oauth2ClientAuth::Basic)
+    }
+
+    /// The form-encoded id and secret of `client_auth: basic` (RFC 6749
+    /// §2.3.1: each is `application/x-www-form-urlencoded` before Basic).
+    pub(crate) fn basic_token(&self) -> String {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        basic_token(&enc(&self.client_id), &enc(&self.client_secret))
+    }
+}
 
 impl ApiKeyAuth {
     /// Where the key goes, its default (`header`) applied.
@@ -63,23 +86,81 @@ pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
                 }
             }
         },
+        Auth::Oauth2ClientCredentials(grant) => {
+            check_grant(grant, &mut problems);
+            problems.extend(sets("Authorization"));
+        }
     }
     problems
 }
 
-/// What `auth` adds to a request: a header, or a query parameter.
+/// Every problem of an `oauth2_client_credentials` grant.
+fn check_grant(grant: &Oauth2ClientCredentials, problems: &mut Vec<Problem>) {
+    const AT: &str = "auth.oauth2_client_credentials";
+    crate::checks::check_url_field(&format!("{AT}.token_url"), &grant.token_url, problems);
+    for (field, value) in [("client_id", &grant.client_id), ("client_secret", &grant.client_secret)] {
+        if value.is_empty() {
+            problems.push(Problem::new(format!("{AT}.{field}"), "is empty"));
+        } else if value.chars().any(char::is_control) {
+            problems.push(Problem::new(format!("{AT}.{field}"), "must not contain control characters"));
+        }
+    }
+    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by spaces.
+    if let Some(scope) = &grant.scope
+        && scope.split(' ').any(|t| t.is_empty() || t.bytes().any(|b| !matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)))
+    {
+        problems.push(Problem::new(
+            format!("{AT}.scope"),
+            format!("{scope:?} is not a list of scopes: separate them by single spaces; no quotes, backslashes or control characters (RFC 6749 §3.3)"),
+        ));
+    }
+    for (i, kv) in grant.params.iter().enumerate() {
+        if kv.key.is_empty() {
+            problems.push(Problem::new(format!("{AT}.params[{i}].key"), "is empty"));
+        } else if RESERVED_PARAMS.contains(&kv.key.as_str()) {
+            problems.push(Problem::new(
+                format!("{AT}.params[{i}].key"),
+                format!("{:?} is set by the step; use the grant's own field (client_id, client_secret, scope, audience)", kv.key),
+            ));
+        }
+    }
+    if grant.expiry_margin_s.is_some_and(|m| m > MAX_EXPIRY_MARGIN_S) {
+        problems.push(Problem::new(format!("{AT}.expiry_margin_s"), format!("must be at most {MAX_EXPIRY_MARGIN_S}")));
+    }
+    if grant.default_lifetime_s.is_some_and(|l| l == 0 || l > MAX_DEFAULT_LIFETIME_S) {
+        problems.push(Problem::new(format!("{AT}.default_lifetime_s"), format!("must be from 1 to {MAX_DEFAULT_LIFETIME_S}")));
+    }
+    if let Some(refresh) = &grant.refresh_on {
+        for (i, status) in refresh.status.iter().flatten().enumerate() {
+            if !(100..=599).contains(status) {
+                problems.push(Problem::new(format!("{AT}.refresh_on.status[{i}]"), format!("{status} is not an HTTP status (100-599)")));
+            }
+        }
+        if let Some(body) = &refresh.body {
+            crate::checks::check_pointer(&format!("{AT}.refresh_on.body.pointer"), &body.pointer, problems);
+            if body.values.is_empty() {
+                problems.push(Problem::new(format!("{AT}.refresh_on.body.values"), "is empty; list the values that signal an expired token"));
+            }
+        }
+    }
+}
+
+/// What `auth` adds to a request: a header, a query parameter, or (OAuth
+/// 2.0) a header added per attempt with the token of the moment.
 pub(crate) enum Credential {
     /// A header to send.
     Header(KeyValue),
     /// A query parameter to append.
     Query(KeyValue),
+    /// `Authorization: Bearer` with a token fetched when attempting.
+    Fetched,
 }
 
 /// The header or query parameter that carries `auth`.
 pub(crate) fn credential(auth: &Auth) -> Credential {
     match auth {
         Auth::Basic(b) => Credential::Header(KeyValue::new("Authorization", format!("Basic {}", basic_token(&b.username, &b.password)))),
-        Auth::Bearer(b) => Credential::Header(KeyValue::new("Authorization", format!("Bearer {}", b.token))),
+        Auth::Bearer(b) => Credential::Header(bearer(&b.token)),
         Auth::ApiKey(k) => {
             let kv = KeyValue::new(k.name.clone(), k.value.clone());
             match k.placement() {
@@ -87,25 +168,37 @@ pub(crate) fn credential(auth: &Auth) -> Credential {
                 ApiKeyIn::Query => Credential::Query(kv),
             }
         }
+        Auth::Oauth2ClientCredentials(_) => Credential::Fetched,
     }
+}
+
+/// `Authorization: Bearer <token>` (RFC 6750 §2.1).
+pub(crate) fn bearer(token: &str) -> KeyValue {
+    KeyValue::new("Authorization", format!("Bearer {token}"))
 }
 
 /// The header that carries `auth`, if it is a header: dropped when a
 /// redirect leaves the origin, like `Authorization`.
 pub(crate) fn header_name(auth: &Auth) -> Option<&str> {
     match auth {
-        Auth::Basic(_) | Auth::Bearer(_) => Some("Authorization"),
+        Auth::Basic(_) | Auth::Bearer(_) | Auth::Oauth2ClientCredentials(_) => Some("Authorization"),
         Auth::ApiKey(k) => (k.placement() == ApiKeyIn::Header).then_some(k.name.as_str()),
     }
 }
 
 /// The secret values of `auth`, in every form they are sent in (the Basic
-/// token too, since servers echo the header), for redaction.
+/// token too, since servers echo the header), for redaction. Fetched access
+/// tokens are added when they are fetched.
 pub(crate) fn secrets(auth: &Auth) -> Vec<String> {
     match auth {
         Auth::Basic(b) => vec![b.password.clone(), basic_token(&b.username, &b.password)],
         Auth::Bearer(b) => vec![b.token.clone()],
         Auth::ApiKey(k) => vec![k.value.clone()],
+        Auth::Oauth2ClientCredentials(o) => vec![
+            o.client_secret.clone(),
+            url::form_urlencoded::byte_serialize(o.client_secret.as_bytes()).collect(),
+            o.basic_token(),
+        ],
     }
 }
 

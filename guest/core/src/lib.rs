@@ -19,6 +19,7 @@
 //! ```
 
 mod auth;
+mod checks;
 pub mod content;
 pub mod headers;
 pub mod host_text;

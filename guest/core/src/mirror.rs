@@ -47,16 +47,17 @@ macro_rules! mirror_wit_types {
         $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete, Head, Options]; []);
         $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
         $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
-        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter]; []);
+        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
         $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text]);
-        $crate::mirror_wit_types!(@map $wit; Auth; []; [Basic, Bearer, ApiKey]);
+        $crate::mirror_wit_types!(@map $wit; Auth; []; [Basic, Bearer, ApiKey, Oauth2ClientCredentials]);
+        $crate::mirror_wit_types!(@map $wit; Oauth2ClientAuth; [Basic, Body]; []);
         $crate::mirror_wit_types!(@map $wit; ApiKeyIn; [Header, Query]; []);
         // `StepError` is non_exhaustive: a case without a WIT twin (a bug)
         // crosses the boundary as `internal` with its message.
         $crate::mirror_wit_types!(@map $wit; StepError; []; [InvalidConfig, Denied, Timeout,
             Connection, Tls, Protocol, UnexpectedStatus, ResponseTooLarge, InvalidResponse,
-            SchemaMismatch, MissingOutput, Internal]; fallback Internal);
+            SchemaMismatch, MissingOutput, Auth, Internal]; fallback Internal);
     };
     (@map $wit:ident; $name:ident; [$($unit:ident),*]; [$($payload:ident),*] $(; fallback $fb:ident)?) => {
         impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {

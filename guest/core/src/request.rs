@@ -84,6 +84,7 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
         url.set_query(Some(&query));
     }
     let mut headers = config.headers.clone();
+    // A fetched token is added per attempt (`run`).
     if let Some(crate::auth::Credential::Header(kv)) = credential {
         headers.push(kv);
     }

@@ -230,9 +230,9 @@ fn render_text(
 
 /// Renders the URL: values are percent-encoded for the path or the query,
 /// whichever they land in, and may only appear after `scheme://authority/`.
-fn render_url(url: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> String {
+fn render_url(url: &str, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> String {
     let Ok(template) = Template::parse(url) else {
-        return render_text(url, "url", source, &|s| s.to_string(), problems);
+        return render_text(url, field, source, &|s| s.to_string(), problems);
     };
     let mut out = String::new();
     for segment in &template.0 {
@@ -245,20 +245,20 @@ fn render_url(url: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> St
                     .is_some_and(|(_, after)| after.contains(['/', '?', '#']));
                 if !authority_done {
                     problems.push(Problem::new(
-                        "url",
+                        field,
                         format!("{{{{ {p} }}}} is in the scheme, host or port; templates may only fill the path or query, after https://host/"),
                     ));
                     return url.to_string();
                 }
                 if p.is_secret() {
-                    problems.push(secret_in_url("url", p));
+                    problems.push(secret_in_url(field, p));
                     continue;
                 }
                 match source.get(p) {
                     // Encoding every reserved character keeps '/', '?', '#', '@'
                     // from changing the URL's structure (RFC 3986 §2.2).
                     Ok(v) => out.push_str(&encode_query_component(&as_text(&v))),
-                    Err(e) => problems.push(Problem::new("url", format!("{{{{ {p} }}}}: {e}"))),
+                    Err(e) => problems.push(Problem::new(field, format!("{{{{ {p} }}}}: {e}"))),
                 }
             }
         }
@@ -307,7 +307,7 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
     let mut problems = Vec::new();
     let raw = |s: &str| s.to_string();
     let mut out = config.clone();
-    out.url = render_url(&config.url, source, &mut problems);
+    out.url = render_url(&config.url, "url", source, &mut problems);
     for (i, kv) in config.headers.iter().enumerate() {
         let field = format!("headers[{i}].value");
         let before = problems.len();
@@ -395,6 +395,21 @@ fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>
                     continue;
                 }
                 render(value, field, problems);
+            }
+        }
+        Auth::Oauth2ClientCredentials(o) => {
+            const AT: &str = "auth.oauth2_client_credentials";
+            o.token_url = render_url(&o.token_url, &format!("{AT}.token_url"), source, problems);
+            render(&mut o.client_id, &format!("{AT}.client_id"), problems);
+            render(&mut o.client_secret, &format!("{AT}.client_secret"), problems);
+            for (value, field) in [(&mut o.scope, "scope"), (&mut o.audience, "audience")] {
+                if let Some(value) = value {
+                    render(value, &format!("{AT}.{field}"), problems);
+                }
+            }
+            // Sent in the token request's body, so secrets are allowed.
+            for (i, kv) in o.params.iter_mut().enumerate() {
+                render(&mut kv.value, &format!("{AT}.params[{i}].value"), problems);
             }
         }
     }

@@ -10,9 +10,7 @@ use crate::signing::Signer;
 use crate::status::{StatusSet, parse_patterns};
 use crate::template::{Source, render_config};
 
-/// Longest URL accepted. Servers commonly refuse request lines over 8 KiB
-/// (RFC 9112 §3 recommends supporting at least 8000 octets).
-pub const MAX_URL_LEN: usize = 8000;
+pub use crate::checks::MAX_URL_LEN;
 /// Most headers a step may configure.
 pub const MAX_HEADERS: usize = 100;
 
@@ -95,14 +93,7 @@ fn check_outputs(config: &StepConfig, problems: &mut Vec<Problem>) {
         if kv.key.is_empty() || !kv.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             problems.push(Problem::new(&path, "output names may hold only letters, digits, _ and -"));
         }
-        let p = &kv.value;
-        let bad_escape = p.match_indices('~').any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
-        if !(p.is_empty() || p.starts_with('/')) || bad_escape {
-            problems.push(Problem::new(
-                path,
-                format!("{p:?} is not a JSON Pointer; write \"/data/id\" (RFC 6901: start with /, escape ~ as ~0 and / as ~1)"),
-            ));
-        }
+        crate::checks::check_pointer(&path, &kv.value, problems);
     }
 }
 
@@ -112,40 +103,7 @@ fn keep<T>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> Opti
 }
 
 fn check_url(config: &StepConfig, problems: &mut Vec<Problem>) {
-    let raw = config.url.trim();
-    if raw.is_empty() {
-        problems.push(Problem::new("url", "is empty; give the absolute https:// URL to call"));
-        return;
-    }
-    if raw.len() > MAX_URL_LEN {
-        problems.push(Problem::new("url", format!("is {} characters long; at most {MAX_URL_LEN} are allowed", raw.len())));
-        return;
-    }
-    match url::Url::parse(raw) {
-        Err(err) => problems.push(Problem::new("url", format!("{raw:?} is not a valid absolute URL: {err}"))),
-        Ok(url) => {
-            if !matches!(url.scheme(), "https" | "http") {
-                problems.push(Problem::new(
-                    "url",
-                    format!("scheme {:?} is not supported; use https:// (or http:// where the host allows it)", url.scheme()),
-                ));
-                // Other checks would only restate that this is not a web URL.
-                return;
-            }
-            if url.host_str().is_none_or(str::is_empty) {
-                problems.push(Problem::new("url", "has no host"));
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                problems.push(Problem::new(
-                    "url",
-                    "must not contain credentials (user:password@); send them in an Authorization header instead",
-                ));
-            }
-            if url.fragment().is_some() {
-                problems.push(Problem::new("url", "has a #fragment, which is never sent to the server; remove it"));
-            }
-        }
-    }
+    crate::checks::check_url_field("url", &config.url, problems);
 }
 
 fn check_headers(config: &StepConfig, problems: &mut Vec<Problem>) {

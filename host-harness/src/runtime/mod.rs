@@ -25,6 +25,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings;
 mod cache;
+mod keyvalue;
 mod limits;
 
 use bindings::workflow::https_step::types as wit;
@@ -55,6 +56,8 @@ struct RunState {
     table: ResourceTable,
     egress: Egress,
     limits: RunLimiter,
+    /// The tenant's `wasi:keyvalue` store (OAuth 2.0 tokens), shared by its runs.
+    store: Arc<crate::store::TenantStore>,
 }
 
 impl WasiView for RunState {
@@ -190,6 +193,8 @@ impl RuntimeBuilder {
         // sockets or name lookup).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(load)?;
+        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s).map_err(load)?;
+        bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s).map_err(load)?;
         bindings::workflow::https_step::types::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(load)?;
         let pre = HttpsStepPre::new(linker.instantiate_pre(&component).map_err(load)?).map_err(load)?;
@@ -247,6 +252,7 @@ impl StepRuntime {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
+            store: tenant.store.clone(),
             egress: Egress::new(tenant, progress),
             limits: store_limits,
         };

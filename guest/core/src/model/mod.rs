@@ -218,6 +218,70 @@ wit_records! { $
         pub location: Option<ApiKeyIn>,
     }
 
+    /// The OAuth 2.0 client credentials grant (RFC 6749 §4.4): the step
+    /// fetches an access token from `token_url`, keeps it in the tenant's
+    /// store for later runs, and sends it as `Authorization: Bearer`.
+    #[derive(Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct Oauth2ClientCredentials {
+        /// The token endpoint: `https://` (or `http://` where the host allows
+        /// it), admitted by the tenant's policy like `url`.
+        pub token_url: String,
+        /// The client identifier; may be a template.
+        pub client_id: String,
+        /// The client secret; may be `{{ secrets.… }}`.
+        pub client_secret: String,
+        /// Space-separated scopes (RFC 6749 §3.3). Default: none.
+        pub scope: Option<String>,
+        /// `audience` parameter (Auth0, Okta and others). Default: none.
+        pub audience: Option<String>,
+        /// Further form parameters of the token request, in order. Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub params: Vec<KeyValue>,
+        /// How the client authenticates: `basic` (RFC 6749 §2.3.1, recommended)
+        /// or `body`. Default: `basic`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "basic")))]
+        pub client_auth: Option<Oauth2ClientAuth>,
+        /// A cached token is replaced this many seconds before it expires, from
+        /// 0 to 3600. Default: 60.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 60)))]
+        pub expiry_margin_s: Option<u32>,
+        /// How long a token without `expires_in` is kept, from 1 to 86400.
+        /// Default: 3600.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 3600)))]
+        pub default_lifetime_s: Option<u32>,
+        /// Responses that reject the token: the step fetches a new one and tries
+        /// once more. Default: status 401 only.
+        pub refresh_on: Option<TokenRefresh>,
+    }
+
+    /// When a response makes the step fetch a new token and try once more.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct TokenRefresh {
+        /// Statuses that do. Default: `[401]`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [401])))]
+        pub status: Option<Vec<u16>>,
+        /// A response-body condition that does, on any status (APIs that answer
+        /// 200 with "token expired"). Default: none.
+        pub body: Option<TokenSignal>,
+    }
+
+    /// A value in the response JSON that means the token is no longer valid.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct TokenSignal {
+        /// JSON Pointer (RFC 6901) into the response JSON, e.g. `/error/code`.
+        pub pointer: String,
+        /// Values at `pointer` that signal expiry: a string matches a JSON
+        /// string with that text, anything else the value's compact JSON.
+        pub values: Vec<String>,
+    }
+
     /// When and how failed attempts are retried: `intervals_ms` (an explicit
     /// list, as in Persona's "Retry Intervals") or the exponential form
     /// (`initial_ms`, `multiplier`, `max_interval_ms`, `max_attempts`, `jitter`).
@@ -318,6 +382,16 @@ wit_records! { $
         pub outputs: Vec<KeyValue>,
     }
 
+    /// A credential could not be obtained.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AuthError {
+        /// The OAuth 2.0 error code (RFC 6749 §5.2) the token endpoint gave,
+        /// e.g. `invalid_client`.
+        pub code: Option<String>,
+        /// What happened; never a secret.
+        pub message: String,
+    }
+
     /// A configuration problem: a field path and a message for a workflow author.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Problem {
@@ -407,8 +481,8 @@ pub enum Body {
     Text(TextBody),
 }
 
-/// Credentials: in JSON exactly one of `{"basic": …}`, `{"bearer": …}` or
-/// `{"api_key": …}`.
+/// Credentials: in JSON exactly one of `{"basic": …}`, `{"bearer": …}`,
+/// `{"api_key": …}` or `{"oauth2_client_credentials": …}`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
@@ -419,6 +493,8 @@ pub enum Auth {
     Bearer(BearerAuth),
     /// An API key in a header or the query.
     ApiKey(ApiKeyAuth),
+    /// A bearer token from the OAuth 2.0 client credentials grant (RFC 6749 §4.4).
+    Oauth2ClientCredentials(Oauth2ClientCredentials),
 }
 
 // Hand-written so that credentials never reach a log through `{:?}`.
@@ -428,8 +504,20 @@ impl fmt::Debug for Auth {
             Auth::Basic(_) => f.write_str("Auth::Basic(redacted)"),
             Auth::Bearer(_) => f.write_str("Auth::Bearer(redacted)"),
             Auth::ApiKey(k) => write!(f, "Auth::ApiKey({:?} in {:?}, redacted)", k.name, k.location),
+            Auth::Oauth2ClientCredentials(o) => write!(f, "Auth::Oauth2ClientCredentials({:?}, redacted)", o.token_url),
         }
     }
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Oauth2ClientAuth {
+    /// `Authorization: Basic` over the form-encoded id and secret (the default).
+    Basic,
+    /// `client_id` and `client_secret` as form parameters of the body.
+    Body,
 }
 
 /// Where an API key goes.
@@ -579,6 +667,9 @@ pub enum StepError {
     /// An `outputs` pointer names nothing in the response.
     #[error("missing outputs: {}", join_problems(.0))]
     MissingOutput(Vec<Problem>),
+    /// A credential could not be obtained (OAuth 2.0 token endpoint errors).
+    #[error("{}", .0.message)]
+    Auth(AuthError),
     /// A fault inside the step itself.
     #[error("internal error: {0}")]
     Internal(String),
@@ -607,6 +698,7 @@ impl StepError {
             StepError::InvalidResponse(_) => "invalid-response",
             StepError::SchemaMismatch(_) => "schema-mismatch",
             StepError::MissingOutput(_) => "missing-output",
+            StepError::Auth(_) => "auth",
             StepError::Internal(_) => "internal",
         }
     }
@@ -627,6 +719,7 @@ impl StepError {
             StepError::UnexpectedStatus(m) => StepError::UnexpectedStatus(f(&m)),
             StepError::ResponseTooLarge(m) => StepError::ResponseTooLarge(f(&m)),
             StepError::InvalidResponse(m) => StepError::InvalidResponse(f(&m)),
+            StepError::Auth(a) => StepError::Auth(AuthError { code: a.code, message: f(&a.message) }),
             StepError::Internal(m) => StepError::Internal(f(&m)),
         }
     }
@@ -651,6 +744,8 @@ pub enum WaitReason {
     Backoff,
     /// Server's Retry-After.
     RetryAfter,
+    /// A new OAuth 2.0 token after the response rejected the cached one.
+    TokenRefresh,
 }
 
 impl WaitReason {
@@ -660,6 +755,7 @@ impl WaitReason {
             WaitReason::Interval => "interval",
             WaitReason::Backoff => "backoff",
             WaitReason::RetryAfter => "retry-after",
+            WaitReason::TokenRefresh => "token-refresh",
         }
     }
 }

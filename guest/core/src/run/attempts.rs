@@ -2,10 +2,12 @@
 //! attempt or the deadline; waits from the retry plan or `Retry-After`; one
 //! idempotency key (and Standard Webhooks message id) per run.
 
+use super::oauth2::Tokens;
 use super::plan::Plan;
+use super::redact::Redacting;
 use super::redirect::send_following;
 use super::{AttemptLimits, Effects};
-use crate::model::{Attempt, KeyValue, Problem, Response, SigningScheme, StepError, WaitReason};
+use crate::model::{Attempt, AuthError, KeyValue, Problem, Response, SigningScheme, StepError, WaitReason};
 use crate::signing::Signer;
 use crate::request::PreparedRequest;
 use crate::response::decode;
@@ -31,8 +33,9 @@ pub(super) struct Last {
 }
 
 /// Attempts until success, a failure not worth retrying, the last attempt or
-/// the deadline.
-pub(super) fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
+/// the deadline. A response that rejects an OAuth 2.0 token is followed by
+/// one more attempt with a new token, outside the retry policy's count.
+pub(super) fn attempt_all(plan: &Plan, fx: &mut Redacting<'_>) -> Last {
     let started = fx.now_ms();
     let deadline = plan.retry.deadline_ms.map(|d| started + u64::from(d));
     let mut base = plan.request.clone();
@@ -48,23 +51,60 @@ pub(super) fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
     };
     let mut attempts: Vec<Attempt> = Vec::new();
     let max_attempts = plan.retry.max_attempts();
-    for number in 1..=max_attempts {
+    let mut tokens = plan.oauth2.as_ref().map(|grant| Tokens::new(grant, plan.limits));
+    let mut refreshed = false;
+    // `number` counts every attempt; `counted` those the retry policy counts.
+    let (mut number, mut counted) = (0, 0);
+    while counted < max_attempts {
+        number += 1;
+        counted += 1;
         let mut limits = plan.limits;
         if let Some(deadline) = deadline {
             let left = deadline.saturating_sub(fx.now_ms());
             limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
         }
         let mut request = base.clone();
+        let attempt_started = fx.now_ms();
+        if let Some(tokens) = &mut tokens {
+            match tokens.header(fx) {
+                Ok(header) => request.headers.push(header),
+                Err(error) => {
+                    let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+                    fx.progress(&format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
+                    attempts.push(Attempt { number, status: None, error: Some(error.clone()), elapsed_ms, wait_ms: None, wait_reason: None });
+                    return Last { response: None, outputs: Vec::new(), attempts, error: Some(error) };
+                }
+            }
+        }
         if let Some(signer) = &plan.signer {
             // Re-signed on every attempt, with a fresh timestamp.
             let names = signer.header_names();
             request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
             request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
         }
-        let attempt_started = fx.now_ms();
-        let tried = attempt(plan, &request, limits, fx);
+        let mut tried = attempt(plan, &request, limits, fx);
         let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
         let status = tried.response.as_ref().map(|r| r.status);
+        if let (Some(tokens), Some(response)) = (&mut tokens, &tried.response)
+            && tokens.rejected_by(response)
+        {
+            if !refreshed {
+                refreshed = true;
+                counted -= 1;
+                tokens.invalidate(fx);
+                attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: Some(0), wait_reason: Some(WaitReason::TokenRefresh) });
+                fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
+                continue;
+            }
+            if tokens.signals_expiry(response) {
+                // A 2xx that still says "expired" after a new token is not a success.
+                tried.outputs.clear();
+                tried.error = Some(StepError::Auth(AuthError {
+                    code: None,
+                    message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
+                }));
+            }
+        }
         attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
         let Some(error) = tried.error else {
             fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
@@ -76,7 +116,7 @@ pub(super) fn attempt_all(plan: &Plan, fx: &mut dyn Effects) -> Last {
             // With retries configured, the error says why they stopped.
             Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
         };
-        if number == max_attempts {
+        if counted == max_attempts {
             let note = if max_attempts > 1 { format!("gave up after {number} attempts") } else { "no retry policy".into() };
             let error = stop(fx, note);
             return Last { response: tried.response, outputs: Vec::new(), attempts, error };

@@ -6,9 +6,11 @@
 //! - [`plan`]: the config rendered from the context and checked, once;
 //! - [`attempts`]: the attempt loop, retry waits, idempotency keys;
 //! - [`redirect`]: following redirects within one attempt;
+//! - [`oauth2`]: client-credentials tokens, fetched once per tenant and grant;
 //! - [`redact`]: secrets removed from everything a run reports.
 
 mod attempts;
+mod oauth2;
 mod plan;
 mod redact;
 mod redirect;
@@ -60,6 +62,16 @@ pub trait Effects {
     fn sleep_ms(&mut self, ms: u64);
     /// Reports progress to the host (one line, no secrets).
     fn progress(&mut self, line: &str);
+    /// The value at `key` in the tenant's store (`wasi:keyvalue`), which the
+    /// tenant's runs share and no other tenant sees: OAuth 2.0 tokens.
+    fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Sets `key` in the tenant's store.
+    fn store_set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Deletes `key` from the tenant's store (no error when it is absent).
+    fn store_delete(&mut self, key: &str) -> Result<(), String>;
+    /// Atomically adds 1 to the counter at `key` (absent counts as 0) and
+    /// returns the new value: the run that gets 1 holds the lock.
+    fn store_increment(&mut self, key: &str) -> Result<u64, String>;
 }
 
 /// Runs the step. An invalid config fails with `invalid-config` before any
@@ -72,10 +84,11 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
         attempts: Vec::new(),
         response: None,
     })?;
-    let fx = &mut Redacting { inner: fx, redactor: &redactor };
+    let fx = &mut Redacting { inner: fx, redactor };
     let last = attempts::attempt_all(&plan, fx);
-    let response = redact_response(&redactor, last.response);
-    let attempts = redact_attempts(&redactor, last.attempts);
+    let redactor = &fx.redactor.clone();
+    let response = redact_response(redactor, last.response);
+    let attempts = redact_attempts(redactor, last.attempts);
     let outputs: Vec<KeyValue> = last.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(&kv.value))).collect();
     match last.error.map(|e| e.map_text(|m| redactor.apply(m))) {
         None => Ok(StepOutcome { response, outputs, attempts, continued_error: None }),
@@ -104,6 +117,7 @@ pub(crate) mod tests {
         pub(crate) slept: Vec<u64>,
         pub(crate) log: Vec<String>,
         pub(crate) rng: u8,
+        pub(crate) store: std::collections::HashMap<String, Vec<u8>>,
     }
 
     impl Fake {
@@ -153,6 +167,22 @@ pub(crate) mod tests {
         }
         fn progress(&mut self, line: &str) {
             self.log.push(line.to_string());
+        }
+        fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+            Ok(self.store.get(key).cloned())
+        }
+        fn store_set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+            self.store.insert(key.to_string(), value.to_vec());
+            Ok(())
+        }
+        fn store_delete(&mut self, key: &str) -> Result<(), String> {
+            self.store.remove(key);
+            Ok(())
+        }
+        fn store_increment(&mut self, key: &str) -> Result<u64, String> {
+            let n = self.store.get(key).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok()).unwrap_or(0) + 1;
+            self.store.insert(key.to_string(), n.to_string().into_bytes());
+            Ok(n)
         }
     }
 
@@ -415,5 +445,49 @@ pub(crate) mod tests {
         assert_eq!(fx.sent.len(), 11);
         assert!(err.error.to_string().contains("more than 10 redirects"), "{}", err.error);
     }
-}
 
+    fn oauth2(url: &str) -> StepConfig {
+        let mut c = StepConfig::get(url);
+        c.auth = Some(crate::model::Auth::Oauth2ClientCredentials(crate::model::Oauth2ClientCredentials {
+            token_url: "https://auth.test/token".into(),
+            client_id: "client".into(),
+            client_secret: "{{ secrets.client_secret }}".into(),
+            scope: None,
+            audience: None,
+            params: vec![],
+            client_auth: None,
+            expiry_margin_s: None,
+            default_lifetime_s: None,
+            refresh_on: None,
+        }));
+        c
+    }
+
+    #[test]
+    fn a_rejected_token_is_refreshed_and_the_request_tried_once_more_outside_the_retry_count() {
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"access_token":"tok_first_0001","expires_in":3600}"#),
+            reply(401, r#"{"error":"token tok_first_0001 revoked"}"#),
+            reply(200, r#"{"access_token":"tok_second_0002","expires_in":3600}"#),
+            reply(200, r#"{"ok":true}"#),
+        ]);
+        let context = r#"{"secrets":{"client_secret":"cs_live_xyz"}}"#;
+        let out = run(&oauth2("https://api.test/me"), context, &mut fx).expect("ok");
+        let urls: Vec<(String, Option<&str>)> = fx.sent.iter().map(|r| (r.url.path().to_string(), r.header("authorization"))).collect();
+        assert_eq!(urls[1], ("/me".into(), Some("Bearer tok_first_0001")));
+        assert_eq!(urls[3], ("/me".into(), Some("Bearer tok_second_0002")));
+        assert_eq!(out.attempts.len(), 2);
+        assert_eq!((out.attempts[0].status, out.attempts[0].wait_reason), (Some(401), Some(WaitReason::TokenRefresh)));
+        assert_eq!(out.attempts[1].status, Some(200));
+        // A second 401 after the refresh fails as usual: no endless refresh loop.
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"access_token":"tok_first_0001"}"#),
+            reply(401, "{}"),
+            reply(200, r#"{"access_token":"tok_second_0002"}"#),
+            reply(401, "{}"),
+        ]);
+        let err = run(&oauth2("https://api.test/me"), context, &mut fx).expect_err("401 twice");
+        assert_eq!((err.error.kind(), err.attempts.len(), fx.sent.len()), ("unexpected-status", 2, 4));
+        assert!(fx.log.iter().all(|l| !l.contains("cs_live_xyz") && !l.contains("tok_")), "{:?}", fx.log);
+    }
+}

@@ -2,7 +2,7 @@
 //! once per run, into everything the attempts need.
 
 use super::AttemptLimits;
-use crate::model::{KeyValue, Problem, StepConfig};
+use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Problem, StepConfig};
 use crate::request::{PreparedRequest, prepare};
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -23,6 +23,8 @@ pub(super) struct Plan {
     pub(super) follow_redirects: bool,
     /// The header `auth` adds (lower-case), dropped when a redirect leaves the origin.
     pub(super) auth_header: Option<String>,
+    /// The rendered OAuth 2.0 grant whose token each attempt sends.
+    pub(super) oauth2: Option<Oauth2ClientCredentials>,
     pub(super) limits: AttemptLimits,
 }
 
@@ -45,6 +47,10 @@ pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor
         outputs: rendered.outputs.clone(),
         follow_redirects: rendered.follow_redirects.unwrap_or(false),
         auth_header: rendered.auth.as_ref().and_then(crate::auth::header_name).map(|n| n.to_ascii_lowercase()),
+        oauth2: match &rendered.auth {
+            Some(Auth::Oauth2ClientCredentials(grant)) => Some(grant.clone()),
+            _ => None,
+        },
         limits: AttemptLimits {
             timeout_ms: rendered.timeout_ms(),
             max_response_bytes: rendered.max_response_bytes(),

@@ -27,10 +27,12 @@ pub(super) fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attem
         .collect()
 }
 
-/// [`Effects`] whose progress lines are redacted.
+/// [`Effects`] whose progress lines are redacted. It owns the run's
+/// [`Redactor`], so secrets learnt while attempting (fetched tokens) are
+/// added where every later line passes.
 pub(super) struct Redacting<'a> {
     pub(super) inner: &'a mut dyn Effects,
-    pub(super) redactor: &'a Redactor,
+    pub(super) redactor: Redactor,
 }
 
 impl Effects for Redacting<'_> {
@@ -51,6 +53,18 @@ impl Effects for Redacting<'_> {
     }
     fn progress(&mut self, line: &str) {
         self.inner.progress(&self.redactor.apply(line))
+    }
+    fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.inner.store_get(key)
+    }
+    fn store_set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.inner.store_set(key, value)
+    }
+    fn store_delete(&mut self, key: &str) -> Result<(), String> {
+        self.inner.store_delete(key)
+    }
+    fn store_increment(&mut self, key: &str) -> Result<u64, String> {
+        self.inner.store_increment(key)
     }
 }
 
@@ -87,21 +101,29 @@ impl Redactor {
             strings(s, &mut secrets);
         }
         secrets.extend(signing_secrets.iter().cloned());
-        let mut with_json_forms = Vec::new();
-        for s in secrets.into_iter().filter(|s| s.len() >= MIN_REDACTED_LEN) {
-            // Also the form a secret takes inside JSON text (escaped quotes etc.).
-            let escaped = Value::String(s.clone()).to_string();
-            let escaped = escaped[1..escaped.len() - 1].to_string();
-            if escaped != s {
-                with_json_forms.push(escaped);
-            }
-            with_json_forms.push(s);
+        let mut redactor = Redactor::default();
+        for s in &secrets {
+            redactor.add(s);
         }
+        redactor
+    }
+
+    /// Adds a secret learnt during the run (a fetched access token).
+    pub(crate) fn add(&mut self, secret: &str) {
+        if secret.len() < MIN_REDACTED_LEN {
+            return;
+        }
+        // Also the form a secret takes inside JSON text (escaped quotes etc.).
+        let escaped = Value::String(secret.to_string()).to_string();
+        let escaped = &escaped[1..escaped.len() - 1];
+        if escaped != secret {
+            self.secrets.push(escaped.to_string());
+        }
+        self.secrets.push(secret.to_string());
         // Longest first, so a secret containing another is replaced whole; equal
         // ones end up adjacent for dedup.
-        with_json_forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        with_json_forms.dedup();
-        Redactor { secrets: with_json_forms }
+        self.secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets.dedup();
     }
 
     /// `text` with every secret replaced by `***`.
