@@ -2,6 +2,7 @@
 //! limits, built once and shared by all of its runs. Written by hand with
 //! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
 
+use crate::egress::proxy::Proxy;
 use crate::Error;
 use crate::egress::policy::{AllowedOrigin, EgressPolicy};
 use crate::egress::pool::{ConnectionPool, Reuse};
@@ -104,6 +105,8 @@ impl HostLimits {
 /// origin = "https://mtls.partner.test"              # presented only there
 /// cert = "client.pem"                               # chain, leaf first
 /// key = "client-key.pem"                            # PKCS#8, PKCS#1 or SEC1
+/// proxy = "http://user:pass@proxy.internal:3128"    # default none (direct)
+/// no_proxy = ["corp.test", "10.0.0.0/8"]            # default none
 /// [resolve]                                         # static DNS, default none
 /// "orders.internal" = ["127.0.0.1"]
 /// [limits]                                          # see HostLimits
@@ -136,6 +139,16 @@ pub struct TenantPolicy {
     /// Static name → addresses overrides, consulted before DNS. Default: none.
     #[serde(default)]
     pub resolve: HashMap<String, Vec<IpAddr>>,
+    /// Outbound proxy, `http://[user:password@]host[:port]` (port default
+    /// 3128): CONNECT for https targets, absolute-form requests for http ones.
+    /// The allowlist still applies; the resolved-address check of proxied
+    /// names is the proxy's job. Default: none (direct connections).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Hosts reached directly despite `proxy`: `*`, domains (`corp.test`
+    /// matches it and its subdomains), IP addresses, CIDR networks. Default: none.
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
     /// Limits. Default: [`HostLimits::default`].
     #[serde(default)]
     pub limits: HostLimits,
@@ -181,6 +194,8 @@ pub struct Tenant {
     /// This tenant's idle keep-alive connections.
     /// Request bodies are the guest's `wasi:http` bodies (egress sends them on).
     pub(crate) pool: ConnectionPool<wasmtime_wasi_http::WasiBody>,
+    /// The outbound proxy, if any.
+    pub(crate) proxy: Option<Proxy>,
     /// This tenant's key-value store (`wasi:keyvalue`): OAuth 2.0 tokens,
     /// shared by the tenant's runs and by no other tenant.
     pub(crate) store: Arc<crate::store::TenantStore>,
@@ -209,6 +224,7 @@ impl Tenant {
             extra_roots: Vec::new(),
             client_certs: Vec::new(),
             resolve: HashMap::new(),
+            proxy: None,
             limits: HostLimits::default(),
         }
     }
@@ -244,6 +260,11 @@ impl Tenant {
         for (name, addrs) in policy.resolve {
             b = b.resolve(&name, addrs);
         }
+        match (&policy.proxy, policy.no_proxy.is_empty()) {
+            (Some(url), _) => b = b.proxy(url, &policy.no_proxy)?,
+            (None, false) => return Err(Error::Policy("no_proxy is set, but no proxy; add proxy = \"http://host:port\" or remove no_proxy".into())),
+            (None, true) => {}
+        }
         Ok(b)
     }
 }
@@ -256,10 +277,23 @@ pub struct TenantBuilder {
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     client_certs: Vec<(AllowedOrigin, ClientIdentity)>,
     resolve: HashMap<String, Vec<IpAddr>>,
+    proxy: Option<Proxy>,
     limits: HostLimits,
 }
 
 impl TenantBuilder {
+    /// Sends requests through the proxy at `url`
+    /// (`http://[user:password@]host[:port]`), except to hosts matching a
+    /// `no_proxy` entry (see [`TenantPolicy::no_proxy`]).
+    pub fn proxy(mut self, url: &str, no_proxy: &[String]) -> Result<Self, Error> {
+        let mut proxy = Proxy::parse(url).map_err(|e| Error::Policy(e.to_string()))?;
+        for entry in no_proxy {
+            proxy.bypass(entry).map_err(|e| Error::Policy(e.to_string()))?;
+        }
+        self.proxy = Some(proxy);
+        Ok(self)
+    }
+
     /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
     /// or `https://10.1.0.0/16:443`, private addresses included.
     pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
@@ -324,6 +358,7 @@ impl TenantBuilder {
             resolve: self.resolve,
             limits: self.limits,
             pool: ConnectionPool::default(),
+            proxy: self.proxy,
             store: Arc::default(),
         })
     }

@@ -28,6 +28,7 @@ pub const FAULT_WASM: &[u8] = include_bytes!(env!("HTTPS_STEP_FAULT_WASM"));
 
 pub mod bench;
 pub mod loopback;
+pub mod python;
 pub mod signature;
 pub mod shared;
 pub mod soak;

@@ -3,51 +3,18 @@
 //! services), over HTTPS with a self-signed CA:TRUE certificate made the way
 //! `openssl req -x509` makes one, pinned with `--ca-cert`.
 //!
-//! The server is provisioned on first use: a virtual environment under
-//! `target/` with the packages pinned in `tests/servers/requirements.txt`
-//! (Python comes with the machine image), reused by later runs. The server
-//! binds 127.0.0.1 on a port the OS picks and is killed by its process id.
+//! The server is provisioned on first use ([`https_step_tests::python::venv`]:
+//! a virtual environment under `target/` with the packages pinned in
+//! `tests/servers/requirements.txt`), reused by later runs. The server binds
+//! 127.0.0.1 on a port the OS picks and is killed by its process id.
 
 use anyhow::{Context as _, Result, bail};
 use https_step_host::StepRuntime;
 use https_step_tests::run_cli;
 use serde_json::{Value, json};
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-
-const REQUIREMENTS: &str = include_str!("../servers/requirements.txt");
-
-/// A virtual environment with the pinned packages, made once per
-/// requirements file (its hash names the directory).
-fn venv() -> Result<PathBuf> {
-    use sha2::Digest as _;
-    let hash = hex(&sha2::Sha256::digest(REQUIREMENTS.as_bytes())[..8]);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("..").join("py-servers").join(hash);
-    let done = dir.join("installed");
-    if done.exists() {
-        return Ok(dir);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = |cmd: &mut Command| -> Result<()> {
-        let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
-    run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/requirements.txt");
-    run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--no-input", "--disable-pip-version-check", "--quiet", "-r"])
-        .arg(&requirements))?;
-    std::fs::write(&done, REQUIREMENTS)?;
-    Ok(dir)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The running server; killed by its process id when dropped.
 struct Httpbin {
@@ -71,7 +38,7 @@ fn start(dir: &Path) -> Result<Httpbin> {
     let cert = params.self_signed(&key)?;
     std::fs::write(dir.join("cert.pem"), cert.pem())?;
     std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-    let python = venv()?.join("bin/python");
+    let python = https_step_tests::python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")))?.join("bin/python");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/httpbin_server.py");
     let mut child = Command::new(python)
         .arg(script)

@@ -7,10 +7,12 @@
 
 pub mod policy;
 pub(crate) mod pool;
+pub(crate) mod proxy;
 pub(crate) mod tls;
 
 use crate::egress::policy::{Admission, Denial, Scheme, parse_host};
 use crate::egress::pool::{Connection, Lease, PoolKey};
+use crate::egress::proxy::{ConnectAnswer, MAX_CONNECT_HEAD, Proxy, connect_answer};
 use crate::progress::ProgressFn;
 use crate::tenant::Tenant;
 use bytes::Bytes;
@@ -68,9 +70,16 @@ impl WasiHttpHooks for Egress {
             // from the workflow context.
             let span = tracing::info_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
             let result = tracing::Instrument::instrument(send(&tenant, request, options), span).await;
-            if let Err(Refusal::Policy(denial)) = &result {
-                tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
-                events(&format!("egress refused: {denial}"));
+            match &result {
+                Err(Refusal::Policy(denial)) => {
+                    tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
+                    events(&format!("egress refused: {denial}"));
+                }
+                Err(Refusal::Proxy { message, .. }) => {
+                    tracing::warn!(tenant = %tenant.id, %message, "egress through the proxy failed");
+                    events(&format!("egress through the proxy failed: {message}"));
+                }
+                _ => {}
             }
             result.map_err(Refusal::into_error)
         })
@@ -80,6 +89,9 @@ impl WasiHttpHooks for Egress {
 /// Why a request did not get a response.
 enum Refusal {
     Policy(Denial),
+    /// The tenant's proxy could not be used; `denied` when the proxy's own
+    /// policy refused the destination (CONNECT 403).
+    Proxy { message: String, denied: bool },
     Other(Error),
 }
 
@@ -88,6 +100,8 @@ impl Refusal {
         match self {
             Refusal::Policy(Denial::Address { .. }) => Error::DestinationIpProhibited,
             Refusal::Policy(_) => Error::HttpRequestDenied,
+            Refusal::Proxy { denied: true, .. } => Error::HttpRequestDenied,
+            Refusal::Proxy { message, denied: false } => Error::InternalError(Some(message)),
             Refusal::Other(e) => e,
         }
     }
@@ -163,6 +177,18 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
     let uri = request.uri().clone();
     let origin = admit(tenant, &uri)?;
     let timeouts = Timeouts::new(tenant, options);
+    let via = tenant.proxy.as_ref().filter(|p| p.applies_to(&origin.host));
+    if via.is_some() {
+        // The proxy resolves names; an address written in the URL is checked here.
+        let ip = match origin.host {
+            url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            url::Host::Domain(_) => None,
+        };
+        if let Some(ip) = ip {
+            tenant.egress.check_address(origin.admission, origin.scheme, origin.port, &origin.host.to_string(), ip).map_err(Refusal::Policy)?;
+        }
+    }
 
     let declared_len = request
         .headers()
@@ -175,10 +201,23 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
     let mut request = request.map(|body| {
         Guarded::new(body, None, max_body, |cap| Error::HttpRequestBodySize(Some(cap))).boxed_unsync()
     });
-    // The request line carries only the path (origin-form, RFC 9112 §3.2.1);
-    // wasmtime has already set the Host header from the authority.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+    match via {
+        // Plain http through a proxy: the absolute form (RFC 9112 §3.2.2) and
+        // the proxy's credentials; the guest's own Proxy-Authorization is not sent on.
+        Some(proxy) if origin.scheme == Scheme::Http => {
+            request.headers_mut().remove(http::header::PROXY_AUTHORIZATION);
+            if let Some(auth) = proxy.authorization() {
+                let value = http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?;
+                request.headers_mut().insert(http::header::PROXY_AUTHORIZATION, value);
+            }
+        }
+        // Otherwise the request line carries only the path (origin-form, RFC
+        // 9112 §3.2.1); wasmtime has already set the Host header from the authority.
+        _ => {
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+        }
+    }
 
     // A kept-alive connection of this tenant to this origin first (RFC 9112
     // §9.3: persistent connections). If it turns out to have closed before
@@ -194,7 +233,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         }
     }
 
-    let lease = dial(tenant, &origin, &timeouts).await?;
+    let lease = dial(tenant, &origin, via, &timeouts).await?;
     exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
 }
 
@@ -227,12 +266,36 @@ fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
     Ok(Origin { scheme, host, port, admission })
 }
 
-/// A new connection to `origin`: resolve the name (the host's own resolver,
-/// not the guest's), keep only the addresses the policy allows (so a DNS
-/// answer cannot change between the check and the connection), connect to
-/// one of them, TLS for https, and the HTTP/1.1 handshake, each within the
-/// connect timeout.
-async fn dial(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<Lease<WasiBody>, Refusal> {
+/// A new connection to `origin` (directly, or through `via`), TLS for https,
+/// and the HTTP/1.1 handshake, each step within the connect timeout.
+async fn dial(tenant: &Tenant, origin: &Origin, via: Option<&Proxy>, timeouts: &Timeouts) -> Result<Lease<WasiBody>, Refusal> {
+    let tcp = match via {
+        None => connect_direct(tenant, origin, timeouts).await?,
+        Some(proxy) => connect_proxy(tenant, proxy, timeouts).await?,
+    };
+    let stream: Box<dyn Stream> = match (origin.scheme, via) {
+        (Scheme::Http, _) => Box::new(tcp),
+        (Scheme::Https, None) => Box::new(tls_handshake(tenant, &origin.host, origin.port, tcp, timeouts).await?),
+        (Scheme::Https, Some(proxy)) => {
+            let tunnel = tokio::time::timeout(timeouts.connect, open_tunnel(proxy, origin, tcp))
+                .await
+                .map_err(|_| Refusal::Proxy { message: format!("the proxy {proxy} did not answer CONNECT in time"), denied: false })??;
+            Box::new(tls_handshake(tenant, &origin.host, origin.port, tunnel, timeouts).await?)
+        }
+    };
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .max_headers(tenant.limits.max_response_headers)
+        // hyper's minimum buffer is 8 KiB.
+        .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
+        .handshake::<_, WasiBody>(TokioIo::new(stream))
+        .await?;
+    Ok(Lease::new(Connection::spawn(sender, conn), &tenant.pool, origin.pool_key(), tenant.limits.reuse()))
+}
+
+/// Resolves the name (the host's own resolver, not the guest's), keeps only
+/// the addresses the policy allows (so a DNS answer cannot change between the
+/// check and the connection) and connects to one of them.
+async fn connect_direct(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<TcpStream, Refusal> {
     let Origin { scheme, host, port, admission } = origin;
     let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, host, *port))
         .await
@@ -254,20 +317,56 @@ async fn dial(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<L
             None => Error::DestinationNotFound.into(),
         });
     }
-    let tcp = tokio::time::timeout(timeouts.connect, connect(&checked))
+    tokio::time::timeout(timeouts.connect, connect(&checked))
         .await
-        .map_err(|_| Error::ConnectionTimeout)??;
-    let stream: Box<dyn Stream> = match scheme {
-        Scheme::Http => Box::new(tcp),
-        Scheme::Https => Box::new(tls_handshake(tenant, host, *port, tcp, timeouts).await?),
+        .map_err(|_| Error::ConnectionTimeout)?
+}
+
+/// Connects to the tenant's proxy. Its address is not checked against the
+/// private-network rule: the policy names it (proxies are usually internal).
+async fn connect_proxy(tenant: &Tenant, proxy: &Proxy, timeouts: &Timeouts) -> Result<TcpStream, Refusal> {
+    let unreachable = |why: &str| Refusal::Proxy { message: format!("the proxy {proxy} is unreachable: {why}"), denied: false };
+    let (name, port) = proxy.address();
+    let host = parse_host(name).ok_or_else(|| unreachable("its host is not a valid name"))?;
+    let attempt = async {
+        let addrs = resolve(tenant, &host, port).await.map_err(|_| unreachable("its name does not resolve"))?;
+        connect(&addrs).await.map_err(|_| unreachable("the connection failed"))
     };
-    let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(tenant.limits.max_response_headers)
-        // hyper's minimum buffer is 8 KiB.
-        .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
-        .handshake::<_, WasiBody>(TokioIo::new(stream))
-        .await?;
-    Ok(Lease::new(Connection::spawn(sender, conn), &tenant.pool, origin.pool_key(), tenant.limits.reuse()))
+    tokio::time::timeout(timeouts.connect, attempt).await.map_err(|_| unreachable("no connection in time"))?
+}
+
+/// `CONNECT host:port` on `tcp` (RFC 9110 §9.3.6); the stream is the tunnel
+/// once the proxy answers 2xx.
+async fn open_tunnel(proxy: &Proxy, origin: &Origin, mut tcp: TcpStream) -> Result<TcpStream, Refusal> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let authority = format!("{}:{}", origin.host, origin.port);
+    let failed = |why: String, denied: bool| Refusal::Proxy { message: format!("the proxy {proxy} {why}"), denied };
+    tcp.write_all(&proxy.connect_request(&authority)).await.map_err(|e| failed(format!("closed the connection: {e}"), false))?;
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = tcp.read(&mut chunk).await.map_err(|e| failed(format!("closed the connection: {e}"), false))?;
+        if n == 0 {
+            return Err(failed(format!("closed the connection instead of answering CONNECT {authority}"), false));
+        }
+        head.extend_from_slice(&chunk[..n]);
+        match connect_answer(&head) {
+            ConnectAnswer::Partial if head.len() < MAX_CONNECT_HEAD => continue,
+            ConnectAnswer::Open { extra: 0 } => return Ok(tcp),
+            ConnectAnswer::Refused { status: 407, .. } => {
+                return Err(failed(
+                    format!("requires authentication (407) for CONNECT {authority}; check the credentials of proxy in the tenant policy"),
+                    false,
+                ));
+            }
+            // The proxy's own policy refused the destination.
+            ConnectAnswer::Refused { status: 403, reason } => return Err(failed(format!("refused CONNECT {authority} (403 {reason})"), true)),
+            ConnectAnswer::Refused { status, reason } => return Err(failed(format!("answered CONNECT {authority} with {status} {reason}"), false)),
+            ConnectAnswer::Partial | ConnectAnswer::Open { .. } | ConnectAnswer::Garbled => {
+                return Err(failed(format!("answered CONNECT {authority} with something that is not a tunnel"), false));
+            }
+        }
+    }
 }
 
 /// TLS over `tcp` with the tenant's roots and pinned certificates (and the
@@ -277,9 +376,9 @@ async fn tls_handshake(
     tenant: &Tenant,
     host: &url::Host<String>,
     port: u16,
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     timeouts: &Timeouts,
-) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, Refusal> {
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Refusal> {
     let server_name = match host {
         url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone()).map_err(|_| Error::HttpRequestUriInvalid)?,
         url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
@@ -503,13 +602,13 @@ mod tests {
         // after resolving, before connecting.
         let open = tenant(&[]);
         let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/"))).ok().expect("admitted as public https");
-        assert!(matches!(dial(&open, &origin, &timeouts).await, Err(Refusal::Policy(Denial::Address { .. }))));
+        assert!(matches!(dial(&open, &origin, None, &timeouts).await, Err(Refusal::Policy(Denial::Address { .. }))));
         // Allowed explicitly: connected (HTTP/1.1's handshake needs no bytes from the server).
         let listed = tenant(&[&format!("http://127.0.0.1:{port}")]);
         let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/"))).ok().expect("allowed");
-        assert!(dial(&listed, &origin, &timeouts).await.is_ok());
+        assert!(dial(&listed, &origin, None, &timeouts).await.is_ok());
         // Nothing listening: a connection error, not a policy refusal.
         drop(listener);
-        assert!(matches!(dial(&listed, &origin, &timeouts).await, Err(Refusal::Other(_))));
+        assert!(matches!(dial(&listed, &origin, None, &timeouts).await, Err(Refusal::Other(_))));
     }
 }
