@@ -22,9 +22,9 @@ pub fn config(data: &[u8]) {
     let parsed = https_step_core::parse_step_config(text);
     let problems = https_step_core::validate(&parsed.config);
     if parsed.problems.is_empty() && problems.is_empty() {
-        let (rendered, render_problems) = render_config(&parsed.config, &Source::StandIn);
+        let (rendered, render_problems) = render_config(parsed.config.clone(), &Source::StandIn);
         assert!(render_problems.is_empty(), "validate accepted what rendering refuses: {render_problems:?}");
-        if let Err(p) = https_step_core::request::prepare(&rendered) {
+        if let Err(p) = https_step_core::request::prepare(&rendered, &mut |n| vec![7; n]) {
             panic!("validate accepted a config whose request cannot be built: {p}\n{text}");
         }
     }
@@ -36,8 +36,8 @@ pub fn template_url(data: &[u8]) {
     let [path, value] = <[String; 2]>::try_from(parts(data, 2)).unwrap_or_default();
     let config = StepConfig::get(format!("https://api.test:8443/{path}"));
     let context = json!({"v": value, "n": 7});
-    let (stand_in, p1) = render_config(&config, &Source::StandIn);
-    let (real, p2) = render_config(&config, &Source::Context(&context));
+    let (stand_in, p1) = render_config(config.clone(), &Source::StandIn);
+    let (real, p2) = render_config(config, &Source::Context(&context));
     if !p1.is_empty() || !p2.is_empty() {
         return;
     }
@@ -55,7 +55,7 @@ pub fn query(data: &[u8]) {
     }
     let mut config = StepConfig::get("https://api.test/search?fixed=1");
     config.query = vec![KeyValue::new(&k1, &v1), KeyValue::new(&k2, &v2)];
-    let request = https_step_core::request::prepare(&config).expect("a valid base URL builds");
+    let request = https_step_core::request::prepare(&config, &mut |n| vec![7; n]).expect("a valid base URL builds");
     let pairs: Vec<(String, String)> = request.url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
     assert_eq!(pairs, vec![("fixed".into(), "1".into()), (k1, v1), (k2, v2)], "{}", request.url);
 }

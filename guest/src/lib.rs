@@ -57,7 +57,7 @@ impl Guest for Component {
 
     fn run(config: wit::StepConfig, context: String) -> Result<wit::StepOutcome, wit::StepFailure> {
         // `run` validates (once) and fails with `invalid-config` before any I/O.
-        https_step_core::run(&config.mirror(), &context, &mut transport::Wasi)
+        https_step_core::run(config.mirror(), context, &mut transport::Wasi)
             .map(Mirror::mirror)
             .map_err(Mirror::mirror)
     }

@@ -199,7 +199,11 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
         return Err(sent(too_large(limits.max_response_bytes, &format!("it declares {len} bytes"))));
     }
     let incoming = response.consume().map_err(|()| internal("the response body"))?;
-    let body = read_body(incoming, BodyDecoder::new(coding, limits.max_response_bytes), limits, deadline).map_err(sent)?;
+    let mut decoder = BodyDecoder::new(coding, limits.max_response_bytes);
+    if let Some(len) = declared_len.filter(|_| request.method != Method::Head) {
+        decoder.expect(len);
+    }
+    let body = read_body(incoming, decoder, limits, deadline).map_err(sent)?;
     Ok(RawResponse { status, headers, body })
 }
 
@@ -311,6 +315,7 @@ fn classify(error: StepError, code: &ErrorCode) -> SendError {
             | C::TlsProtocolError
             | C::TlsCertificateError
             | C::TlsAlertReceived(_)
+            | C::HttpRequestBodySize(_)
     );
     SendError { error, maybe_sent: !before_sending }
 }
@@ -352,6 +357,11 @@ fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
             (None, None) => "the TLS handshake failed with an alert".into(),
         }),
         C::HttpResponseBodySize(_) => StepError::ResponseTooLarge("the response body exceeds the host's limit".into()),
+        // The host checks the announced Content-Length before it connects.
+        C::HttpRequestBodySize(size) => StepError::Denied(format!(
+            "the request body{} is larger than the host allows for this tenant (max_request_body_bytes); nothing was sent",
+            size.map(|n| format!(" ({n} bytes)")).unwrap_or_default()
+        )),
         C::HttpResponseHeaderSectionSize(_) | C::HttpResponseHeaderSize(_) => {
             StepError::InvalidResponse("the response headers exceed the size limit".into())
         }

@@ -26,6 +26,16 @@ demo      runs realistic steps against an embedded HTTPS echo server.
                  ca_certs, resolve, limits); --allow and --ca-cert add to it
 --context FILE   the workflow context JSON (default {})
 
+STEP.json \"body\" is one of (README \"Step config\", \"Files and bytes\"):
+  {\"json\": {\"sku\": \"A-1\", \"qty\": 2}}
+  {\"form\": [{\"key\": \"name\", \"value\": \"Ada\"}]}
+  {\"text\": \"id,qty\\n7,2\", \"content_type\": \"text/csv\"}
+  {\"binary\": {\"base64\": \"{{ steps.download.body_base64 }}\", \"content_type\": \"application/pdf\"}}
+  {\"multipart\": [{\"name\": \"note\", \"value\": \"hi\"},
+                 {\"name\": \"file\", \"filename\": \"scan.pdf\", \"content_type\": \"application/pdf\", \"base64\": \"JVBERi0xLjQ=\"}]}
+\"response_format\": \"auto\" (default), \"json\", \"text\" or \"binary\" (body_base64,
+content_type and body_sha256 in the output).
+
 The compiled component is cached in $HTTPS_STEP_CACHE_DIR (default
 $XDG_CACHE_HOME/https-step or ~/.cache/https-step; set it empty to disable).
 ";
@@ -278,6 +288,20 @@ mod tests {
         assert_eq!(parse_args(&args("demo")), Ok(Command::Demo));
         for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x"] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    /// Every body example in the usage text is a valid body of a POST.
+    #[test]
+    fn usage_body_examples_are_valid() {
+        let text = USAGE.split("is one of").nth(1).and_then(|t| t.split("\"response_format\"").next()).unwrap_or_default();
+        let examples: Vec<String> = text.split("\n  {").skip(1).map(|e| format!("{{{}", e.trim())).collect();
+        assert_eq!(examples.len(), 5, "{text}");
+        for example in examples {
+            let step = format!(r#"{{"url": "https://api.example.com/x", "method": "POST", "body": {example}}}"#);
+            let parsed = parse_step_config(&step);
+            assert!(parsed.problems.is_empty(), "{example}: {:?}", parsed.problems);
+            assert!(https_step_core::validate(&parsed.config).is_empty(), "{example}");
         }
     }
 }

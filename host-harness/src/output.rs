@@ -51,6 +51,8 @@ fn render(
         "headers": headers,
         "body": response.map(|r| r.body.as_str()),
         "body_base64": response.and_then(|r| r.body_base64.as_deref()),
+        "content_type": response.and_then(|r| r.content_type.as_deref()),
+        "body_sha256": response.and_then(|r| r.body_sha256.as_deref()),
         "json": response.and_then(|r| r.json.as_deref()).map_or(Value::Null, parsed),
         "outputs": outputs,
         "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>(),

@@ -32,13 +32,16 @@ pub struct Settings {
     pub concurrencies: &'static [usize],
     /// Runs in flight for the RSS measurement.
     pub in_flight: usize,
+    /// Size of the request and response bodies whose peak guest memory is
+    /// measured (the default `max_request_body_bytes` in the full run).
+    pub file_bytes: usize,
 }
 
 impl Settings {
     /// The full benchmark (a few minutes on 2 cores).
-    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000 };
+    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000, file_bytes: 16 << 20 };
     /// A smoke run that proves every part still works (seconds).
-    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32 };
+    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32, file_bytes: 1 << 20 };
 }
 
 fn step_json(origin: &str) -> String {
@@ -55,11 +58,7 @@ fn step_json(origin: &str) -> String {
 }
 
 fn config(origin: &str) -> Result<StepConfig> {
-    let parsed = parse_step_config(&step_json(origin));
-    if !parsed.problems.is_empty() {
-        bail!("bench config: {:?}", parsed.problems);
-    }
-    Ok(parsed.config)
+    parse(&step_json(origin))
 }
 
 /// The native side's connections: hyper-util's pool, keeping idle
@@ -80,7 +79,7 @@ impl NativePool {
 
 /// The step's work done natively, for one request.
 async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) -> Result<()> {
-    let mut request = https_step_core::request::prepare(config).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let mut request = https_step_core::request::prepare(config, &mut |n| vec![0x5a; n]).map_err(|p| anyhow::anyhow!("{p}"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     request.headers.extend(signer.sign(&request.body, now, ""));
     let mut builder = http::Request::builder()
@@ -90,11 +89,11 @@ async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) ->
     for kv in &request.headers {
         builder = builder.header(kv.key.as_str(), kv.value.as_str());
     }
-    let response = pool.0.request(builder.body(Full::new(Bytes::from(request.body.clone())))?).await?;
+    let response = pool.0.request(builder.body(Full::new(Bytes::from(request.body.to_vec())))?).await?;
     let status = response.status().as_u16();
     let headers = response.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
-    let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body });
+    let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body }, https_step_core::ResponseFormat::Auto);
     if status != 201 || error.is_some() || json.is_none() {
         bail!("native request failed: {status} {error:?}");
     }
@@ -197,7 +196,12 @@ pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
 /// Runs the benchmark and returns the report.
 pub async fn run(settings: Settings) -> Result<String> {
     let mut out = String::new();
-    let server = LoopbackServer::http_unrecorded(Arc::new(|r: &crate::loopback::Recorded| {
+    let file_bytes = settings.file_bytes;
+    let server = LoopbackServer::http_unrecorded(Arc::new(move |r: &crate::loopback::Recorded| {
+        if r.path() == "/file" {
+            let headers = vec![("content-type".into(), "application/pdf".into())];
+            return Reply::Respond { status: 200, headers, body: vec![0x5a; file_bytes], delay_ms: 0 };
+        }
         let delay_ms = if r.path() == "/slow/v1/orders" { 2000 } else { 0 };
         Reply::Respond {
             status: 201,
@@ -361,7 +365,67 @@ pub async fn run(settings: Settings) -> Result<String> {
         baseline as f64 / 1024.0,
         wall.as_secs_f64()
     );
+    guest_memory(&mut out, &origin, settings.file_bytes).await?;
     Ok(out)
+}
+
+/// Peak guest linear memory of runs that move a file of `bytes` bytes: the
+/// smallest tenant `memory_bytes` under which the run still succeeds, found
+/// by bisection to the 64 KiB page (wasm memory only grows, so the limit a
+/// run fits in is its high-water mark).
+async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()> {
+    use base64::Engine as _;
+    const PAGE: usize = 64 << 10;
+    let runtime = StepRuntime::builder().max_concurrency(2).max_memory_bytes(1 << 30).build()?;
+    let file = base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; bytes]);
+    // A multipart part leaves room for the framing under max_request_body_bytes.
+    let part = base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; bytes - 4096]);
+    let context = |file: &str| serde_json::json!({"steps": {"download": {"body_base64": file}}}).to_string();
+    let upload = |body: serde_json::Value| serde_json::json!({"url": format!("{origin}/v1/orders"), "method": "POST", "body": body, "expected_status": [201]});
+    let scenarios = [
+        ("small JSON POST (the benchmark's step)", parse(&step_json(origin))?, "{}".to_string()),
+        ("binary body, base64 in the config", parse(&upload(serde_json::json!({"binary": {"base64": file}})).to_string())?, "{}".to_string()),
+        ("binary body, base64 from the context", parse(&upload(serde_json::json!({"binary": {"base64": "{{ steps.download.body_base64 }}"}})).to_string())?, context(&file)),
+        (
+            "multipart file part from the context",
+            parse(&upload(serde_json::json!({"multipart": [{"name": "f", "filename": "f.pdf", "base64": "{{ steps.download.body_base64 }}"}]})).to_string())?,
+            context(&part),
+        ),
+        (
+            "binary response (response_format binary)",
+            parse(&serde_json::json!({"url": format!("{origin}/file"), "response_format": "binary", "max_response_bytes": bytes}).to_string())?,
+            "{}".to_string(),
+        ),
+    ];
+    let _ = writeln!(out, "peak guest memory with a {:.0} MiB file (bisected tenant memory_bytes):", bytes as f64 / 1048576.0);
+    for (label, config, context) in &scenarios {
+        let fits = |memory: usize| {
+            let limits = HostLimits { memory_bytes: memory, ..HostLimits::default() };
+            let (runtime, config, context) = (&runtime, config, context);
+            async move {
+                let tenant = Arc::new(Tenant::builder("memory").allow(origin)?.limits(limits).build()?);
+                anyhow::Ok(matches!(runtime.run(&tenant, config, context, Arc::new(|_: &str| {})).await, Ok(Ok(_))))
+            }
+        };
+        let (mut low, mut high) = (0, 1 << 30);
+        if !fits(high).await? {
+            bail!("{label}: fails even with 1 GiB of guest memory");
+        }
+        while high - low > PAGE {
+            let mid = (low + high) / 2 / PAGE * PAGE;
+            if fits(mid).await? { high = mid } else { low = mid }
+        }
+        let _ = writeln!(out, "  {label}: {:.1} MiB ({:.2}x the file)", high as f64 / 1048576.0, high as f64 / bytes as f64);
+    }
+    Ok(())
+}
+
+fn parse(json: &str) -> Result<StepConfig> {
+    let parsed = parse_step_config(json);
+    if !parsed.problems.is_empty() {
+        bail!("bench config: {:?}", parsed.problems);
+    }
+    Ok(parsed.config)
 }
 
 fn config_for_slow(origin: &str) -> Result<StepConfig> {

@@ -231,6 +231,12 @@ pub struct Expect {
     /// `body_base64` of the output.
     #[serde(default)]
     pub body_base64: Option<Value>,
+    /// `content_type` of the output (`response_format` binary).
+    #[serde(default)]
+    pub content_type: Option<Value>,
+    /// `body_sha256` of the output (`response_format` binary).
+    #[serde(default)]
+    pub body_sha256: Option<Value>,
     /// `outputs` of the output.
     #[serde(default)]
     pub outputs: Option<Value>,
@@ -307,11 +313,63 @@ pub struct RequestExpect {
     /// Body parsed as JSON.
     #[serde(default)]
     pub json: Option<Value>,
+    /// Exact body bytes, base64.
+    #[serde(default)]
+    pub body_base64: Option<String>,
+    /// The body parsed as `multipart/form-data` by multer (with the boundary
+    /// of the request's `Content-Type`): exactly these parts, in order.
+    #[serde(default)]
+    pub multipart: Option<Vec<PartExpect>>,
     /// The exact request head on the wire, as lines without CRLF (the
     /// request line first, then each header line in order); compared
     /// after the server's `$PORT` is substituted.
     #[serde(default)]
     pub head: Option<Vec<String>>,
+}
+
+/// An expected part of a multipart body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartExpect {
+    /// Field name, as the parser reads it.
+    pub name: String,
+    /// File name (absent: no `filename`).
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// The part's Content-Type (absent: none).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Content as text.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Content bytes, base64.
+    #[serde(default)]
+    pub base64: Option<String>,
+}
+
+/// A part as multer parsed it.
+#[derive(Debug)]
+pub struct ParsedPart {
+    name: Option<String>,
+    filename: Option<String>,
+    content_type: Option<String>,
+    bytes: Vec<u8>,
+}
+
+/// Parses a recorded multipart body with multer: its parts, or why not.
+async fn parse_multipart(request: &Recorded) -> Result<Vec<ParsedPart>, String> {
+    let content_type = request.header_values("content-type").first().copied().ok_or("no Content-Type")?;
+    let boundary = multer::parse_boundary(content_type).map_err(|e| format!("Content-Type {content_type:?}: {e}"))?;
+    let mut parser = multer::Multipart::with_reader(&request.body[..], boundary);
+    let mut parts = Vec::new();
+    while let Some(field) = parser.next_field().await.map_err(|e| e.to_string())? {
+        let name = field.name().map(str::to_string);
+        let filename = field.file_name().map(str::to_string);
+        let content_type = field.content_type().map(ToString::to_string);
+        let bytes = field.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        parts.push(ParsedPart { name, filename, content_type, bytes });
+    }
+    Ok(parts)
 }
 
 /// Reads a case file.
@@ -472,7 +530,11 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
     let requests = server.as_ref().map(LoopbackServer::requests).unwrap_or_default();
     let connections = server.as_ref().map_or(0, LoopbackServer::connections);
     let expect: Expect = serde_json::from_value(substitute(&case.expect, &origin)).context("reading expect")?;
-    let failures = check(&expect, &run, &requests, connections);
+    let mut multiparts = Vec::new();
+    for r in &requests {
+        multiparts.push(parse_multipart(r).await);
+    }
+    let failures = check(&expect, &run, &requests, &multiparts, connections);
     if failures.is_empty() {
         Ok(())
     } else {
@@ -490,7 +552,7 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
     }
 }
 
-fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) -> Vec<String> {
+fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<Vec<ParsedPart>, String>], connections: usize) -> Vec<String> {
     let mut f = Vec::new();
     if e.exit != run.exit {
         same(&mut f, "exit code", &e.exit.into(), &run.exit.into());
@@ -503,7 +565,15 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
     if let Some(c) = e.continued {
         same(&mut f, "continued", &c.into(), &field("continued"));
     }
-    for (name, want) in [("status", &e.status), ("json", &e.json), ("body", &e.body), ("body_base64", &e.body_base64), ("outputs", &e.outputs)] {
+    for (name, want) in [
+        ("status", &e.status),
+        ("json", &e.json),
+        ("body", &e.body),
+        ("body_base64", &e.body_base64),
+        ("content_type", &e.content_type),
+        ("body_sha256", &e.body_sha256),
+        ("outputs", &e.outputs),
+    ] {
         if let Some(want) = want {
             same(&mut f, name, want, &field(name));
         }
@@ -588,8 +658,8 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], connections: usize) ->
         if want.len() != requests.len() {
             f.push(format!("server requests: expected {}, got {}", want.len(), requests.len()));
         }
-        for (i, (w, got)) in want.iter().zip(requests).enumerate() {
-            check_request(&mut f, i, w, got);
+        for (i, ((w, got), parts)) in want.iter().zip(requests).zip(multiparts).enumerate() {
+            check_request(&mut f, i, w, got, parts);
         }
     }
     for part in &e.stderr_contains {
@@ -611,7 +681,7 @@ fn same(f: &mut Vec<String>, what: &str, want: &Value, got: &Value) {
     }
 }
 
-fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorded) {
+fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorded, parts: &Result<Vec<ParsedPart>, String>) {
     let mut eq = |what: &str, want: Value, have: Value| same(f, &format!("request {i} {what}"), &want, &have);
     eq("method", w.method.as_str().into(), got.method.as_str().into());
     eq("path", w.path.as_str().into(), got.path().into());
@@ -635,5 +705,33 @@ fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorde
         let mut want = lines.join("\r\n");
         want.push_str("\r\n\r\n");
         eq("head", want.into(), got.head.as_str().into());
+    }
+    if let Some(b64) = &w.body_base64 {
+        let have = base64::engine::general_purpose::STANDARD.encode(&got.body);
+        if &have != b64 {
+            f.push(format!("request {i} body: expected {} bytes (base64 {b64:.60}…), got {} bytes (base64 {have:.60}…)", base64::engine::general_purpose::STANDARD.decode(b64).map_or(0, |b| b.len()), got.body.len()));
+        }
+    }
+    if let Some(want) = &w.multipart {
+        match parts {
+            Err(why) => f.push(format!("request {i}: the body is not multipart/form-data that multer reads: {why}")),
+            Ok(parts) => {
+                if parts.len() != want.len() {
+                    f.push(format!("request {i}: expected {} parts, multer read {}: {parts:?}", want.len(), parts.len()));
+                }
+                for (k, (w, p)) in want.iter().zip(parts).enumerate() {
+                    let mut eq = |what: &str, want: Value, have: Value| same(f, &format!("request {i} part {k} {what}"), &want, &have);
+                    eq("name", w.name.as_str().into(), p.name.clone().into());
+                    eq("filename", w.filename.clone().into(), p.filename.clone().into());
+                    eq("content type", w.content_type.clone().into(), p.content_type.clone().into());
+                    if let Some(text) = &w.text {
+                        eq("text", text.as_str().into(), String::from_utf8_lossy(&p.bytes).into_owned().into());
+                    }
+                    if let Some(b64) = &w.base64 {
+                        eq("bytes (base64)", b64.as_str().into(), base64::engine::general_purpose::STANDARD.encode(&p.bytes).into());
+                    }
+                }
+            }
+        }
     }
 }

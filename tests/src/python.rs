@@ -1,12 +1,69 @@
-//! The Python servers the tests run (httpbin on Werkzeug, proxy.py): a
-//! virtual environment under `target/` with the packages pinned in
-//! `tests/servers/requirements.txt`, made on first use (Python comes with the
-//! machine image) and reused by later runs.
+//! The Python servers the tests run (httpbin and a multipart echo on
+//! Werkzeug, proxy.py): a virtual environment under `target/` with the
+//! packages pinned in `tests/servers/requirements.txt`, made on first use
+//! (Python comes with the machine image) and reused by later runs, and the
+//! [`Server`] processes started from it.
 
 use anyhow::{Context as _, Result, bail};
+use std::ffi::OsStr;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A server process run by the virtual environment's Python, killed by its
+/// process id when dropped.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Runs `python <args>` (stdout piped, stderr discarded); `target_tmp`
+    /// as for [`venv`].
+    pub fn start<S: AsRef<OsStr>>(target_tmp: &Path, args: &[S]) -> Result<Server> {
+        let python = venv(target_tmp)?.join("bin/python");
+        let child = Command::new(python)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting python {:?}", args.iter().map(AsRef::as_ref).collect::<Vec<_>>()))?;
+        Ok(Server { child })
+    }
+
+    /// The port the server printed as the first line of its stdout.
+    pub fn printed_port(&mut self) -> Result<u16> {
+        let stdout = self.child.stdout.take().context("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        line.trim().parse().with_context(|| format!("the server printed {line:?}, not its port"))
+    }
+
+    /// Polls `read` until it gives the port, while the process lives (at most 30 s).
+    pub fn await_port(&mut self, read: impl Fn() -> Option<u16>) -> Result<u16> {
+        let started = Instant::now();
+        loop {
+            if let Some(port) = read() {
+                return Ok(port);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the server exited with {status}");
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("the server gave no port within 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 const REQUIREMENTS: &str = include_str!("../servers/requirements.txt");
 

@@ -14,56 +14,35 @@ use anyhow::{Context as _, Result, bail};
 use https_step_host::{StepRuntime, Tenant};
 use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_tests::shared::{step_runtime, tokio};
+use https_step_tests::python::Server;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const USER: &str = "workflow";
 const PASSWORD: &str = "pr0xy-pa55word";
 
-/// The running proxy; killed by its process id when dropped.
+/// The running proxy (killed with its [`Server`]).
 struct ForwardProxy {
-    child: Child,
+    _server: Server,
     port: u16,
     log: PathBuf,
 }
 
-impl Drop for ForwardProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl ForwardProxy {
     fn start(dir: &Path) -> Result<ForwardProxy> {
-        let python = https_step_tests::python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")))?.join("bin/python");
         let (port_file, log) = (dir.join("proxy.port"), dir.join("proxy.log"));
-        let child = Command::new(python)
-            .args(["-m", "proxy", "--hostname", "127.0.0.1", "--port", "0", "--num-workers", "1", "--num-acceptors", "1"])
-            .args(["--basic-auth", &format!("{USER}:{PASSWORD}"), "--log-level", "INFO"])
-            .arg("--port-file")
-            .arg(&port_file)
-            .arg("--log-file")
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting proxy.py")?;
-        let mut proxy = ForwardProxy { child, port: 0, log };
-        let started = Instant::now();
-        while proxy.port == 0 {
-            if let Some(status) = proxy.child.try_wait()? {
-                bail!("proxy.py exited with {status}");
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("proxy.py wrote no port file within 30 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            proxy.port = std::fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()).unwrap_or(0);
-        }
-        Ok(proxy)
+        let auth = format!("{USER}:{PASSWORD}");
+        let mut args: Vec<OsString> = ["-m", "proxy", "--hostname", "127.0.0.1", "--port", "0", "--num-workers", "1", "--num-acceptors", "1"]
+            .into_iter()
+            .chain(["--basic-auth", &auth, "--log-level", "INFO", "--port-file"])
+            .map(OsString::from)
+            .collect();
+        args.extend([port_file.clone().into(), "--log-file".into(), log.clone().into()]);
+        let mut server = Server::start(Path::new(env!("CARGO_TARGET_TMPDIR")), &args)?;
+        let port = server.await_port(|| std::fs::read_to_string(&port_file).ok()?.trim().parse().ok())?;
+        Ok(ForwardProxy { _server: server, port, log })
     }
 
     /// The access-log lines so far.

@@ -10,26 +10,15 @@
 
 use anyhow::{Context as _, Result, bail};
 use https_step_host::StepRuntime;
+use https_step_tests::python::Server;
 use https_step_tests::run_cli;
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-/// The running server; killed by its process id when dropped.
-struct Httpbin {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Httpbin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path) -> Result<Httpbin> {
+/// Starts `app` (`httpbin` or `multipart`, see `servers/werkzeug_server.py`)
+/// on Werkzeug over HTTPS with a fresh certificate in `dir`; the server and
+/// its port.
+fn start(dir: &Path, app: &str) -> Result<(Server, u16)> {
     // What `openssl req -x509 -addext subjectAltName=IP:127.0.0.1` makes:
     // self-signed, basicConstraints CA:TRUE, the IP as a SAN.
     let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])?;
@@ -38,21 +27,11 @@ fn start(dir: &Path) -> Result<Httpbin> {
     let cert = params.self_signed(&key)?;
     std::fs::write(dir.join("cert.pem"), cert.pem())?;
     std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
-    let python = https_step_tests::python::venv(Path::new(env!("CARGO_TARGET_TMPDIR")))?.join("bin/python");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/httpbin_server.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(dir.join("cert.pem"))
-        .arg(dir.join("key.pem"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting httpbin")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let port = line.trim().parse().with_context(|| format!("httpbin printed {line:?}, not its port"))?;
-    Ok(Httpbin { child, port })
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/werkzeug_server.py");
+    let args = [script, app.into(), dir.join("cert.pem"), dir.join("key.pem")];
+    let mut server = Server::start(Path::new(env!("CARGO_TARGET_TMPDIR")), &args)?;
+    let port = server.printed_port()?;
+    Ok((server, port))
 }
 
 /// Runs one step through the CLI code path; the output JSON.
@@ -79,8 +58,8 @@ fn header<'a>(out: &'a Value, name: &str) -> Option<&'a str> {
 fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_werkzeug_httpbin() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("https-step-httpbin-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let server = start(&dir)?;
-    let origin = format!("https://127.0.0.1:{}", server.port);
+    let (server, port) = start(&dir, "httpbin")?;
+    let origin = format!("https://127.0.0.1:{port}");
     let runtime = https_step_tests::shared::step_runtime();
     let result = https_step_tests::shared::tokio().block_on(async {
         let url = format!("{origin}/anything/x");
@@ -126,6 +105,85 @@ fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_we
         let raw = step(runtime, &dir, &origin, json!({"url": format!("{origin}/gzip"), "decompress": false, "continue_on_error": true})).await?;
         assert!(raw["body_base64"].as_str().is_some_and(|b| b.starts_with("H4sI")), "undecoded gzip: {raw:#}");
         assert_eq!(raw["error"]["kind"], json!("invalid-response"));
+        Ok::<_, anyhow::Error>(())
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// Deterministic bytes that are not text: every byte value, in no order a
+/// compressor or a lucky parser would like.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Multipart and binary uploads read back by Werkzeug's form parser (what
+/// a Flask app sees in `request.form` and `request.files`): names with
+/// quotes, backslashes and non-ASCII characters, repeated names, a 3 MiB
+/// file and a PDF, each file's name, type and SHA-256; then a raw binary body.
+#[test]
+fn multipart_and_binary_uploads_are_read_back_exactly_by_werkzeug() -> Result<()> {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let dir = std::env::temp_dir().join(format!("https-step-werkzeug-multipart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (server, port) = start(&dir, "multipart")?;
+    let origin = format!("https://127.0.0.1:{port}");
+    let runtime = https_step_tests::shared::step_runtime();
+    let big = noise(3 << 20);
+    let pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let result = https_step_tests::shared::tokio().block_on(async {
+        let upload = json!({
+            "url": format!("{origin}/upload"),
+            "method": "POST",
+            "body": {"multipart": [
+                {"name": "applicant", "value": "Zoë Ångström"},
+                {"name": "say \"hi\"", "value": "quoted name"},
+                {"name": "path\\to", "value": "backslash name"},
+                {"name": "tag", "value": "a"},
+                {"name": "tag", "value": "b"},
+                {"name": "scan", "filename": "scan.bin", "base64": b64(&big)},
+                {"name": "cv", "filename": "résumé \"final\" 履歴書.pdf", "content_type": "application/pdf", "base64": b64(&pdf)}
+            ]}
+        });
+        let out = step(runtime, &dir, &origin, upload).await?;
+        let seen = &out["json"];
+        assert!(seen["content_type"].as_str().is_some_and(|c| c.starts_with("multipart/form-data; boundary=https-step-")), "{seen:#}");
+        assert_eq!(
+            seen["form"],
+            json!([["applicant", "Zoë Ångström"], ["say \"hi\"", "quoted name"], ["path\\to", "backslash name"], ["tag", "a"], ["tag", "b"]]),
+            "{seen:#}"
+        );
+        assert_eq!(
+            seen["files"],
+            json!([
+                {"name": "scan", "filename": "scan.bin", "content_type": "application/octet-stream", "size": big.len(), "sha256": sha256_hex(&big)},
+                {"name": "cv", "filename": "résumé \"final\" 履歴書.pdf", "content_type": "application/pdf", "size": pdf.len(), "sha256": sha256_hex(&pdf)}
+            ]),
+            "{seen:#}"
+        );
+
+        let raw = step(runtime, &dir, &origin, json!({
+            "url": format!("{origin}/upload"),
+            "method": "PUT",
+            "body": {"binary": {"base64": b64(&big), "content_type": "image/tiff"}}
+        })).await?;
+        assert_eq!(raw["json"]["content_type"], json!("image/tiff"));
+        assert_eq!(raw["json"]["raw"], json!({"size": big.len(), "sha256": sha256_hex(&big)}), "{:#}", raw["json"]);
         Ok::<_, anyhow::Error>(())
     });
     drop(server);

@@ -120,6 +120,16 @@ impl BodyDecoder {
         BodyDecoder { coding, state, out: capped() }
     }
 
+    /// Makes room for a body of `len` bytes (its declared `Content-Length`)
+    /// up to the cap, when it is kept as it comes: the buffer is then
+    /// allocated once, not doubled as it fills (which, for a large file,
+    /// leaves freed halves the next allocation cannot use).
+    pub fn expect(&mut self, len: u64) {
+        if matches!(self.state, State::Identity) {
+            self.out.out.reserve(usize::try_from(len.min(self.out.cap)).unwrap_or(0));
+        }
+    }
+
     /// Takes the next bytes of the body as received.
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), StepError> {
         let result = match &mut self.state {

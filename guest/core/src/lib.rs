@@ -19,6 +19,7 @@
 //! ```
 
 mod auth;
+mod body;
 mod checks;
 pub mod content;
 pub mod headers;

@@ -49,7 +49,8 @@ macro_rules! mirror_wit_types {
         $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
         $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
-        $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text]);
+        $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text, Binary, Multipart]);
+        $crate::mirror_wit_types!(@map $wit; ResponseFormat; [Auto, Json, Text, Binary]; []);
         $crate::mirror_wit_types!(@map $wit; Auth; []; [Basic, Bearer, ApiKey, Oauth2ClientCredentials]);
         $crate::mirror_wit_types!(@map $wit; Oauth2ClientAuth; [Basic, Body]; []);
         $crate::mirror_wit_types!(@map $wit; ApiKeyIn; [Header, Query]; []);

@@ -1,7 +1,8 @@
 //! Turns a validated [`StepConfig`] into the exact request to send.
 
-use crate::model::{Body, KeyValue, Method, Problem, StepConfig};
+use crate::model::{KeyValue, Method, Problem, StepConfig};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::sync::Arc;
 
 /// `User-Agent` sent unless the config sets one (many APIs, GitHub's among
 /// them, refuse requests without it).
@@ -25,8 +26,9 @@ pub struct PreparedRequest {
     pub url: url::Url,
     /// Headers in sending order.
     pub headers: Vec<KeyValue>,
-    /// Body bytes (empty for no body).
-    pub body: Vec<u8>,
+    /// Body bytes (empty for no body), shared by every attempt and redirect
+    /// hop of a run, so a file body is held once.
+    pub body: Arc<Vec<u8>>,
 }
 
 impl PreparedRequest {
@@ -61,8 +63,9 @@ pub fn encode_query_component(s: &str) -> String {
     utf8_percent_encode(s, QUERY_COMPONENT).to_string()
 }
 
-/// Builds the request of a config that passed [`crate::validate`].
-pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
+/// Builds the request of a config that passed [`crate::validate`];
+/// `random` gives random bytes (a multipart body's boundary).
+pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<PreparedRequest, Problem> {
     let mut url = url::Url::parse(config.url.trim())
         .map_err(|err| Problem::new("url", format!("not a valid absolute URL: {err}")))?;
     let credential = config.auth.as_ref().map(crate::auth::credential);
@@ -90,23 +93,16 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
     }
     let (body, content_type) = match &config.body {
         None => (Vec::new(), None),
-        Some(Body::Json(text)) => (text.as_str().as_bytes().to_vec(), Some("application/json")),
-        Some(Body::Form(fields)) => {
-            let encoded = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(fields.iter().map(|kv| (&kv.key, &kv.value)))
-                .finish();
-            (encoded.into_bytes(), Some("application/x-www-form-urlencoded"))
+        Some(body) => {
+            let encoded = crate::body::encode(body, &mut || crate::body::boundary(&random(16)))?;
+            (encoded.bytes, encoded.content_type)
         }
-        Some(Body::Text(t)) => (
-            t.text.clone().into_bytes(),
-            Some(t.content_type.as_deref().unwrap_or("text/plain; charset=utf-8")),
-        ),
     };
     let has = |headers: &[KeyValue], name: &str| headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name));
     // A Content-Type configured as a header wins over the body kind's default.
     if let Some(ct) = content_type
         && !has(&headers, "content-type") {
-            headers.push(KeyValue::new("Content-Type", ct));
+            headers.push(KeyValue::new("Content-Type", ct.into_owned()));
         }
     if !has(&headers, "user-agent") {
         headers.push(KeyValue::new("User-Agent", USER_AGENT));
@@ -120,14 +116,18 @@ pub fn prepare(config: &StepConfig) -> Result<PreparedRequest, Problem> {
         method: config.method,
         url,
         headers,
-        body,
+        body: Arc::new(body),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::TextBody;
+    use crate::{Body, TextBody};
+
+    fn no_random(_: usize) -> Vec<u8> {
+        unreachable!("no multipart body here")
+    }
     use serde_json::json;
 
     #[test]
@@ -139,7 +139,7 @@ mod tests {
             KeyValue::new("tag", "y+z"),
             KeyValue::new("empty", ""),
         ];
-        let r = prepare(&c).expect("prepare");
+        let r = prepare(&c, &mut no_random).expect("prepare");
         assert_eq!(
             r.path_with_query(),
             "/v1/items?fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&tag=x&tag=y%2Bz&empty="
@@ -149,10 +149,10 @@ mod tests {
 
     #[test]
     fn explicit_port_and_ip_authority() {
-        let r = prepare(&StepConfig::get("http://127.0.0.1:8080")).expect("prepare");
+        let r = prepare(&StepConfig::get("http://127.0.0.1:8080"), &mut no_random).expect("prepare");
         assert_eq!(r.authority(), "127.0.0.1:8080");
         assert_eq!(r.path_with_query(), "/");
-        let r = prepare(&StepConfig::get("https://[::1]:9443/x")).expect("prepare");
+        let r = prepare(&StepConfig::get("https://[::1]:9443/x"), &mut no_random).expect("prepare");
         assert_eq!(r.authority(), "[::1]:9443");
     }
 
@@ -161,20 +161,20 @@ mod tests {
         let mut c = StepConfig::get("https://x.test");
         c.method = Method::Post;
         c.body = Some(Body::Json(json!({"b": [1, true, null], "a": "é"}).into()));
-        let r = prepare(&c).expect("prepare");
+        let r = prepare(&c, &mut no_random).expect("prepare");
         // Key order is kept as configured (serde_json `preserve_order`).
-        assert_eq!(r.body, "{\"b\":[1,true,null],\"a\":\"é\"}".as_bytes());
+        assert_eq!(*r.body, "{\"b\":[1,true,null],\"a\":\"é\"}".as_bytes());
         assert_eq!(r.header("content-type"), Some("application/json"));
 
         c.body = Some(Body::Form(vec![KeyValue::new("name", "Ada Lovelace"), KeyValue::new("x", "1&2=3")]));
-        let r = prepare(&c).expect("prepare");
-        assert_eq!(r.body, b"name=Ada+Lovelace&x=1%262%3D3");
+        let r = prepare(&c, &mut no_random).expect("prepare");
+        assert_eq!(*r.body, b"name=Ada+Lovelace&x=1%262%3D3");
         assert_eq!(r.header("Content-Type"), Some("application/x-www-form-urlencoded"));
 
         c.body = Some(Body::Text(TextBody { text: "a,b".into(), content_type: Some("text/csv".into()) }));
-        assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/csv"));
+        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("content-type"), Some("text/csv"));
         c.body = Some(Body::Text(TextBody { text: "hi".into(), content_type: None }));
-        assert_eq!(prepare(&c).expect("prepare").header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("content-type"), Some("text/plain; charset=utf-8"));
     }
 
     #[test]
@@ -183,9 +183,9 @@ mod tests {
         c.method = Method::Put;
         c.headers = vec![KeyValue::new("content-type", "application/vnd.api+json"), KeyValue::new("User-Agent", "mine")];
         c.body = Some(Body::Json(json!(1).into()));
-        let r = prepare(&c).expect("prepare");
+        let r = prepare(&c, &mut no_random).expect("prepare");
         assert_eq!(r.headers[..2], c.headers[..]);
-        let r = prepare(&StepConfig::get("https://x.test")).expect("prepare");
+        let r = prepare(&StepConfig::get("https://x.test"), &mut no_random).expect("prepare");
         assert_eq!(r.header("user-agent"), Some(USER_AGENT));
         assert!(r.body.is_empty() && r.header("content-type").is_none());
     }
@@ -193,13 +193,13 @@ mod tests {
     #[test]
     fn accept_encoding_unless_configured_or_off() {
         let mut c = StepConfig::get("https://x.test");
-        assert_eq!(prepare(&c).expect("prepare").header("accept-encoding"), Some("gzip, deflate, br"));
+        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("accept-encoding"), Some("gzip, deflate, br"));
         c.headers = vec![KeyValue::new("Accept-Encoding", "identity")];
-        let r = prepare(&c).expect("prepare");
+        let r = prepare(&c, &mut no_random).expect("prepare");
         assert_eq!(r.headers.iter().filter(|kv| kv.key.eq_ignore_ascii_case("accept-encoding")).count(), 1);
         assert_eq!(r.header("accept-encoding"), Some("identity"));
         c.headers.clear();
         c.decompress = Some(false);
-        assert_eq!(prepare(&c).expect("prepare").header("accept-encoding"), None);
+        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("accept-encoding"), None);
     }
 }

@@ -15,9 +15,10 @@
 //! redacted (`***`) from everything the step reports.
 
 use crate::headers::check_value;
-use crate::model::{ApiKeyIn, Auth, Body, KeyValue, Problem, SigningScheme, StepConfig, TextBody};
+use crate::model::{ApiKeyIn, Auth, Body, Problem, SigningScheme, StepConfig};
 use crate::request::encode_query_component;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
 /// One step of a context path.
@@ -175,10 +176,10 @@ impl Template {
 }
 
 /// A value as text: strings as they are, anything else as compact JSON.
-fn as_text(value: &Value) -> String {
+fn as_text(value: &Value) -> Cow<'_, str> {
     match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_string()),
     }
 }
 
@@ -192,22 +193,18 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn get(&self, path: &ContextPath) -> Result<Value, String> {
+    /// The value at `path`, borrowed from the context (a value of many
+    /// megabytes is copied only where it lands).
+    fn get(&self, path: &ContextPath) -> Result<Cow<'_, Value>, String> {
         match self {
-            Source::Context(root) => path.lookup(root).cloned(),
-            Source::StandIn => Ok(Value::String("x".into())),
+            Source::Context(root) => path.lookup(root).map(Cow::Borrowed),
+            Source::StandIn => Ok(Cow::Owned(Value::String("x".into()))),
         }
     }
 }
 
-/// Renders a template as text; `encode` is applied to each inserted value.
-fn render_text(
-    text: &str,
-    field: &str,
-    source: &Source<'_>,
-    encode: &dyn Fn(&str) -> String,
-    problems: &mut Vec<Problem>,
-) -> String {
+/// Renders a template as text.
+fn render_text(text: &str, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> String {
     let template = match Template::parse(text) {
         Ok(t) => t,
         Err(e) => {
@@ -220,7 +217,7 @@ fn render_text(
         match segment {
             Segment::Literal(l) => out.push_str(l),
             Segment::Placeholder(p) => match source.get(p) {
-                Ok(v) => out.push_str(&encode(&as_text(&v))),
+                Ok(v) => out.push_str(&as_text(&v)),
                 Err(e) => problems.push(Problem::new(field, format!("{{{{ {p} }}}}: {e}"))),
             },
         }
@@ -232,7 +229,7 @@ fn render_text(
 /// whichever they land in, and may only appear after `scheme://authority/`.
 fn render_url(url: &str, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> String {
     let Ok(template) = Template::parse(url) else {
-        return render_text(url, field, source, &|s| s.to_string(), problems);
+        return render_text(url, field, source, problems);
     };
     let mut out = String::new();
     for segment in &template.0 {
@@ -281,14 +278,14 @@ fn render_json(value: &Value, field: &str, source: &Source<'_>, problems: &mut V
             if let Ok(t) = Template::parse(s)
                 && let Some(p) = t.sole_path() {
                     return match source.get(p) {
-                        Ok(v) => v,
+                        Ok(v) => v.into_owned(),
                         Err(e) => {
                             problems.push(Problem::new(field, format!("{{{{ {p} }}}}: {e}")));
                             Value::Null
                         }
                     };
                 }
-            Value::String(render_text(s, field, source, &|s| s.to_string(), problems))
+            Value::String(render_text(s, field, source, problems))
         }
         Value::Array(items) => Value::Array(
             items.iter().enumerate().map(|(i, v)| render_json(v, &format!("{field}[{i}]"), source, problems)).collect(),
@@ -300,26 +297,43 @@ fn render_json(value: &Value, field: &str, source: &Source<'_>, problems: &mut V
     }
 }
 
-/// Renders every templated field of `config` from `source`, collecting every
-/// problem (syntax, placement, unknown paths, unsafe header values). Fields
-/// with a problem are left as they were.
-pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, Vec<Problem>) {
+/// Renders a field in place; a field without `{{` is left untouched (no
+/// copy: a body of many megabytes stays where it is).
+fn render_field(value: &mut String, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) {
+    if value.contains("{{") {
+        *value = render_text(value, field, source, problems);
+    }
+}
+
+/// Renders a base64 field. Without a context, a templated one stands in as
+/// empty (valid base64), so only its template syntax is checked.
+fn render_base64(value: &mut String, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) {
+    let templated = value.contains("{{");
+    render_field(value, field, source, problems);
+    if templated && matches!(source, Source::StandIn) {
+        value.clear();
+    }
+}
+
+/// Renders every templated field of `config` from `source`, in place,
+/// collecting every problem (syntax, placement, unknown paths, unsafe header
+/// values). Fields with a problem are left as they were.
+pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig, Vec<Problem>) {
     let mut problems = Vec::new();
-    let raw = |s: &str| s.to_string();
-    let mut out = config.clone();
-    out.url = render_url(&config.url, "url", source, &mut problems);
-    for (i, kv) in config.headers.iter().enumerate() {
+    let url = std::mem::take(&mut config.url);
+    config.url = render_url(&url, "url", source, &mut problems);
+    for (i, kv) in config.headers.iter_mut().enumerate() {
         let field = format!("headers[{i}].value");
         let before = problems.len();
-        let value = render_text(&kv.value, &field, source, &raw, &mut problems);
+        let templated = kv.value.contains("{{");
+        render_field(&mut kv.value, &field, source, &mut problems);
         // Only a rendered value is checked here; literal values are validate's.
-        if problems.len() == before && value != kv.value
-            && let Some(p) = check_value(&field, &value) {
+        if problems.len() == before && templated
+            && let Some(p) = check_value(&field, &kv.value) {
                 problems.push(Problem::new(field, format!("a {{{{ }}}} value here is unusable: {}", p.message)));
             }
-        out.headers[i] = KeyValue::new(kv.key.clone(), value);
     }
-    for (i, kv) in config.query.iter().enumerate() {
+    for (i, kv) in config.query.iter_mut().enumerate() {
         let field = format!("query[{i}].value");
         if let Ok(t) = Template::parse(&kv.value)
             && let Some(p) = t.paths().find(|p| p.is_secret()) {
@@ -327,34 +341,48 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
                 continue;
             }
         // Encoded later, with every other query value.
-        out.query[i].value = render_text(&kv.value, &field, source, &raw, &mut problems);
+        render_field(&mut kv.value, &field, source, &mut problems);
     }
-    out.body = match &config.body {
-        None => None,
-        Some(Body::Json(text)) => Some(match text.parse("body.json") {
-            Ok(v) => Body::Json(render_json(&v, "body.json", source, &mut problems).into()),
-            Err(p) => {
-                problems.push(p);
-                Body::Json(text.clone())
+    match &mut config.body {
+        None => {}
+        Some(Body::Json(text)) => match text.parse("body.json") {
+            Ok(v) => *text = render_json(&v, "body.json", source, &mut problems).into(),
+            Err(p) => problems.push(p),
+        },
+        Some(Body::Form(fields)) => {
+            for (i, kv) in fields.iter_mut().enumerate() {
+                render_field(&mut kv.value, &format!("body.form[{i}].value"), source, &mut problems);
             }
-        }),
-        Some(Body::Form(fields)) => Some(Body::Form(
-            fields
-                .iter()
-                .enumerate()
-                .map(|(i, kv)| KeyValue::new(kv.key.clone(), render_text(&kv.value, &format!("body.form[{i}].value"), source, &raw, &mut problems)))
-                .collect(),
-        )),
-        Some(Body::Text(t)) => Some(Body::Text(TextBody {
-            text: render_text(&t.text, "body.text", source, &raw, &mut problems),
-            content_type: t.content_type.clone(),
-        })),
-    };
-    if let Some(signing) = &mut out.signing {
+        }
+        Some(Body::Text(t)) => render_field(&mut t.text, "body.text", source, &mut problems),
+        Some(Body::Binary(b)) => {
+            render_base64(&mut b.base64, "body.binary.base64", source, &mut problems);
+            if let Some(ct) = &mut b.content_type {
+                render_field(ct, "body.binary.content_type", source, &mut problems);
+            }
+        }
+        Some(Body::Multipart(parts)) => {
+            for (i, part) in parts.iter_mut().enumerate() {
+                let at = |field: &str| format!("body.multipart[{i}].{field}");
+                if let Some(value) = &mut part.value {
+                    render_field(value, &at("value"), source, &mut problems);
+                }
+                if let Some(b64) = &mut part.base64 {
+                    render_base64(b64, &at("base64"), source, &mut problems);
+                }
+                for (value, field) in [(&mut part.filename, "filename"), (&mut part.content_type, "content_type")] {
+                    if let Some(value) = value {
+                        render_field(value, &at(field), source, &mut problems);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(signing) = &mut config.signing {
         let scheme = signing.scheme.unwrap_or(SigningScheme::Persona);
         for (i, secret) in signing.secrets.iter_mut().enumerate() {
             let templated = secret.contains("{{");
-            *secret = render_text(secret, &format!("signing.secret[{i}]"), source, &raw, &mut problems);
+            render_field(secret, &format!("signing.secret[{i}]"), source, &mut problems);
             if templated && matches!(source, Source::StandIn) {
                 // A stand-in for a secret that only the context can give: any
                 // valid secret of the scheme, so the rest of the config is checked.
@@ -365,19 +393,16 @@ pub fn render_config(config: &StepConfig, source: &Source<'_>) -> (StepConfig, V
             }
         }
     }
-    if let Some(auth) = &mut out.auth {
+    if let Some(auth) = &mut config.auth {
         render_auth(auth, source, &mut problems);
     }
-    (out, problems)
+    (config, problems)
 }
 
 /// Renders the credentials of `auth`. A key sent in the query may not come
 /// from `secrets` (the URL is logged), as for `query`.
 fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>) {
-    let raw = |s: &str| s.to_string();
-    let render = |value: &mut String, field: &str, problems: &mut Vec<Problem>| {
-        *value = render_text(value, field, source, &raw, problems);
-    };
+    let render = |value: &mut String, field: &str, problems: &mut Vec<Problem>| render_field(value, field, source, problems);
     match auth {
         Auth::Basic(b) => {
             render(&mut b.username, "auth.basic.username", problems);
@@ -418,7 +443,7 @@ fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Method, Signing};
+    use crate::model::{KeyValue, Method, Signing};
     use serde_json::json;
 
     fn ctx() -> Value {
@@ -432,13 +457,13 @@ mod tests {
     }
 
     fn rendered(c: &StepConfig, source: &Source<'_>) -> StepConfig {
-        let (r, problems) = render_config(c, source);
+        let (r, problems) = render_config(c.clone(), source);
         assert!(problems.is_empty(), "{problems:?}");
         r
     }
 
     fn problems(c: &StepConfig, source: &Source<'_>) -> Vec<Problem> {
-        let (_, problems) = render_config(c, source);
+        let (_, problems) = render_config(c.clone(), source);
         assert!(!problems.is_empty());
         problems
     }

@@ -2,7 +2,7 @@
 
 use crate::headers::check_header;
 use crate::model::{
-    Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Problem, StepConfig, TextBody,
+    Auth, BinaryBody, Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Method, MultipartPart, Problem, ResponseFormat, StepConfig, TextBody,
 };
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -30,12 +30,12 @@ pub struct Checked {
 /// Returns every problem of `config`, templates included, without a
 /// workflow context; empty when it can run.
 pub fn validate(config: &StepConfig) -> Vec<Problem> {
-    render_and_check(config, &Source::StandIn).err().unwrap_or_default()
+    render_and_check(config.clone(), &Source::StandIn).err().unwrap_or_default()
 }
 
 /// Renders `config`'s templates from `source` and checks the result: the
 /// rendered config and its checked parts, or every problem of both stages.
-pub fn render_and_check(config: &StepConfig, source: &Source<'_>) -> Result<(StepConfig, Checked), Vec<Problem>> {
+pub fn render_and_check(config: StepConfig, source: &Source<'_>) -> Result<(StepConfig, Checked), Vec<Problem>> {
     let (rendered, mut problems) = render_config(config, source);
     match check(&rendered) {
         Ok(checked) if problems.is_empty() => Ok((rendered, checked)),
@@ -58,6 +58,7 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     check_headers(config, &mut problems);
     check_query(config, &mut problems);
     check_body(config, &mut problems);
+    check_response_format(config, &mut problems);
     problems.extend(crate::auth::check(config));
     check_limits(config, &mut problems);
     let expected = match &config.expected_status {
@@ -134,6 +135,7 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
             format!("a {} request cannot carry a body; use POST, PUT, PATCH, DELETE or OPTIONS, or remove the body", config.method),
         ));
     }
+    let content_type_header = config.headers.iter().position(|kv| kv.key.eq_ignore_ascii_case("content-type"));
     match body {
         Body::Json(_) => {}
         Body::Form(fields) => {
@@ -143,14 +145,77 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
                 }
             }
         }
-        Body::Text(TextBody { content_type, .. }) => {
-            if let Some(ct) = content_type {
-                problems.extend(check_header("body.content_type", "Content-Type", ct).into_iter().map(|mut p| {
-                    p.path = "body.content_type".into();
-                    p
-                }));
+        Body::Text(TextBody { content_type, .. }) => check_media_type("body.content_type", content_type.as_deref(), problems),
+        Body::Binary(BinaryBody { base64, content_type }) => {
+            problems.extend(crate::body::check_base64("body.binary.base64", base64));
+            check_media_type("body.binary.content_type", content_type.as_deref(), problems);
+            if content_type.is_some() && content_type_header.is_some() {
+                problems.push(Problem::new(
+                    "body.binary.content_type",
+                    "a Content-Type header is configured too; give the media type once (here, or as the header)",
+                ));
             }
         }
+        Body::Multipart(parts) => {
+            if let Some(i) = content_type_header {
+                problems.push(Problem::new(
+                    format!("headers[{i}].key"),
+                    "a multipart body gets its Content-Type (with the boundary) from the step, so header and body always agree; remove this header",
+                ));
+            }
+            if parts.is_empty() {
+                problems.push(Problem::new("body.multipart", "has no parts; give at least one {\"name\": …, \"value\": …} or remove the body"));
+            }
+            for (i, part) in parts.iter().enumerate() {
+                check_part(&format!("body.multipart[{i}]"), part, problems);
+            }
+        }
+    }
+}
+
+fn check_part(at: &str, part: &MultipartPart, problems: &mut Vec<Problem>) {
+    if part.name.is_empty() {
+        problems.push(Problem::new(format!("{at}.name"), "is empty; every part needs a field name"));
+    }
+    match (&part.value, &part.base64) {
+        (Some(_), Some(_)) => problems.push(Problem::new(at, "give either \"value\" (text) or \"base64\" (bytes), not both")),
+        (None, None) => problems.push(Problem::new(at, "has no content; give \"value\" (text) or \"base64\" (bytes)")),
+        (None, Some(b64)) => problems.extend(crate::body::check_base64(&format!("{at}.base64"), b64)),
+        (Some(_), None) => {}
+    }
+    check_media_type(&format!("{at}.content_type"), part.content_type.as_deref(), problems);
+}
+
+/// A media type given as a body field goes into a header: the header rules apply.
+fn check_media_type(path: &str, value: Option<&str>, problems: &mut Vec<Problem>) {
+    if let Some(value) = value {
+        problems.extend(check_header(path, "Content-Type", value).into_iter().map(|mut p| {
+            p.path = path.into();
+            p
+        }));
+    }
+}
+
+/// `response_format` against what needs JSON.
+fn check_response_format(config: &StepConfig, problems: &mut Vec<Problem>) {
+    let format = config.response_format();
+    if matches!(format, ResponseFormat::Text | ResponseFormat::Binary) {
+        let body_signal = matches!(&config.auth, Some(Auth::Oauth2ClientCredentials(o)) if o.refresh_on.as_ref().is_some_and(|r| r.body.is_some()));
+        for (given, field) in [
+            (config.response_schema.is_some(), "response_schema"),
+            (!config.outputs.is_empty(), "outputs"),
+            (body_signal, "auth.oauth2_client_credentials.refresh_on.body"),
+        ] {
+            if given {
+                problems.push(Problem::new(
+                    "response_format",
+                    format!("is {} and never parses JSON, but {field} needs JSON; use \"json\" or \"auto\", or remove {field}", format.as_str()),
+                ));
+            }
+        }
+    }
+    if format == ResponseFormat::Json && config.method == Method::Head {
+        problems.push(Problem::new("response_format", "is json, but a HEAD response has no body; use \"auto\" or another method"));
     }
 }
 
@@ -174,7 +239,7 @@ fn check_limits(config: &StepConfig, problems: &mut Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{KeyValue, Method, StatusPattern};
+    use crate::model::{KeyValue, StatusPattern};
     use serde_json::json;
 
     fn paths(c: &StepConfig) -> Vec<String> {
@@ -248,4 +313,55 @@ mod tests {
         let paths: Vec<String> = validate(&c).into_iter().map(|p| p.path).collect();
         assert_eq!(paths, ["url", "headers[0].value", "headers[1].key", "response_schema", "outputs.id", "outputs.bad name", "outputs.bad name"]);
     }
+
+    fn part(name: &str, value: Option<&str>, base64: Option<&str>) -> crate::model::MultipartPart {
+        crate::model::MultipartPart { name: name.into(), value: value.map(Into::into), base64: base64.map(Into::into), filename: None, content_type: None }
+    }
+
+    #[test]
+    fn every_body_misuse_at_once() {
+        let mut c = StepConfig::get("https://x.test");
+        c.headers = vec![KeyValue::new("Content-Type", "multipart/form-data; boundary=mine")];
+        c.body = Some(Body::Multipart(vec![
+            part("", Some("a"), None),
+            part("both", Some("a"), Some("AA==")),
+            part("none", None, None),
+            part("bad", None, Some("not base64!")),
+            crate::model::MultipartPart { content_type: Some("text/plain\r\nX: y".into()), ..part("ct", Some("v"), None) },
+        ]));
+        assert_eq!(
+            paths(&c),
+            ["body", "headers[0].key", "body.multipart[0].name", "body.multipart[1]", "body.multipart[2]", "body.multipart[3].base64", "body.multipart[4].content_type"]
+        );
+        c.method = Method::Post;
+        c.headers.clear();
+        c.body = Some(Body::Multipart(vec![]));
+        assert_eq!(paths(&c), ["body.multipart"]);
+    }
+
+    #[test]
+    fn binary_bodies_and_response_formats() {
+        let mut c = StepConfig::get("https://x.test");
+        c.method = Method::Put;
+        c.body = Some(Body::Binary(BinaryBody { base64: "JVBERi0xLjQ=".into(), content_type: Some("application/pdf".into()) }));
+        assert!(validate(&c).is_empty());
+        c.headers = vec![KeyValue::new("content-type", "application/pdf")];
+        c.body = Some(Body::Binary(BinaryBody { base64: "JVBERi0xLjQ*".into(), content_type: Some("application/pdf".into()) }));
+        assert_eq!(paths(&c), ["body.binary.base64", "body.binary.content_type"]);
+        // A template stands in as valid base64 until the context gives it.
+        c.headers.clear();
+        c.body = Some(Body::Binary(BinaryBody { base64: "{{ steps.download.body_base64 }}".into(), content_type: None }));
+        assert!(validate(&c).is_empty());
+
+        let mut c = StepConfig::get("https://x.test");
+        c.response_format = Some(ResponseFormat::Binary);
+        c.outputs = vec![KeyValue::new("id", "/id")];
+        c.response_schema = Some(serde_json::json!(true).into());
+        assert_eq!(paths(&c), ["response_format", "response_format"]);
+        c.response_format = Some(ResponseFormat::Json);
+        assert!(validate(&c).is_empty());
+        c.method = Method::Head;
+        assert_eq!(paths(&c), ["response_format"]);
+    }
 }
+

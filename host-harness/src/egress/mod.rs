@@ -199,7 +199,7 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         return Err(Error::HttpRequestBodySize(declared_len).into());
     }
     let mut request = request.map(|body| {
-        Guarded::new(body, None, max_body, |cap| Error::HttpRequestBodySize(Some(cap))).boxed_unsync()
+        Guarded::new(body, None, max_body, |_| Error::HttpRequestBodySize(None)).boxed_unsync()
     });
     match via {
         // Plain http through a proxy: the absolute form (RFC 9112 §3.2.2) and

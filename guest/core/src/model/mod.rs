@@ -164,6 +164,47 @@ wit_records! { $
         pub content_type: Option<String>,
     }
 
+    /// Bytes sent as they are: a document, an image, a PDF.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct BinaryBody {
+        /// The bytes, base64-encoded (RFC 4648 §4, padding optional, line
+        /// breaks ignored); may be a `{{ }}` template, e.g. a previous step's
+        /// `body_base64`.
+        pub base64: String,
+        /// `Content-Type` to send; may be a template. Default:
+        /// `application/octet-stream`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "application/octet-stream")))]
+        pub content_type: Option<String>,
+    }
+
+    /// One part of a `multipart/form-data` body (RFC 7578): a text field
+    /// (`value`) or bytes (`base64`), optionally as a file (`filename`).
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[cfg_attr(feature = "schema", schemars(extend("oneOf" = [
+        {"required": ["value"], "properties": {"value": {"type": "string"}}},
+        {"required": ["base64"], "properties": {"base64": {"type": "string"}}}
+    ])))]
+    #[serde(deny_unknown_fields)]
+    pub struct MultipartPart {
+        /// The field name (not a template); names may repeat.
+        pub name: String,
+        /// Text content, sent as UTF-8; may be a template. Give this or `base64`.
+        pub value: Option<String>,
+        /// Binary content, base64-encoded as for a binary body; may be a
+        /// template. Give this or `value`.
+        pub base64: Option<String>,
+        /// The part's file name, which makes it a file upload; may be a
+        /// template. Default: none.
+        pub filename: Option<String>,
+        /// The part's `Content-Type`; may be a template. Default:
+        /// `application/octet-stream` for a file or `base64` part, none (which
+        /// means `text/plain`, RFC 7578 §4.4) for a text field.
+        pub content_type: Option<String>,
+    }
+
     /// HMAC-SHA256 signing of every attempt.
     #[derive(Clone, PartialEq, Deserialize)]
     #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -380,6 +421,10 @@ wit_records! { $
         #[serde(default, deserialize_with = "shapes::outputs")]
         #[cfg_attr(feature = "schema", schemars(schema_with = "schema::outputs"))]
         pub outputs: Vec<KeyValue>,
+        /// How the response body is read: `auto`, `json`, `text` or `binary`
+        /// (README "Response handling"). Default: `auto`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "auto")))]
+        pub response_format: Option<ResponseFormat>,
     }
 
     /// A credential could not be obtained.
@@ -431,6 +476,10 @@ wit_records! { $
         pub body_base64: Option<String>,
         /// Body parsed as JSON, re-serialised compactly.
         pub json: Option<String>,
+        /// With `response_format` `binary`: the `Content-Type` the response declared.
+        pub content_type: Option<String>,
+        /// With `response_format` `binary`: the SHA-256 of the body, lower-case hex.
+        pub body_sha256: Option<String>,
     }
 
     /// Outcome of a step that succeeded or continued.
@@ -468,8 +517,9 @@ impl KeyValue {
     }
 }
 
-/// The request body: in JSON exactly one of `{"json": …}`, `{"form": […]}` or
-/// `{"text": "…", "content_type": "…"}`.
+/// The request body: in JSON exactly one of `{"json": …}`, `{"form": […]}`,
+/// `{"text": "…", "content_type": "…"}`, `{"binary": {…}}` or
+/// `{"multipart": […]}`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
     /// A JSON document, sent with `Content-Type: application/json`; its strings
@@ -479,6 +529,41 @@ pub enum Body {
     Form(Vec<KeyValue>),
     /// Raw text with its own content type.
     Text(TextBody),
+    /// Bytes given as base64, sent raw.
+    Binary(BinaryBody),
+    /// `multipart/form-data` (RFC 7578), parts in order.
+    Multipart(Vec<MultipartPart>),
+}
+
+/// How the response body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseFormat {
+    /// Text when it decodes, JSON when the `Content-Type` says JSON (or there
+    /// is none and the body parses), else base64 (the default).
+    #[default]
+    Auto,
+    /// The body must be JSON, whatever the `Content-Type` says; else
+    /// `invalid-response`.
+    Json,
+    /// Text, never parsed (base64 when it does not decode).
+    Text,
+    /// Always `body_base64`, with the `Content-Type` and the body's SHA-256:
+    /// a downloaded file is never read as text.
+    Binary,
+}
+
+impl ResponseFormat {
+    /// The format's name in the step-config JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseFormat::Auto => "auto",
+            ResponseFormat::Json => "json",
+            ResponseFormat::Text => "text",
+            ResponseFormat::Binary => "binary",
+        }
+    }
 }
 
 /// Credentials: in JSON exactly one of `{"basic": …}`, `{"bearer": …}`,
@@ -607,6 +692,11 @@ impl StepConfig {
     /// `decompress` with its default (on) applied.
     pub fn decompress(&self) -> bool {
         self.decompress.unwrap_or(true)
+    }
+
+    /// `response_format` with its default (`auto`) applied.
+    pub fn response_format(&self) -> ResponseFormat {
+        self.response_format.unwrap_or_default()
     }
 }
 

@@ -58,8 +58,10 @@ impl JsonSchema for Body {
 
     fn json_schema(generator: &mut SchemaGenerator) -> Schema {
         let key_values = generator.subschema_for::<Vec<super::KeyValue>>();
+        let binary = generator.subschema_for::<super::BinaryBody>();
+        let part = generator.subschema_for::<super::MultipartPart>();
         json_schema!({
-            "description": "The request body: exactly one of json, form or text.",
+            "description": "The request body: exactly one of json, form, text, binary or multipart.",
             "oneOf": [
                 {
                     "description": "A JSON document, sent with Content-Type: application/json; its strings may hold {{ }} templates.",
@@ -87,6 +89,20 @@ impl JsonSchema for Body {
                         }
                     },
                     "required": ["text"],
+                    "additionalProperties": false
+                },
+                {
+                    "description": "Bytes given as base64 and sent raw, with Content-Length.",
+                    "type": "object",
+                    "properties": {"binary": binary},
+                    "required": ["binary"],
+                    "additionalProperties": false
+                },
+                {
+                    "description": "multipart/form-data (RFC 7578): parts in order, names may repeat; the boundary and the Content-Type header are the step's.",
+                    "type": "object",
+                    "properties": {"multipart": {"type": "array", "items": part, "minItems": 1}},
+                    "required": ["multipart"],
                     "additionalProperties": false
                 }
             ]

@@ -1,7 +1,7 @@
 //! The JSON shapes of the model that serde cannot derive: each keeps the
 //! config format's own messages (README "Step config").
 
-use super::{Body, KeyValue, Method, StatusPattern, TextBody};
+use super::{BinaryBody, Body, KeyValue, Method, MultipartPart, StatusPattern, TextBody};
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -90,29 +90,40 @@ impl<'de> Deserialize<'de> for Body {
             json: Option<JsonText>,
             form: Option<Vec<KeyValue>>,
             text: Option<String>,
+            binary: Option<BinaryBody>,
+            multipart: Option<Vec<MultipartPart>>,
             content_type: Option<String>,
         }
+        const KINDS: &str = "\"json\", \"form\", \"text\", \"binary\" or \"multipart\"";
         let shape = Shape::deserialize(d)?;
-        let kinds: Vec<&str> = [("json", shape.json.is_some()), ("form", shape.form.is_some()), ("text", shape.text.is_some())]
-            .into_iter()
-            .filter_map(|(name, given)| given.then_some(name))
-            .collect();
+        let given = [
+            ("json", shape.json.is_some()),
+            ("form", shape.form.is_some()),
+            ("text", shape.text.is_some()),
+            ("binary", shape.binary.is_some()),
+            ("multipart", shape.multipart.is_some()),
+        ];
+        let kinds: Vec<&str> = given.into_iter().filter_map(|(name, given)| given.then_some(name)).collect();
         if kinds.len() > 1 {
-            return Err(de::Error::custom(format!(
-                "give only one of \"json\", \"form\" or \"text\", not {}",
-                kinds.join(" and ")
-            )));
+            return Err(de::Error::custom(format!("give only one of {KINDS}, not {}", kinds.join(" and "))));
         }
         if shape.content_type.is_some() && shape.text.is_none() {
             return Err(de::Error::custom(
-                "\"content_type\" belongs to a text body; for a json or form body, set a Content-Type header",
+                "\"content_type\" next to the body kind belongs to a text body; a binary body and multipart parts have their own content_type, and a json or form body takes a Content-Type header",
             ));
         }
-        match (shape.json, shape.form, shape.text) {
-            (Some(json), _, _) => Ok(Body::Json(json)),
-            (_, Some(form), _) => Ok(Body::Form(form)),
-            (_, _, Some(text)) => Ok(Body::Text(TextBody { text, content_type: shape.content_type })),
-            _ => Err(de::Error::custom("give exactly one of \"json\", \"form\" or \"text\"")),
+        if let Some(json) = shape.json {
+            Ok(Body::Json(json))
+        } else if let Some(form) = shape.form {
+            Ok(Body::Form(form))
+        } else if let Some(text) = shape.text {
+            Ok(Body::Text(TextBody { text, content_type: shape.content_type }))
+        } else if let Some(binary) = shape.binary {
+            Ok(Body::Binary(binary))
+        } else if let Some(parts) = shape.multipart {
+            Ok(Body::Multipart(parts))
+        } else {
+            Err(de::Error::custom(format!("give exactly one of {KINDS}")))
         }
     }
 }

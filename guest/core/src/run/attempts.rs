@@ -175,7 +175,7 @@ fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &m
         Err(e) => return Tried { response: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
         Ok(raw) => raw,
     };
-    let (response, json, decode_error) = decode(raw);
+    let (response, json, decode_error) = decode(raw, plan.format);
     let checked = if plan.expected.contains(response.status) {
         decode_error.map_or_else(|| use_json(plan, json.as_ref()), Err)
     } else {

@@ -78,8 +78,9 @@ pub trait Effects {
 /// call to [`Effects::send`]. With `continue_on_error`, any later failure is
 /// reported in [`StepOutcome::continued_error`] instead.
 #[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
-pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
-    let (plan, redactor) = plan::plan(config, context).map_err(|problems| StepFailure {
+pub fn run(config: StepConfig, context: String, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
+    let continue_on_error = config.continue_on_error;
+    let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n)).map_err(|problems| StepFailure {
         error: StepError::InvalidConfig(problems),
         attempts: Vec::new(),
         response: None,
@@ -92,7 +93,7 @@ pub fn run(config: &StepConfig, context: &str, fx: &mut dyn Effects) -> Result<S
     let outputs: Vec<KeyValue> = last.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(&kv.value))).collect();
     match last.error.map(|e| e.map_text(|m| redactor.apply(m))) {
         None => Ok(StepOutcome { response, outputs, attempts, continued_error: None }),
-        Some(error) if config.continue_on_error => {
+        Some(error) if continue_on_error => {
             fx.progress(&format!("continuing after error ({}): {error}", error.kind()));
             Ok(StepOutcome { response, outputs, attempts, continued_error: Some(error) })
         }
@@ -202,11 +203,11 @@ pub(crate) mod tests {
         let mut fx = Fake::replying(vec![reply(201, r#"{"id":"ord_1"}"#)]);
         let mut c = post("https://shop.test/orders");
         c.expected_status = Some(vec![StatusPattern::Code(201)]);
-        let out = run(&c, "{}", &mut fx).expect("ok");
+        let out = run(c.clone(), "{}".into(), &mut fx).expect("ok");
         let r = out.response.expect("response");
         assert_eq!((r.status, r.json.as_deref()), (201, Some(r#"{"id":"ord_1"}"#)));
         assert_eq!(out.attempts, vec![Attempt { number: 1, status: Some(201), error: None, elapsed_ms: 7, wait_ms: None, wait_reason: None }]);
-        assert_eq!(fx.sent[0].body, br#"{"sku":"A"}"#);
+        assert_eq!(*fx.sent[0].body, br#"{"sku":"A"}"#);
         assert_eq!(fx.sent[0].header(IDEMPOTENCY_KEY_HEADER), None, "no retries, no key");
         assert_eq!(fx.log, vec!["attempt 1: 201 in 7 ms"]);
     }
@@ -216,30 +217,30 @@ pub(crate) mod tests {
         let mut fx = Fake::default();
         let mut c = StepConfig::get("nope");
         c.headers = vec![KeyValue::new("X", "a\nb")];
-        let err = run(&c, "{}", &mut fx).expect_err("invalid");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("invalid");
         assert_eq!(err.error.kind(), "invalid-config");
         assert_eq!(err.error.problems().map(<[_]>::len), Some(2));
         assert!(fx.sent.is_empty() && err.attempts.is_empty());
-        let err = run(&StepConfig::get("https://x.test"), "{oops", &mut fx).expect_err("bad context");
+        let err = run(StepConfig::get("https://x.test"), "{oops".into(), &mut fx).expect_err("bad context");
         assert_eq!(err.error.problems().expect("problems")[0].path, "context");
     }
 
     #[test]
     fn unexpected_status_fails_or_continues() {
         let c = StepConfig::get("https://x.test");
-        let err = run(&c, "{}", &mut Fake::replying(vec![reply(404, "{}")])).expect_err("404");
+        let err = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(404, "{}")])).expect_err("404");
         assert_eq!(err.error, StepError::UnexpectedStatus("the server answered 404; expected 2xx".into()));
         assert_eq!(err.response.map(|r| r.status), Some(404));
         let mut c = c;
         c.continue_on_error = true;
-        let out = run(&c, "{}", &mut Fake::replying(vec![reply(404, "{}")])).expect("continued");
+        let out = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(404, "{}")])).expect("continued");
         assert_eq!(out.continued_error.map(|e| e.kind()), Some("unexpected-status"));
         assert_eq!(out.attempts[0].status, Some(404));
     }
 
     #[test]
     fn invalid_json_response_is_an_error_even_with_2xx() {
-        let err = run(&StepConfig::get("https://x.test"), "{}", &mut Fake::replying(vec![reply(200, "{")])).expect_err("bad json");
+        let err = run(StepConfig::get("https://x.test"), "{}".into(), &mut Fake::replying(vec![reply(200, "{")])).expect_err("bad json");
         assert_eq!(err.error.kind(), "invalid-response");
     }
 
@@ -248,7 +249,7 @@ pub(crate) mod tests {
         let mut c = post("https://x.test/orders");
         c.retry = retry(&[100, 200]);
         let mut fx = Fake::replying(vec![reply(503, "{}"), reply(503, "{}"), reply(201, "{}")]);
-        let out = run(&c, "{}", &mut fx).expect("ok on the third attempt");
+        let out = run(c.clone(), "{}".into(), &mut fx).expect("ok on the third attempt");
         assert_eq!(out.attempts.len(), 3);
         assert_eq!(fx.slept, [100, 200]);
         assert_eq!(
@@ -266,11 +267,11 @@ pub(crate) mod tests {
         let mut c = StepConfig::get("https://x.test");
         c.retry = retry(&[10, 10]);
         let mut fx = Fake::replying(vec![reply(404, "{}")]);
-        let err = run(&c, "{}", &mut fx).expect_err("404");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("404");
         assert_eq!((fx.sent.len(), err.attempts.len()), (1, 1));
         assert!(fx.log[0].contains("not retried: this failure is not retried"), "{:?}", fx.log);
         let mut fx = Fake::replying(vec![reply(500, "{}"), reply(500, "{}"), reply(502, "{}")]);
-        let err = run(&c, "{}", &mut fx).expect_err("5xx");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("5xx");
         assert_eq!(fx.sent.len(), 3);
         assert!(err.error.to_string().contains("502; expected 2xx; gave up after 3 attempts"), "{}", err.error);
     }
@@ -280,11 +281,11 @@ pub(crate) mod tests {
         let mut c = post("https://x.test/pay");
         c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), idempotency_key: Some(false), ..Default::default() });
         let mut fx = Fake::replying(vec![fail(StepError::Timeout("no response".into()), true)]);
-        let err = run(&c, "{}", &mut fx).expect_err("timeout");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("timeout");
         assert_eq!(fx.sent.len(), 1);
         assert!(err.error.to_string().contains("idempotency_key"), "{}", err.error);
         let mut fx = Fake::replying(vec![fail(StepError::Connection("refused".into()), false), reply(200, "{}")]);
-        assert!(run(&c, "{}", &mut fx).is_ok());
+        assert!(run(c.clone(), "{}".into(), &mut fx).is_ok());
         assert_eq!(fx.sent.len(), 2);
         assert_eq!(fx.sent[0].header(IDEMPOTENCY_KEY_HEADER), None);
     }
@@ -295,13 +296,13 @@ pub(crate) mod tests {
         c.timeout_ms = Some(500);
         c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), ..Default::default() });
         let mut fx = Fake::replying(vec![reply_with(429, &[("Retry-After", "1")], ""), reply(200, "{}")]);
-        let out = run(&c, "{}", &mut fx).expect("ok");
+        let out = run(c.clone(), "{}".into(), &mut fx).expect("ok");
         assert_eq!(fx.slept, [1000]);
         assert_eq!(out.attempts[0].wait_reason, Some(WaitReason::RetryAfter));
 
         c.retry = Some(RetryPolicy { intervals_ms: Some(vec![10]), deadline_ms: Some(1000), ..Default::default() });
         let mut fx = Fake::replying(vec![reply_with(503, &[("retry-after", "3600")], "")]);
-        let err = run(&c, "{}", &mut fx).expect_err("deadline");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("deadline");
         assert!(fx.slept.is_empty());
         assert_eq!(err.error.kind(), "unexpected-status");
         assert!(err.error.to_string().contains("waiting 3600000 ms (retry-after) would pass retry.deadline_ms (1000 ms)"), "{}", err.error);
@@ -314,7 +315,7 @@ pub(crate) mod tests {
         c.retry = Some(RetryPolicy { intervals_ms: Some(vec![300, 300, 300]), deadline_ms: Some(1000), ..Default::default() });
         let timeouts = (0..4).map(|_| fail(StepError::Timeout("t".into()), true)).collect();
         let mut fx = Fake { replies: timeouts, ..Default::default() };
-        let _ = run(&c, "{}", &mut fx).expect_err("timeouts");
+        let _ = run(c.clone(), "{}".into(), &mut fx).expect_err("timeouts");
         // 7 ms per attempt in the fake; the second attempt's budget is what is left.
         assert_eq!(fx.limits.iter().map(|l| l.timeout_ms).collect::<Vec<_>>(), [400, 400, 386, 79]);
         assert!(fx.clock <= 1000, "{}", fx.clock);
@@ -328,7 +329,7 @@ pub(crate) mod tests {
         c.signing = Some(signing.clone());
         c.headers = vec![KeyValue::new("persona-signature", "stale")];
         let mut fx = Fake::replying(vec![reply(503, "{}"), reply(200, "{}")]);
-        run(&c, "{}", &mut fx).expect("ok");
+        run(c.clone(), "{}".into(), &mut fx).expect("ok");
         let sigs: Vec<String> = fx.sent.iter().map(|r| r.header("Persona-Signature").unwrap_or_default().to_string()).collect();
         assert_ne!(sigs[0], sigs[1], "fresh timestamp on the retry");
         let verifier = Verifier::new(&signing).expect("valid");
@@ -340,12 +341,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn multipart_from_the_context_is_built_once_and_signed_as_sent() {
+        use crate::model::MultipartPart;
+        let mut c = post("https://x.test/upload");
+        c.retry = retry(&[10]);
+        let file = |name: &str, b64: &str| MultipartPart {
+            name: name.into(),
+            value: None,
+            base64: Some(b64.into()),
+            filename: Some("{{ doc.name }}".into()),
+            content_type: Some("application/pdf".into()),
+        };
+        c.body = Some(Body::Multipart(vec![
+            MultipartPart { name: "note".into(), value: Some("for {{ doc.name }}".into()), base64: None, filename: None, content_type: None },
+            file("scan", "{{ doc.body_base64 }}"),
+        ]));
+        let signing = Signing { secrets: vec!["k1".into()], scheme: None, header: None };
+        c.signing = Some(signing.clone());
+        let context = r#"{"doc": {"name": "scan.pdf", "body_base64": "JVBERi0xLjQ="}}"#;
+        let mut fx = Fake::replying(vec![reply(503, "{}"), reply(201, "{}")]);
+        run(c, context.into(), &mut fx).expect("ok");
+        // The Fake's first random bytes are all 1: the boundary, drawn once per run.
+        let boundary = format!("https-step-{}", "01".repeat(16));
+        let want = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nfor scan.pdf\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"scan\"; filename=\"scan.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4\r\n--{boundary}--\r\n"
+        );
+        let verifier = Verifier::new(&signing).expect("valid");
+        for r in &fx.sent {
+            assert_eq!(String::from_utf8_lossy(&r.body), want);
+            assert_eq!(r.header("content-type"), Some(format!("multipart/form-data; boundary={boundary}").as_str()));
+            let pairs: Vec<(String, String)> = r.headers.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+            assert_eq!(verifier.verify(&pairs, &r.body, 1_700_000_000), Ok(()));
+        }
+        assert_eq!(fx.sent.len(), 2);
+    }
+
+    #[test]
+    fn bad_base64_from_the_context_is_invalid_config_before_sending() {
+        let mut c = post("https://x.test/upload");
+        c.body = Some(Body::Binary(crate::model::BinaryBody { base64: "{{ file }}".into(), content_type: None }));
+        let mut fx = Fake::default();
+        let err = run(c, r#"{"file": "%%%"}"#.into(), &mut fx).expect_err("invalid");
+        assert_eq!(err.error.problems().map(|p| p[0].path.as_str()), Some("body.binary.base64"));
+        assert!(fx.sent.is_empty());
+    }
+
+    #[test]
     fn standard_webhooks_id_is_stable_across_retries() {
         let mut c = post("https://x.test/hook");
         c.retry = retry(&[1]);
         c.signing = Some(Signing { secrets: vec!["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
         let mut fx = Fake::replying(vec![reply(500, "{}"), reply(200, "{}")]);
-        run(&c, "{}", &mut fx).expect("ok");
+        run(c.clone(), "{}".into(), &mut fx).expect("ok");
         let ids: Vec<_> = fx.sent.iter().map(|r| r.header("webhook-id").map(str::to_owned)).collect();
         assert!(ids[0].as_deref().is_some_and(|id| id.starts_with("msg_")));
         assert_eq!(ids[0], ids[1]);
@@ -355,16 +402,16 @@ pub(crate) mod tests {
     fn schema_mismatch_lists_every_violation_and_can_continue() {
         let mut c = StepConfig::get("https://x.test");
         c.response_schema = Some(serde_json::json!({"type": "object", "required": ["id"], "properties": {"n": {"type": "integer"}}}).into());
-        let err = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"n": "x"}"#)])).expect_err("mismatch");
+        let err = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(200, r#"{"n": "x"}"#)])).expect_err("mismatch");
         let problems = err.error.problems().expect("violations").to_vec();
         assert_eq!(err.error.kind(), "schema-mismatch");
         assert_eq!(problems.len(), 2, "{problems:?}");
         c.continue_on_error = true;
-        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"id": 1}"#)])).expect("valid");
+        let out = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(200, r#"{"id": 1}"#)])).expect("valid");
         assert!(out.continued_error.is_none());
-        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, "[]")])).expect("continued");
+        let out = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(200, "[]")])).expect("continued");
         assert_eq!(out.continued_error.map(|e| e.kind()), Some("schema-mismatch"));
-        let err = run(&StepConfig { continue_on_error: false, ..c }, "{}", &mut Fake::replying(vec![reply_with(200, &[("content-type", "text/plain")], "hi")]))
+        let err = run(StepConfig { continue_on_error: false, ..c }, "{}".into(), &mut Fake::replying(vec![reply_with(200, &[("content-type", "text/plain")], "hi")]))
             .expect_err("not json");
         assert_eq!(err.error.kind(), "invalid-response");
     }
@@ -373,9 +420,9 @@ pub(crate) mod tests {
     fn outputs_are_extracted_or_missing() {
         let mut c = StepConfig::get("https://x.test");
         c.outputs = vec![KeyValue::new("order_id", "/data/id"), KeyValue::new("first", "/data/items/0")];
-        let out = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"data": {"id": "ord_9", "items": [{"a": 1}]}}"#)])).expect("ok");
+        let out = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(200, r#"{"data": {"id": "ord_9", "items": [{"a": 1}]}}"#)])).expect("ok");
         assert_eq!(out.outputs, vec![KeyValue::new("order_id", "\"ord_9\""), KeyValue::new("first", r#"{"a":1}"#)]);
-        let err = run(&c, "{}", &mut Fake::replying(vec![reply(200, r#"{"data": {}}"#)])).expect_err("missing");
+        let err = run(c.clone(), "{}".into(), &mut Fake::replying(vec![reply(200, r#"{"data": {}}"#)])).expect_err("missing");
         assert_eq!(err.error.problems().map(|p| p.iter().map(|p| p.path.clone()).collect::<Vec<_>>()), Some(vec!["outputs.order_id".to_string(), "outputs.first".to_string()]));
     }
 
@@ -387,15 +434,15 @@ pub(crate) mod tests {
         c.expected_status = Some(vec![StatusPattern::Code(201)]);
         let context = r#"{"user": {"id": "a/b", "age": 30}, "secrets": {"token": "tok_SECRET_1"}}"#;
         let mut fx = Fake::replying(vec![reply(400, r#"{"echo": "Bearer tok_SECRET_1"}"#)]);
-        let err = run(&c, context, &mut fx).expect_err("400");
+        let err = run(c.clone(), context.into(), &mut fx).expect_err("400");
         assert_eq!(fx.sent[0].path_with_query(), "/users/a%2Fb");
         assert_eq!(fx.sent[0].header("authorization"), Some("Bearer tok_SECRET_1"));
-        assert_eq!(fx.sent[0].body, br#"{"age":30}"#);
+        assert_eq!(*fx.sent[0].body, br#"{"age":30}"#);
         let response = err.response.expect("response");
         assert_eq!(response.body, r#"{"echo": "Bearer ***"}"#);
         assert_eq!(response.json.as_deref(), Some(r#"{"echo":"Bearer ***"}"#));
         assert!(fx.log.iter().all(|l| !l.contains("tok_SECRET_1")));
-        let err = run(&c, r#"{"user": {}}"#, &mut Fake::default()).expect_err("unknown path");
+        let err = run(c.clone(), r#"{"user": {}}"#.into(), &mut Fake::default()).expect_err("unknown path");
         assert_eq!(err.error.problems().map(|p| p[0].path.as_str()), Some("url"));
     }
 
@@ -414,7 +461,7 @@ pub(crate) mod tests {
             redirect_reply(303, "https://b.test/done?x=1"),
             reply(200, "{}"),
         ]);
-        run(&c, "{}", &mut fx).expect("followed");
+        run(c.clone(), "{}".into(), &mut fx).expect("followed");
         let hops: Vec<(Method, String, bool, bool)> = fx
             .sent
             .iter()
@@ -434,14 +481,14 @@ pub(crate) mod tests {
     #[test]
     fn redirects_off_by_default_downgrades_and_loops_refused() {
         let c = StepConfig::get("https://a.test/");
-        let err = run(&c, "{}", &mut Fake::replying(vec![redirect_reply(302, "/x")])).expect_err("3xx is a failure");
+        let err = run(c.clone(), "{}".into(), &mut Fake::replying(vec![redirect_reply(302, "/x")])).expect_err("3xx is a failure");
         assert_eq!(err.error.kind(), "unexpected-status");
         let mut c = c;
         c.follow_redirects = Some(true);
-        let err = run(&c, "{}", &mut Fake::replying(vec![redirect_reply(301, "http://a.test/")])).expect_err("downgrade");
+        let err = run(c.clone(), "{}".into(), &mut Fake::replying(vec![redirect_reply(301, "http://a.test/")])).expect_err("downgrade");
         assert!(err.error.to_string().contains("downgrade"), "{}", err.error);
         let mut fx = Fake::replying((0..12).map(|_| redirect_reply(302, "/loop")).collect());
-        let err = run(&c, "{}", &mut fx).expect_err("loop");
+        let err = run(c.clone(), "{}".into(), &mut fx).expect_err("loop");
         assert_eq!(fx.sent.len(), 11);
         assert!(err.error.to_string().contains("more than 10 redirects"), "{}", err.error);
     }
@@ -472,7 +519,7 @@ pub(crate) mod tests {
             reply(200, r#"{"ok":true}"#),
         ]);
         let context = r#"{"secrets":{"client_secret":"cs_live_xyz"}}"#;
-        let out = run(&oauth2("https://api.test/me"), context, &mut fx).expect("ok");
+        let out = run(oauth2("https://api.test/me"), context.into(), &mut fx).expect("ok");
         let urls: Vec<(String, Option<&str>)> = fx.sent.iter().map(|r| (r.url.path().to_string(), r.header("authorization"))).collect();
         assert_eq!(urls[1], ("/me".into(), Some("Bearer tok_first_0001")));
         assert_eq!(urls[3], ("/me".into(), Some("Bearer tok_second_0002")));
@@ -486,7 +533,7 @@ pub(crate) mod tests {
             reply(200, r#"{"access_token":"tok_second_0002"}"#),
             reply(401, "{}"),
         ]);
-        let err = run(&oauth2("https://api.test/me"), context, &mut fx).expect_err("401 twice");
+        let err = run(oauth2("https://api.test/me"), context.into(), &mut fx).expect_err("401 twice");
         assert_eq!((err.error.kind(), err.attempts.len(), fx.sent.len()), ("unexpected-status", 2, 4));
         assert!(fx.log.iter().all(|l| !l.contains("cs_live_xyz") && !l.contains("tok_")), "{:?}", fx.log);
     }

@@ -211,7 +211,7 @@ impl Tokens {
                 form.append_pair("client_secret", &grant.client_secret);
             }
         }
-        Ok(PreparedRequest { method: Method::Post, url, headers, body: form.finish().into_bytes() })
+        Ok(PreparedRequest { method: Method::Post, url, headers, body: std::sync::Arc::new(form.finish().into_bytes()) })
     }
 
     /// Fetches a token: the token and the Unix second it stops being used.
@@ -299,7 +299,7 @@ mod tests {
         let tokens = Tokens::new(&grant(), limits());
         let r = tokens.request().expect("request");
         assert_eq!((r.method, r.url.as_str()), (Method::Post, "https://auth.test/token"));
-        assert_eq!(r.body, b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.test");
+        assert_eq!(*r.body, b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.test");
         // RFC 6749 §2.3.1: "my+client" : "s3cr3t%26%3D", then Basic.
         assert_eq!(r.header("authorization"), Some("Basic bXkrY2xpZW50OnMzY3IzdCUyNiUzRA=="));
         let body = Tokens::new(&Oauth2ClientCredentials { client_auth: Some(Oauth2ClientAuth::Body), ..grant() }, limits()).request().expect("request");
@@ -370,7 +370,7 @@ mod tests {
             ..grant()
         };
         let tokens = Tokens::new(&grant, limits());
-        let response = |status: u16, json: Option<&str>| Response { status, headers: vec![], body: String::new(), body_base64: None, json: json.map(str::to_string) };
+        let response = |status: u16, json: Option<&str>| Response { status, headers: vec![], body: String::new(), body_base64: None, json: json.map(str::to_string), content_type: None, body_sha256: None };
         assert!(tokens.rejected_by(&response(403, None)));
         assert!(!tokens.rejected_by(&response(500, None)));
         assert!(tokens.signals_expiry(&response(200, Some(r#"{"error":{"code":"token_expired"}}"#))));

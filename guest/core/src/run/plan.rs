@@ -2,7 +2,7 @@
 //! once per run, into everything the attempts need.
 
 use super::AttemptLimits;
-use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Problem, StepConfig};
+use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Problem, ResponseFormat, StepConfig};
 use crate::request::{PreparedRequest, prepare};
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -21,6 +21,7 @@ pub(super) struct Plan {
     pub(super) schema: Option<ResponseSchema>,
     pub(super) outputs: Vec<KeyValue>,
     pub(super) follow_redirects: bool,
+    pub(super) format: ResponseFormat,
     /// The header `auth` adds (lower-case), dropped when a redirect leaves the origin.
     pub(super) auth_header: Option<String>,
     /// The rendered OAuth 2.0 grant whose token each attempt sends.
@@ -28,24 +29,33 @@ pub(super) struct Plan {
     pub(super) limits: AttemptLimits,
 }
 
-/// Renders and checks `config` against the workflow `context`.
-pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor), Vec<Problem>> {
-    let context: serde_json::Value = serde_json::from_str(context).map_err(|err| {
+/// Renders and checks `config` against the workflow `context`; `random`
+/// gives random bytes (a multipart boundary).
+pub(super) fn plan(config: StepConfig, context: String, random: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<(Plan, Redactor), Vec<Problem>> {
+    let parsed = serde_json::from_str::<serde_json::Value>(&context);
+    // The text is dropped once parsed: a context carrying a file is held once.
+    drop(context);
+    let context = parsed.map_err(|err| {
         let mut problems = vec![Problem::new("context", format!("the workflow context is not valid JSON: {err}"))];
-        problems.extend(crate::validate::validate(config));
+        problems.extend(crate::validate::validate(&config));
         problems
     })?;
     let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
     let mut secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
     secrets.extend(rendered.auth.as_ref().map(crate::auth::secrets).unwrap_or_default());
+    let redactor = Redactor::new(&context, &secrets);
+    // Everything the context gives is in `rendered` now; without it, a file
+    // body is decoded next to one copy of its base64, not two.
+    drop(context);
     let plan = Plan {
-        request: prepare(&rendered).map_err(|p| vec![p])?,
+        request: prepare(&rendered, random).map_err(|p| vec![p])?,
         expected: checked.expected,
         signer: checked.signer,
         retry: checked.retry,
         schema: checked.schema,
         outputs: rendered.outputs.clone(),
         follow_redirects: rendered.follow_redirects.unwrap_or(false),
+        format: rendered.response_format(),
         auth_header: rendered.auth.as_ref().and_then(crate::auth::header_name).map(|n| n.to_ascii_lowercase()),
         oauth2: match &rendered.auth {
             Some(Auth::Oauth2ClientCredentials(grant)) => Some(grant.clone()),
@@ -57,5 +67,5 @@ pub(super) fn plan(config: &StepConfig, context: &str) -> Result<(Plan, Redactor
             decompress: rendered.decompress(),
         },
     };
-    Ok((plan, Redactor::new(&context, &secrets)))
+    Ok((plan, redactor))
 }

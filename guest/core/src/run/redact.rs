@@ -11,12 +11,13 @@ use std::fmt;
 
 /// Removes secrets from everything a run reports.
 pub(super) fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
+    // The base64 body and its digest are bytes, not text: nothing to find there.
     response.map(|resp| Response {
-        status: resp.status,
         headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(&kv.value))).collect(),
         body: r.apply(&resp.body),
-        body_base64: resp.body_base64,
         json: resp.json.map(|j| r.apply(&j)),
+        content_type: resp.content_type.map(|c| r.apply(&c)),
+        ..resp
     })
 }
 

@@ -40,7 +40,7 @@ fn redirect(plan: &Plan, request: &PreparedRequest, raw: &RawResponse) -> Option
     let signature: Vec<String> = plan.signer.as_ref().map(Signer::header_names).unwrap_or_default();
     if to_get && request.method != crate::model::Method::Get {
         next.method = crate::model::Method::Get;
-        next.body.clear();
+        next.body = std::sync::Arc::default();
         // The signature covered the dropped body.
         next.headers.retain(|kv| {
             let name = kv.key.to_ascii_lowercase();
