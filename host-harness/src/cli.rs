@@ -254,7 +254,7 @@ async fn run(
         if !not_json(&problems) {
             problems.extend(https_step_core::validate(&parsed.config));
         }
-        Err(StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None })
+        Err(StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None })
     };
     if let Err(failure) = &result {
         say(err, &format!("step failed ({}): {}", failure.error.kind(), failure.error));

@@ -35,13 +35,15 @@ pub struct Settings {
     /// Size of the request and response bodies whose peak guest memory is
     /// measured (the default `max_request_body_bytes` in the full run).
     pub file_bytes: usize,
+    /// Pages of 1,000 small items one paginated step fetches for the memory measurement.
+    pub pages: u32,
 }
 
 impl Settings {
     /// The full benchmark (a few minutes on 2 cores).
-    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000, file_bytes: 16 << 20 };
+    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000, file_bytes: 16 << 20, pages: 1000 };
     /// A smoke run that proves every part still works (seconds).
-    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32, file_bytes: 1 << 20 };
+    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32, file_bytes: 1 << 20, pages: 20 };
 }
 
 fn step_json(origin: &str) -> String {
@@ -196,8 +198,19 @@ pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
 /// Runs the benchmark and returns the report.
 pub async fn run(settings: Settings) -> Result<String> {
     let mut out = String::new();
-    let file_bytes = settings.file_bytes;
+    let (file_bytes, pages) = (settings.file_bytes, settings.pages);
     let server = LoopbackServer::http_unrecorded(Arc::new(move |r: &crate::loopback::Recorded| {
+        if r.path() == "/list" {
+            // Page n of `pages`: 1,000 items like {"id":123456,"ok":true}; then empty.
+            let page: u32 = r.query().and_then(|q| q.strip_prefix("page=")?.parse().ok()).unwrap_or(1);
+            let items: Vec<serde_json::Value> = if page <= pages {
+                (0..1000).map(|i| serde_json::json!({"id": page * 1000 + i, "ok": true})).collect()
+            } else {
+                Vec::new()
+            };
+            let headers = vec![("content-type".into(), "application/json".into())];
+            return Reply::Respond { status: 200, headers, body: serde_json::json!({"data": items}).to_string().into_bytes(), delay_ms: 0 };
+        }
         if r.path() == "/file" {
             let headers = vec![("content-type".into(), "application/pdf".into())];
             return Reply::Respond { status: 200, headers, body: vec![0x5a; file_bytes], delay_ms: 0 };
@@ -324,34 +337,25 @@ pub async fn run(settings: Settings) -> Result<String> {
     // Peak RSS with many runs in flight against a slow upstream.
     let slow = config_for_slow(&origin)?;
     let baseline = crate::shared::status_kib("VmRSS:");
-    let sampler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let stop = sampler_stop.clone();
-        tokio::spawn(async move {
-            let mut peak = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                peak = peak.max(crate::shared::status_kib("VmRSS:"));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            peak
-        })
-    };
     let tenants: Vec<Arc<Tenant>> = (0..settings.in_flight).map(tenant_for).collect::<Result<_>>()?;
     let t = Instant::now();
-    let runs: Vec<_> = tenants
-        .into_iter()
-        .map(|tenant| {
-            let (runtime, slow) = (runtime.clone(), slow.clone());
-            tokio::spawn(async move { component_once(&runtime, &tenant, &slow).await })
-        })
-        .collect();
-    let mut results = Vec::new();
-    for r in runs {
-        results.push(r.await?);
-    }
+    let (results, peak) = peak_rss_during(async {
+        let runs: Vec<_> = tenants
+            .into_iter()
+            .map(|tenant| {
+                let (runtime, slow) = (runtime.clone(), slow.clone());
+                tokio::spawn(async move { component_once(&runtime, &tenant, &slow).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for r in runs {
+            results.push(r.await?);
+        }
+        anyhow::Ok(results)
+    })
+    .await;
+    let results = results?;
     let wall = t.elapsed();
-    sampler_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let peak = sampler.await?;
     let failed = results.iter().filter(|r| r.is_err()).count();
     if failed > 0 {
         bail!("{failed} of {} in-flight runs failed: {:?}", settings.in_flight, results.iter().find(|r| r.is_err()));
@@ -366,7 +370,88 @@ pub async fn run(settings: Settings) -> Result<String> {
         wall.as_secs_f64()
     );
     guest_memory(&mut out, &origin, settings.file_bytes).await?;
+    pagination_memory(&mut out, &origin, settings.pages).await?;
     Ok(out)
+}
+
+/// Runs `work` while sampling this process's RSS every 20 ms: its result
+/// and the peak RSS in KiB.
+async fn peak_rss_during<T>(work: impl Future<Output = T>) -> (T, u64) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(crate::shared::status_kib("VmRSS:"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            peak
+        })
+    };
+    let result = work.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap_or(0);
+    (result, peak)
+}
+
+/// The smallest tenant `memory_bytes` under which `config` still runs,
+/// bisected to the 64 KiB page (wasm memory only grows, so that is the run's
+/// high-water mark), with `limits` otherwise.
+async fn peak_guest_memory(runtime: &StepRuntime, origin: &str, config: &StepConfig, context: &str, limits: &HostLimits, label: &str) -> Result<usize> {
+    const PAGE: usize = 64 << 10;
+    let run = |memory: usize| {
+        let limits = HostLimits { memory_bytes: memory, ..limits.clone() };
+        async move {
+            let tenant = Arc::new(Tenant::builder("memory").allow(origin)?.limits(limits).build()?);
+            anyhow::Ok(runtime.run(&tenant, config, context, Arc::new(|_: &str| {})).await)
+        }
+    };
+    let fits = |memory: usize| async move { anyhow::Ok(matches!(run(memory).await?, Ok(Ok(_)))) };
+    let (mut low, mut high) = (0, 1 << 30);
+    match run(high).await? {
+        Ok(Ok(_)) => {}
+        Ok(Err(failure)) => bail!("{label}: fails even with 1 GiB of guest memory: {}", failure.error),
+        Err(e) => bail!("{label}: fails even with 1 GiB of guest memory: {e}"),
+    }
+    while high - low > PAGE {
+        let mid = (low + high) / 2 / PAGE * PAGE;
+        if fits(mid).await? { high = mid } else { low = mid }
+    }
+    Ok(high)
+}
+
+/// Guest and host memory of one paginated step over `pages` pages of 1,000
+/// small items each (issue 16: bounded by the items' bytes, not a parsed
+/// value per item).
+async fn pagination_memory(out: &mut String, origin: &str, pages: u32) -> Result<()> {
+    let runtime = StepRuntime::builder().max_concurrency(2).max_memory_bytes(1 << 30).build()?;
+    let config = parse(&serde_json::json!({
+        "url": format!("{origin}/list"),
+        "pagination": {"next": {"page": {"param": "page"}}, "items": "/data", "max_pages": pages},
+        "max_total_response_bytes": 1u64 << 30
+    }).to_string())?;
+    let limits = HostLimits { max_requests_per_run: pages + 1, ..HostLimits::default() };
+    let guest = peak_guest_memory(&runtime, origin, &config, "{}", &limits, "pagination").await?;
+    let tenant = Arc::new(Tenant::builder("pages").allow(origin)?.limits(limits).build()?);
+    let before = crate::shared::status_kib("VmRSS:");
+    let t = Instant::now();
+    let (result, peak) = peak_rss_during(runtime.run(&tenant, &config, "{}", Arc::new(|_: &str| {}))).await;
+    let wall = t.elapsed();
+    let items = match result? {
+        Ok(outcome) => outcome.response.and_then(|r| r.json).map_or(0, |j| j.len()),
+        Err(f) => bail!("pagination run failed: {}", f.error),
+    };
+    let _ = writeln!(
+        out,
+        "one paginated step, {pages} pages x 1000 items ({:.1} MiB of items JSON): peak guest memory {:.1} MiB, host RSS peak {:+.0} MiB over the {:.0} MiB before, {:.1} s",
+        items as f64 / 1048576.0,
+        guest as f64 / 1048576.0,
+        (peak as f64 - before as f64) / 1024.0,
+        before as f64 / 1024.0,
+        wall.as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Peak guest linear memory of runs that move a file of `bytes` bytes: the
@@ -375,7 +460,6 @@ pub async fn run(settings: Settings) -> Result<String> {
 /// run fits in is its high-water mark).
 async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()> {
     use base64::Engine as _;
-    const PAGE: usize = 64 << 10;
     let runtime = StepRuntime::builder().max_concurrency(2).max_memory_bytes(1 << 30).build()?;
     let file = base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; bytes]);
     // A multipart part leaves room for the framing under max_request_body_bytes.
@@ -399,22 +483,7 @@ async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()
     ];
     let _ = writeln!(out, "peak guest memory with a {:.0} MiB file (bisected tenant memory_bytes):", bytes as f64 / 1048576.0);
     for (label, config, context) in &scenarios {
-        let fits = |memory: usize| {
-            let limits = HostLimits { memory_bytes: memory, ..HostLimits::default() };
-            let (runtime, config, context) = (&runtime, config, context);
-            async move {
-                let tenant = Arc::new(Tenant::builder("memory").allow(origin)?.limits(limits).build()?);
-                anyhow::Ok(matches!(runtime.run(&tenant, config, context, Arc::new(|_: &str| {})).await, Ok(Ok(_))))
-            }
-        };
-        let (mut low, mut high) = (0, 1 << 30);
-        if !fits(high).await? {
-            bail!("{label}: fails even with 1 GiB of guest memory");
-        }
-        while high - low > PAGE {
-            let mid = (low + high) / 2 / PAGE * PAGE;
-            if fits(mid).await? { high = mid } else { low = mid }
-        }
+        let high = peak_guest_memory(&runtime, origin, config, context, &HostLimits::default(), label).await?;
         let _ = writeln!(out, "  {label}: {:.1} MiB ({:.2}x the file)", high as f64 / 1048576.0, high as f64 / bytes as f64);
     }
     Ok(())

@@ -240,6 +240,21 @@ pub struct Expect {
     /// `outputs` of the output.
     #[serde(default)]
     pub outputs: Option<Value>,
+    /// `pages` of the output (paginated steps; `null` = absent).
+    #[serde(default)]
+    pub pages: Option<Value>,
+    /// `truncated` of the output.
+    #[serde(default)]
+    pub truncated: Option<Value>,
+    /// `stopped` of the output.
+    #[serde(default)]
+    pub stopped: Option<Value>,
+    /// `page` of each attempt, in order (`null` for none).
+    #[serde(default)]
+    pub attempt_pages: Option<Vec<Value>>,
+    /// `poll` of each attempt, in order (`null` for none).
+    #[serde(default)]
+    pub attempt_polls: Option<Vec<Value>>,
     /// Subset of response headers (`name` lower-case → value).
     #[serde(default)]
     pub response_headers: BTreeMap<String, String>,
@@ -573,6 +588,9 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<V
         ("content_type", &e.content_type),
         ("body_sha256", &e.body_sha256),
         ("outputs", &e.outputs),
+        ("pages", &e.pages),
+        ("truncated", &e.truncated),
+        ("stopped", &e.stopped),
     ] {
         if let Some(want) = want {
             same(&mut f, name, want, &field(name));
@@ -585,9 +603,11 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<V
     if let Some(code) = &e.error_code {
         same(&mut f, "error.code", code, &error["code"]);
     }
-    if let Some(want) = &e.wait_reasons {
-        let got: Vec<Value> = field("attempts").as_array().map(|a| a.iter().map(|a| a["wait_reason"].clone()).collect()).unwrap_or_default();
-        same(&mut f, "attempts[].wait_reason", &Value::from(want.clone()), &Value::from(got));
+    for (key, want) in [("wait_reason", &e.wait_reasons), ("page", &e.attempt_pages), ("poll", &e.attempt_polls)] {
+        if let Some(want) = want {
+            let got: Vec<Value> = field("attempts").as_array().map(|a| a.iter().map(|a| a[key].clone()).collect()).unwrap_or_default();
+            same(&mut f, &format!("attempts[].{key}"), &Value::from(want.clone()), &Value::from(got));
+        }
     }
     let message = error["message"].as_str().unwrap_or_default();
     for part in &e.error_message_contains {

@@ -47,7 +47,10 @@ macro_rules! mirror_wit_types {
         $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete, Head, Options]; []);
         $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
         $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
-        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh]; []);
+        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh, PageInterval, PollInterval]; []);
+        $crate::mirror_wit_types!(@map $wit; PageNext; []; [LinkHeader, NextUrl, Cursor, Page, Offset]);
+        $crate::mirror_wit_types!(@map $wit; StatusUrl; [Location]; [Pointer]);
+        $crate::mirror_wit_types!(@map $wit; PagesStop; [NoNext, EmptyPage, RepeatedPage, MaxPages, MaxItems, MaxTotalResponseBytes, Deadline, Failed]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
         $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text, Binary, Multipart]);
         $crate::mirror_wit_types!(@map $wit; ResponseFormat; [Auto, Json, Text, Binary]; []);

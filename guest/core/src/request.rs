@@ -63,6 +63,24 @@ pub fn encode_query_component(s: &str) -> String {
     utf8_percent_encode(s, QUERY_COMPONENT).to_string()
 }
 
+/// Sets query parameter `name` of `url` to `value`: every pair already named
+/// so is removed, the others are kept byte for byte (their encoding is the
+/// server's business), and the new pair is appended, encoded like `query`.
+pub fn set_query_param(url: &mut url::Url, name: &str, value: &str) {
+    let kept: Vec<&str> = url
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
+            !pair.is_empty() && percent_encoding::percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy() != name
+        })
+        .collect();
+    let added = format!("{}={}", encode_query_component(name), encode_query_component(value));
+    let query = kept.into_iter().chain([added.as_str()]).collect::<Vec<_>>().join("&");
+    url.set_query(Some(&query));
+}
+
 /// Builds the request of a config that passed [`crate::validate`];
 /// `random` gives random bytes (a multipart body's boundary).
 pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<PreparedRequest, Problem> {
@@ -145,6 +163,16 @@ mod tests {
             "/v1/items?fixed=1&q=a%20b%26c%3Dd%2F%C3%A9&tag=x&tag=y%2Bz&empty="
         );
         assert_eq!(r.authority(), "api.example.com");
+    }
+
+    #[test]
+    fn query_params_are_replaced_keeping_the_rest() {
+        let mut url = url::Url::parse("https://x.test/items?a=1%202&page=3&b=x+y&page=4").expect("url");
+        set_query_param(&mut url, "page", "5");
+        assert_eq!(url.query(), Some("a=1%202&b=x+y&page=5"));
+        let mut url = url::Url::parse("https://x.test/items").expect("url");
+        set_query_param(&mut url, "cursor", "a/b c");
+        assert_eq!(url.query(), Some("cursor=a%2Fb%20c"));
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     check_query(config, &mut problems);
     check_body(config, &mut problems);
     check_response_format(config, &mut problems);
+    crate::sequence::check(config, &mut problems);
     problems.extend(crate::auth::check(config));
     check_limits(config, &mut problems);
     let expected = match &config.expected_status {

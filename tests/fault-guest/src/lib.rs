@@ -42,7 +42,7 @@ impl Guest for Faulty {
                 }
             }
             "fault://trap" => panic!("the fault component was asked to trap"),
-            _ => Ok(StepOutcome { response: None, outputs: Vec::new(), attempts: Vec::new(), continued_error: None }),
+            _ => Ok(StepOutcome { response: None, outputs: Vec::new(), attempts: Vec::new(), continued_error: None, pagination: None }),
         }
     }
 }

@@ -16,7 +16,7 @@ pub mod read;
 pub mod schema;
 mod shapes;
 
-pub use shapes::JsonText;
+pub use shapes::{JsonText, type_name as json_type_name};
 use serde::Deserialize;
 use std::fmt;
 
@@ -24,6 +24,8 @@ use std::fmt;
 pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 /// Largest accepted `timeout_ms` (5 minutes).
 pub const MAX_TIMEOUT_MS: u32 = 300_000;
+/// Default cap on all pages' and polls' bodies together (`max_total_response_bytes`): 16 MiB.
+pub const DEFAULT_MAX_TOTAL_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Default cap on the response body (`max_response_bytes`): 1 MiB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 /// Largest accepted `max_response_bytes`: 64 MiB (the guest holds the body in memory).
@@ -323,6 +325,148 @@ wit_records! { $
         pub values: Vec<String>,
     }
 
+    /// `pagination`: one step follows a listing's pages (README "Pagination").
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct Pagination {
+        /// How the next page is found: exactly one of `link_header`,
+        /// `next_url`, `cursor`, `page` or `offset`.
+        pub next: PageNext,
+        /// JSON Pointer (RFC 6901) to each page's array of items, whose
+        /// concatenation becomes the output's `json`. Required for `page` and
+        /// `offset`. Default: none (each page's whole JSON is one item).
+        pub items: Option<String>,
+        /// Most pages fetched, from 1 to 1000. Default: 10.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 10)))]
+        pub max_pages: Option<u32>,
+        /// Most items kept (the rest is cut, `truncated`). Default: none.
+        pub max_items: Option<u32>,
+        /// Wait between pages, up to 60000. Default: 0.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 0)))]
+        pub interval_ms: Option<u32>,
+        /// Origins (`https://host[:port]`) next links may lead to besides the
+        /// first request's. Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub allowed_origins: Vec<String>,
+    }
+
+    /// The next page from the `Link` header (RFC 8288).
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct LinkHeaderNext {
+        /// The link relation to follow. Default: `next`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "next")))]
+        pub rel: Option<String>,
+    }
+
+    /// The next page from a cursor in the page's JSON, sent back as a query
+    /// parameter.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct CursorNext {
+        /// JSON Pointer to the cursor; absent, null or `""` ends the pages.
+        pub pointer: String,
+        /// The query parameter that carries it.
+        pub param: String,
+    }
+
+    /// Numbered pages: `param` = start, start + 1, … until an empty page.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct PageNumberNext {
+        /// The query parameter with the page number.
+        pub param: String,
+        /// The first page's number. Default: 1.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 1)))]
+        pub start: Option<u32>,
+    }
+
+    /// Offsets: `param` = start, start + step, … until an empty page.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct OffsetNext {
+        /// The query parameter with the offset.
+        pub param: String,
+        /// The first page's offset. Default: 0.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 0)))]
+        pub start: Option<u32>,
+        /// Added per page. Default: the number of items the page had.
+        pub step: Option<u32>,
+    }
+
+    /// `poll`: an asynchronous job answered `202` with a status URL, polled
+    /// until it is done (README "Polling").
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct Poll {
+        /// Statuses that mean "not done yet: poll". Default: `[202]`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [202])))]
+        pub on_status: Option<Vec<u16>>,
+        /// Where the status URL is: `"location"` (the `Location` header) or
+        /// `{"pointer": "/links/status"}`. Default: `location`.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = "location")))]
+        pub status_url: Option<StatusUrl>,
+        /// A value in the status JSON that says the job is done. Default:
+        /// none (polling stops at the first status not in `on_status`).
+        pub until: Option<PollUntil>,
+        /// Wait between polls when the response has no `Retry-After`, from 0
+        /// to 3600000. Default: 1000.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 1000)))]
+        pub interval_ms: Option<u32>,
+        /// Most polls, from 1 to 1000. Default: 60.
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 60)))]
+        pub max_polls: Option<u32>,
+        /// Origins status URLs may be on besides the first request's. Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub allowed_origins: Vec<String>,
+    }
+
+    /// When a polled job is done.
+    #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+    #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+    #[serde(deny_unknown_fields)]
+    pub struct PollUntil {
+        /// JSON Pointer to the job's state in each status response.
+        pub pointer: String,
+        /// States that end the step successfully, with that response.
+        pub success: Vec<String>,
+        /// States that fail the step (`unexpected-status`). Default: none.
+        #[serde(default)]
+        #[cfg_attr(feature = "schema", schemars(extend("default" = [])))]
+        pub failure: Vec<String>,
+    }
+
+    /// One page fetched.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PageSummary {
+        /// 1-based page number.
+        pub page: u32,
+        /// Its status.
+        pub status: u16,
+        /// Items it contributed.
+        pub items: u32,
+    }
+
+    /// How the pages of a paginated step went.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct PagesOutcome {
+        /// Every page fetched, in order.
+        pub pages: Vec<PageSummary>,
+        /// A limit (`max_pages`, `max_items`, `max_total_response_bytes`, the
+        /// deadline) stopped it while more pages were there.
+        pub truncated: bool,
+        /// Why it stopped.
+        pub stopped: PagesStop,
+    }
+
     /// When and how failed attempts are retried: `intervals_ms` (an explicit
     /// list, as in Persona's "Retry Intervals") or the exponential form
     /// (`initial_ms`, `multiplier`, `max_interval_ms`, `max_attempts`, `jitter`).
@@ -416,6 +560,14 @@ wit_records! { $
         /// Default: true.
         #[cfg_attr(feature = "schema", schemars(extend("default" = true)))]
         pub decompress: Option<bool>,
+        /// Follow the pages of a listing (README "Pagination"). Default: none.
+        pub pagination: Option<Pagination>,
+        /// Poll an asynchronous job (README "Polling"). Default: none.
+        pub poll: Option<Poll>,
+        /// Largest sum of the response bodies of all pages and polls, from 1
+        /// to 1073741824. Default: 16777216 (16 MiB).
+        #[cfg_attr(feature = "schema", schemars(extend("default" = 16_777_216)))]
+        pub max_total_response_bytes: Option<u64>,
         /// Named values taken from the response JSON by JSON Pointer (RFC 6901).
         /// In JSON, an object mapping names to pointers. Default: none.
         #[serde(default, deserialize_with = "shapes::outputs")]
@@ -461,6 +613,10 @@ wit_records! { $
         pub wait_ms: Option<u64>,
         /// Why that wait.
         pub wait_reason: Option<WaitReason>,
+        /// The page it fetched (pagination).
+        pub page: Option<u32>,
+        /// The poll it made (asynchronous jobs).
+        pub poll: Option<u32>,
     }
 
     /// A response as received.
@@ -493,6 +649,8 @@ wit_records! { $
         pub attempts: Vec<Attempt>,
         /// Error continued past.
         pub continued_error: Option<StepError>,
+        /// The pages, when the step paginated.
+        pub pagination: Option<PagesOutcome>,
     }
 
     /// A failed step.
@@ -504,6 +662,8 @@ wit_records! { $
         pub attempts: Vec<Attempt>,
         /// Last response, if any.
         pub response: Option<Response>,
+        /// The pages fetched before the failure, when the step paginated.
+        pub pagination: Option<PagesOutcome>,
     }
 }
 
@@ -562,6 +722,72 @@ impl ResponseFormat {
             ResponseFormat::Json => "json",
             ResponseFormat::Text => "text",
             ResponseFormat::Binary => "binary",
+        }
+    }
+}
+
+/// How the next page is found (`pagination.next`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PageNext {
+    /// `Link: <…>; rel="next"` (RFC 8288).
+    LinkHeader(LinkHeaderNext),
+    /// A JSON Pointer to the next page's URL in the page, absolute or
+    /// relative to the page's URL.
+    NextUrl(String),
+    /// A cursor in the page, sent back as a query parameter.
+    Cursor(CursorNext),
+    /// Numbered pages.
+    Page(PageNumberNext),
+    /// Offsets.
+    Offset(OffsetNext),
+}
+
+/// Where a polled job's status URL is (`poll.status_url`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum StatusUrl {
+    /// The `Location` header (the default).
+    Location,
+    /// A JSON Pointer into the response JSON.
+    Pointer(String),
+}
+
+/// Why pagination stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PagesStop {
+    /// The page had no next link or cursor.
+    NoNext,
+    /// The page had no items.
+    EmptyPage,
+    /// The page was identical to the one before (SHA-256 of the body).
+    RepeatedPage,
+    /// `max_pages` pages were fetched.
+    MaxPages,
+    /// `max_items` items were kept.
+    MaxItems,
+    /// The next page would pass `max_total_response_bytes`.
+    MaxTotalResponseBytes,
+    /// The retry deadline (`retry.deadline_ms`) came.
+    Deadline,
+    /// A page failed (after its retries), and with it the step.
+    Failed,
+}
+
+impl PagesStop {
+    /// Name in the CLI output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagesStop::NoNext => "no-next",
+            PagesStop::EmptyPage => "empty-page",
+            PagesStop::RepeatedPage => "repeated-page",
+            PagesStop::MaxPages => "max-pages",
+            PagesStop::MaxItems => "max-items",
+            PagesStop::MaxTotalResponseBytes => "max-total-response-bytes",
+            PagesStop::Deadline => "deadline",
+            PagesStop::Failed => "failed",
         }
     }
 }
@@ -692,6 +918,11 @@ impl StepConfig {
     /// `decompress` with its default (on) applied.
     pub fn decompress(&self) -> bool {
         self.decompress.unwrap_or(true)
+    }
+
+    /// `max_total_response_bytes` with its default applied.
+    pub fn max_total_response_bytes(&self) -> u64 {
+        self.max_total_response_bytes.unwrap_or(DEFAULT_MAX_TOTAL_RESPONSE_BYTES)
     }
 
     /// `response_format` with its default (`auto`) applied.
@@ -836,6 +1067,10 @@ pub enum WaitReason {
     RetryAfter,
     /// A new OAuth 2.0 token after the response rejected the cached one.
     TokenRefresh,
+    /// `pagination.interval_ms` before the next page.
+    PageInterval,
+    /// `poll.interval_ms` before the next poll.
+    PollInterval,
 }
 
 impl WaitReason {
@@ -846,6 +1081,8 @@ impl WaitReason {
             WaitReason::Backoff => "backoff",
             WaitReason::RetryAfter => "retry-after",
             WaitReason::TokenRefresh => "token-refresh",
+            WaitReason::PageInterval => "page-interval",
+            WaitReason::PollInterval => "poll-interval",
         }
     }
 }

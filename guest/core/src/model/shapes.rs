@@ -177,8 +177,8 @@ pub(super) fn outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<KeyValue>, 
     d.deserialize_map(Outputs)
 }
 
-/// How a JSON value is named in messages.
-pub(super) fn type_name(value: &Value) -> &'static str {
+/// How a JSON value is named in messages ("a string", "a list", …).
+pub fn type_name(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

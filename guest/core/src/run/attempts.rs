@@ -1,6 +1,7 @@
-//! The attempt loop: until success, a failure not worth retrying, the last
+//! The attempt loop of each request of a run (the step's one request, or
+//! each page or poll): until success, a failure not worth retrying, the last
 //! attempt or the deadline; waits from the retry plan or `Retry-After`; one
-//! idempotency key (and Standard Webhooks message id) per run.
+//! idempotency key (and Standard Webhooks message id) per request.
 
 use super::oauth2::Tokens;
 use super::plan::Plan;
@@ -19,177 +20,264 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
 /// The result of one attempt.
 struct Tried {
     response: Option<Response>,
+    json: Option<serde_json::Value>,
     outputs: Vec<KeyValue>,
     error: Option<StepError>,
     maybe_sent: bool,
 }
 
-/// How the attempts ended.
-pub(super) struct Last {
+/// How one request's attempts ended.
+pub(super) struct Exchanged {
     pub(super) response: Option<Response>,
+    /// The response JSON, parsed (for pages and polls to read).
+    pub(super) json: Option<serde_json::Value>,
     pub(super) outputs: Vec<KeyValue>,
-    pub(super) attempts: Vec<Attempt>,
     pub(super) error: Option<StepError>,
 }
 
-/// Attempts until success, a failure not worth retrying, the last attempt or
-/// the deadline. A response that rejects an OAuth 2.0 token is followed by
-/// one more attempt with a new token, outside the retry policy's count.
-pub(super) fn attempt_all(plan: &Plan, fx: &mut Redacting<'_>) -> Last {
-    let started = fx.now_ms();
-    let deadline = plan.retry.deadline_ms.map(|d| started + u64::from(d));
-    let mut base = plan.request.clone();
-    if plan.retry.idempotency_key && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
-        // One key for every attempt of this run, so the server can deduplicate.
-        base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, uuid_v4(fx)));
-    }
-    let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
-    // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
-    let message_id = match plan.signer.as_ref().map(Signer::scheme) {
-        Some(SigningScheme::StandardWebhooks) => format!("msg_{}", uuid_v4(fx).replace('-', "")),
-        _ => String::new(),
-    };
-    let mut attempts: Vec<Attempt> = Vec::new();
-    let max_attempts = plan.retry.max_attempts();
-    let mut tokens = plan.oauth2.as_ref().map(|grant| Tokens::new(grant, plan.limits));
-    let mut refreshed = false;
-    // `number` counts every attempt; `counted` those the retry policy counts.
-    let (mut number, mut counted) = (0, 0);
-    while counted < max_attempts {
-        number += 1;
-        counted += 1;
-        let mut limits = plan.limits;
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_sub(fx.now_ms());
-            limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
-        }
-        let mut request = base.clone();
-        let attempt_started = fx.now_ms();
-        if let Some(tokens) = &mut tokens {
-            match tokens.header(fx) {
-                Ok(header) => request.headers.push(header),
-                Err(error) => {
-                    let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-                    fx.progress(&format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
-                    attempts.push(Attempt { number, status: None, error: Some(error.clone()), elapsed_ms, wait_ms: None, wait_reason: None });
-                    return Last { response: None, outputs: Vec::new(), attempts, error: Some(error) };
-                }
-            }
-        }
-        if let Some(signer) = &plan.signer {
-            // Re-signed on every attempt, with a fresh timestamp.
-            let names = signer.header_names();
-            request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
-            request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
-        }
-        let mut tried = attempt(plan, &request, limits, fx);
-        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-        let status = tried.response.as_ref().map(|r| r.status);
-        if let (Some(tokens), Some(response)) = (&mut tokens, &tried.response)
-            && tokens.rejected_by(response)
-        {
-            if !refreshed {
-                refreshed = true;
-                counted -= 1;
-                tokens.invalidate(fx);
-                attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: Some(0), wait_reason: Some(WaitReason::TokenRefresh) });
-                fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
-                continue;
-            }
-            if tokens.signals_expiry(response) {
-                // A 2xx that still says "expired" after a new token is not a success.
-                tried.outputs.clear();
-                tried.error = Some(StepError::Auth(AuthError {
-                    code: None,
-                    message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
-                }));
-            }
-        }
-        attempts.push(Attempt { number, status, error: tried.error.clone(), elapsed_ms, wait_ms: None, wait_reason: None });
-        let Some(error) = tried.error else {
-            fx.progress(&format!("attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
-            return Last { response: tried.response, outputs: tried.outputs, attempts, error: None };
-        };
-        let failed = format!("attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
-        let stop = |fx: &mut dyn Effects, note: String| {
-            fx.progress(&format!("{failed}; {note}"));
-            // With retries configured, the error says why they stopped.
-            Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
-        };
-        if counted == max_attempts {
-            let note = if max_attempts > 1 { format!("gave up after {number} attempts") } else { "no retry policy".into() };
-            let error = stop(fx, note);
-            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-        }
-        if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
-            let error = stop(fx, format!("not retried: {why}"));
-            return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-        }
-        let retry_after = match (&tried.response, status) {
-            (Some(r), Some(429 | 503)) => r
-                .headers
-                .iter()
-                .find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))
-                .and_then(|kv| parse_retry_after(&kv.value, fx.unix_secs())),
-            _ => None,
-        };
-        let (wait_ms, reason) = match retry_after {
-            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
-            None => {
-                let random = unit_random(fx);
-                let reason = match plan.retry.schedule {
-                    crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
-                    crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
-                };
-                (plan.retry.wait_ms(number, random), reason)
-            }
-        };
-        if let Some(deadline) = deadline {
-            let now = fx.now_ms();
-            if now.saturating_add(wait_ms) >= deadline {
-                let note = format!(
-                    "gave up: waiting {wait_ms} ms ({}) would pass retry.deadline_ms ({} ms)",
-                    reason.as_str(),
-                    deadline - started
-                );
-                let error = stop(fx, note);
-                return Last { response: tried.response, outputs: Vec::new(), attempts, error };
-            }
-        }
-        if let Some(last) = attempts.last_mut() {
-            last.wait_ms = Some(wait_ms);
-            last.wait_reason = Some(reason);
-        }
-        fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
-        fx.sleep_ms(wait_ms);
-    }
-    // The loop returns on its last attempt; this is only reached with zero attempts.
-    Last { response: None, outputs: Vec::new(), attempts, error: Some(StepError::Internal("no attempt was made".into())) }
+/// Which request of the run an exchange is, for `attempts` and progress lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Label {
+    /// The step's one request (or the first of a poll).
+    Single,
+    /// A page (1-based).
+    Page(u32),
+    /// A poll (1-based).
+    Poll(u32),
 }
 
+impl Label {
+    fn prefix(self) -> String {
+        match self {
+            Label::Single => String::new(),
+            Label::Page(n) => format!("page {n}, "),
+            Label::Poll(n) => format!("poll {n}, "),
+        }
+    }
+}
 
-/// One attempt: send (following redirects), decode, check the status, the
-/// schema and the outputs.
-fn attempt(plan: &Plan, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
+/// What one request of a run is.
+pub(super) struct Exchange<'a> {
+    pub(super) request: &'a PreparedRequest,
+    pub(super) label: Label,
+    /// Statuses that end it besides `expected_status` (a poll's `on_status`).
+    pub(super) also_ok: &'a [u16],
+    /// Check the response against `response_schema` and take `outputs`.
+    pub(super) use_json: bool,
+    /// Send the OAuth 2.0 token and the signature: false for a follow-up on
+    /// another (allowed) origin.
+    pub(super) credentials: bool,
+}
+
+/// Everything the requests of one run share: the attempts so far (numbered
+/// across requests), the retry deadline, the token cache.
+pub(super) struct Session<'p> {
+    plan: &'p Plan,
+    started: u64,
+    deadline: Option<u64>,
+    pub(super) attempts: Vec<Attempt>,
+    tokens: Option<Tokens>,
+    number: u32,
+}
+
+impl<'p> Session<'p> {
+    pub(super) fn new(plan: &'p Plan, fx: &mut Redacting<'_>) -> Self {
+        let started = fx.now_ms();
+        Session {
+            plan,
+            started,
+            deadline: plan.retry.deadline_ms.map(|d| started + u64::from(d)),
+            attempts: Vec::new(),
+            tokens: plan.oauth2.as_ref().map(|grant| Tokens::new(grant, plan.limits)),
+            number: 0,
+        }
+    }
+
+    /// Milliseconds left before `retry.deadline_ms`, if one is set.
+    pub(super) fn left_ms(&self, fx: &mut dyn Effects) -> Option<u64> {
+        self.deadline.map(|d| d.saturating_sub(fx.now_ms()))
+    }
+
+    /// The deadline in words, for messages.
+    pub(super) fn deadline_note(&self) -> String {
+        self.deadline.map(|d| format!("retry.deadline_ms ({} ms)", d - self.started)).unwrap_or_default()
+    }
+
+    /// Waits `ms` before the next request, recorded on the last attempt.
+    pub(super) fn wait(&mut self, ms: u64, reason: WaitReason, fx: &mut dyn Effects) {
+        if let Some(last) = self.attempts.last_mut() {
+            last.wait_ms = Some(ms);
+            last.wait_reason = Some(reason);
+        }
+        fx.sleep_ms(ms);
+    }
+
+    /// Attempts one request until success, a failure not worth retrying,
+    /// the last attempt or the deadline. A response that rejects an OAuth 2.0
+    /// token is followed by one more attempt with a new token, outside the
+    /// retry policy's count. One idempotency key (and Standard Webhooks
+    /// message id) per request, the same for all its attempts.
+    pub(super) fn exchange(&mut self, ex: &Exchange<'_>, fx: &mut Redacting<'_>) -> Exchanged {
+        let plan = self.plan;
+        let mut base = ex.request.clone();
+        let keyed = plan.retry.idempotency_key && base.method == plan.request.method;
+        if keyed && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
+            // One key for every attempt of this request, so the server can deduplicate.
+            base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, uuid_v4(fx)));
+        }
+        let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
+        // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
+        let message_id = match plan.signer.as_ref().map(Signer::scheme) {
+            Some(SigningScheme::StandardWebhooks) => format!("msg_{}", uuid_v4(fx).replace('-', "")),
+            _ => String::new(),
+        };
+        let max_attempts = plan.retry.max_attempts();
+        let (page, poll) = match ex.label {
+            Label::Single => (None, None),
+            Label::Page(n) => (Some(n), None),
+            Label::Poll(n) => (None, Some(n)),
+        };
+        let prefix = ex.label.prefix();
+        let mut refreshed = false;
+        let mut counted = 0;
+        while counted < max_attempts {
+            self.number += 1;
+            counted += 1;
+            let number = self.number;
+            let attempt = |status, error, elapsed_ms, wait: Option<(u64, WaitReason)>| Attempt {
+                number,
+                status,
+                error,
+                elapsed_ms,
+                wait_ms: wait.map(|w| w.0),
+                wait_reason: wait.map(|w| w.1),
+                page,
+                poll,
+            };
+            let mut limits = plan.limits;
+            if let Some(left) = self.left_ms(fx) {
+                limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
+            }
+            let mut request = base.clone();
+            let attempt_started = fx.now_ms();
+            if let Some(tokens) = self.tokens.as_mut().filter(|_| ex.credentials) {
+                match tokens.header(fx) {
+                    Ok(header) => request.headers.push(header),
+                    Err(error) => {
+                        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+                        fx.progress(&format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
+                        self.attempts.push(attempt(None, Some(error.clone()), elapsed_ms, None));
+                        return Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(error) };
+                    }
+                }
+            }
+            if let Some(signer) = plan.signer.as_ref().filter(|_| ex.credentials) {
+                // Re-signed on every attempt, with a fresh timestamp.
+                let names = signer.header_names();
+                request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
+                request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
+            }
+            let mut tried = try_once(plan, ex, &request, limits, fx);
+            let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+            let status = tried.response.as_ref().map(|r| r.status);
+            if let (Some(tokens), Some(response)) = (&mut self.tokens, &tried.response)
+                && tokens.rejected_by(response)
+            {
+                if !refreshed {
+                    refreshed = true;
+                    counted -= 1;
+                    tokens.invalidate(fx);
+                    self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, Some((0, WaitReason::TokenRefresh))));
+                    fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
+                    continue;
+                }
+                if tokens.signals_expiry(response) {
+                    // A 2xx that still says "expired" after a new token is not a success.
+                    tried.outputs.clear();
+                    tried.error = Some(StepError::Auth(AuthError {
+                        code: None,
+                        message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
+                    }));
+                }
+            }
+            self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, None));
+            let Some(error) = tried.error else {
+                fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
+                return Exchanged { response: tried.response, json: tried.json, outputs: tried.outputs, error: None };
+            };
+            let failed = format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
+            let stop = |fx: &mut dyn Effects, note: String| {
+                fx.progress(&format!("{failed}; {note}"));
+                // With retries configured, the error says why they stopped.
+                Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
+            };
+            let gave_up = |error| Exchanged { response: tried.response.clone(), json: None, outputs: Vec::new(), error };
+            if counted == max_attempts {
+                let note = if max_attempts > 1 { format!("gave up after {} attempts", counted + u32::from(refreshed)) } else { "no retry policy".into() };
+                return gave_up(stop(fx, note));
+            }
+            if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
+                return gave_up(stop(fx, format!("not retried: {why}")));
+            }
+            let retry_after = match (&tried.response, status) {
+                (Some(r), Some(429 | 503)) => retry_after_ms(r, fx),
+                _ => None,
+            };
+            let (wait_ms, reason) = match retry_after {
+                Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
+                None => {
+                    let random = unit_random(fx);
+                    let reason = match plan.retry.schedule {
+                        crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
+                        crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
+                    };
+                    (plan.retry.wait_ms(counted + u32::from(refreshed), random), reason)
+                }
+            };
+            if self.left_ms(fx).is_some_and(|left| wait_ms >= left) {
+                let note = format!("gave up: waiting {wait_ms} ms ({}) would pass {}", reason.as_str(), self.deadline_note());
+                return gave_up(stop(fx, note));
+            }
+            fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
+            self.wait(wait_ms, reason, fx);
+        }
+        // The loop returns on its last attempt; this is only reached with zero attempts.
+        Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(StepError::Internal("no attempt was made".into())) }
+    }
+}
+
+/// A response's `Retry-After` in milliseconds, if it has a usable one.
+pub(super) fn retry_after_ms(response: &Response, fx: &mut dyn Effects) -> Option<u64> {
+    let value = response.headers.iter().find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))?;
+    parse_retry_after(&value.value, fx.unix_secs())
+}
+
+/// One attempt: send (following redirects), decode, check the status and,
+/// when the exchange asks, the schema and the outputs.
+fn try_once(plan: &Plan, ex: &Exchange<'_>, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
     let raw = match send_following(plan, request, limits, fx) {
-        Err(e) => return Tried { response: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
+        Err(e) => return Tried { response: None, json: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
         Ok(raw) => raw,
     };
     let (response, json, decode_error) = decode(raw, plan.format);
-    let checked = if plan.expected.contains(response.status) {
-        decode_error.map_or_else(|| use_json(plan, json.as_ref()), Err)
+    let checked = if plan.expected.contains(response.status) || ex.also_ok.contains(&response.status) {
+        match decode_error {
+            Some(e) => Err(e),
+            None if ex.use_json => use_json(plan, json.as_ref()),
+            None => Ok(Vec::new()),
+        }
     } else {
-        Err(StepError::UnexpectedStatus(format!("the server answered {}; expected {}", response.status, plan.expected)))
+        Err(StepError::UnexpectedStatus(format!("{}the server answered {}; expected {}", ex.label.prefix(), response.status, plan.expected)))
     };
     let (outputs, error) = match checked {
         Ok(outputs) => (outputs, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    Tried { response: Some(response), outputs, error, maybe_sent: true }
+    Tried { response: Some(response), json, outputs, error, maybe_sent: true }
 }
 
 /// Checks the response JSON against the schema and extracts the outputs.
-fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValue>, StepError> {
+pub(super) fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValue>, StepError> {
     if plan.schema.is_none() && plan.outputs.is_empty() {
         return Ok(Vec::new());
     }
@@ -199,8 +287,8 @@ fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValu
     if let Some(schema) = &plan.schema {
         schema.check(json).map_err(StepError::SchemaMismatch)?;
     }
-    let mut missing = Vec::new();
     let mut outputs = Vec::new();
+    let mut missing = Vec::new();
     for kv in &plan.outputs {
         match json.pointer(&kv.value) {
             Some(v) => outputs.push(KeyValue::new(kv.key.clone(), v.to_string())),

@@ -6,12 +6,17 @@
 //! - [`plan`]: the config rendered from the context and checked, once;
 //! - [`attempts`]: the attempt loop, retry waits, idempotency keys;
 //! - [`redirect`]: following redirects within one attempt;
+//! - [`pages`] and [`poll`]: the follow-up requests of a paginated step or
+//!   an asynchronous job, built and origin-locked by [`follow`];
 //! - [`oauth2`]: client-credentials tokens, fetched once per tenant and grant;
 //! - [`redact`]: secrets removed from everything a run reports.
 
 mod attempts;
+mod follow;
 mod oauth2;
+mod pages;
 mod plan;
+mod poll;
 mod redact;
 mod redirect;
 
@@ -84,21 +89,40 @@ pub fn run(config: StepConfig, context: String, fx: &mut dyn Effects) -> Result<
         error: StepError::InvalidConfig(problems),
         attempts: Vec::new(),
         response: None,
+        pagination: None,
     })?;
     let fx = &mut Redacting { inner: fx, redactor };
-    let last = attempts::attempt_all(&plan, fx);
+    let mut session = attempts::Session::new(&plan, fx);
+    let done = if let Some(pagination) = &plan.pagination {
+        pages::follow(&plan, pagination, &mut session, fx)
+    } else if let Some(poll) = &plan.poll {
+        poll::follow(&plan, poll, &mut session, fx)
+    } else {
+        let ex = attempts::Exchange { request: &plan.request, label: attempts::Label::Single, also_ok: &[], use_json: true, credentials: true };
+        let last = session.exchange(&ex, fx);
+        Done { response: last.response, outputs: last.outputs, error: last.error, pagination: None }
+    };
     let redactor = &fx.redactor.clone();
-    let response = redact_response(redactor, last.response);
-    let attempts = redact_attempts(redactor, last.attempts);
-    let outputs: Vec<KeyValue> = last.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(&kv.value))).collect();
-    match last.error.map(|e| e.map_text(|m| redactor.apply(m))) {
-        None => Ok(StepOutcome { response, outputs, attempts, continued_error: None }),
+    let response = redact_response(redactor, done.response);
+    let attempts = redact_attempts(redactor, session.attempts);
+    let outputs: Vec<KeyValue> = done.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(kv.value))).collect();
+    let pagination = done.pagination;
+    match done.error.map(|e| e.map_text(|m| redactor.apply(m))) {
+        None => Ok(StepOutcome { response, outputs, attempts, continued_error: None, pagination }),
         Some(error) if continue_on_error => {
             fx.progress(&format!("continuing after error ({}): {error}", error.kind()));
-            Ok(StepOutcome { response, outputs, attempts, continued_error: Some(error) })
+            Ok(StepOutcome { response, outputs, attempts, continued_error: Some(error), pagination })
         }
-        Some(error) => Err(StepFailure { error, attempts, response }),
+        Some(error) => Err(StepFailure { error, attempts, response, pagination }),
     }
+}
+
+/// How a run's requests ended, before redaction.
+struct Done {
+    response: Option<crate::model::Response>,
+    outputs: Vec<KeyValue>,
+    error: Option<StepError>,
+    pagination: Option<crate::model::PagesOutcome>,
 }
 
 #[cfg(test)]
@@ -206,7 +230,7 @@ pub(crate) mod tests {
         let out = run(c.clone(), "{}".into(), &mut fx).expect("ok");
         let r = out.response.expect("response");
         assert_eq!((r.status, r.json.as_deref()), (201, Some(r#"{"id":"ord_1"}"#)));
-        assert_eq!(out.attempts, vec![Attempt { number: 1, status: Some(201), error: None, elapsed_ms: 7, wait_ms: None, wait_reason: None }]);
+        assert_eq!(out.attempts, vec![Attempt { number: 1, status: Some(201), error: None, elapsed_ms: 7, wait_ms: None, wait_reason: None, page: None, poll: None }]);
         assert_eq!(*fx.sent[0].body, br#"{"sku":"A"}"#);
         assert_eq!(fx.sent[0].header(IDEMPOTENCY_KEY_HEADER), None, "no retries, no key");
         assert_eq!(fx.log, vec!["attempt 1: 201 in 7 ms"]);

@@ -2,7 +2,7 @@
 //! once per run, into everything the attempts need.
 
 use super::AttemptLimits;
-use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Problem, ResponseFormat, StepConfig};
+use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Pagination, Poll, Problem, ResponseFormat, StepConfig};
 use crate::request::{PreparedRequest, prepare};
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -22,6 +22,9 @@ pub(super) struct Plan {
     pub(super) outputs: Vec<KeyValue>,
     pub(super) follow_redirects: bool,
     pub(super) format: ResponseFormat,
+    pub(super) pagination: Option<Pagination>,
+    pub(super) poll: Option<Poll>,
+    pub(super) max_total_response_bytes: u64,
     /// The header `auth` adds (lower-case), dropped when a redirect leaves the origin.
     pub(super) auth_header: Option<String>,
     /// The rendered OAuth 2.0 grant whose token each attempt sends.
@@ -56,6 +59,9 @@ pub(super) fn plan(config: StepConfig, context: String, random: &mut dyn FnMut(u
         outputs: rendered.outputs.clone(),
         follow_redirects: rendered.follow_redirects.unwrap_or(false),
         format: rendered.response_format(),
+        pagination: rendered.pagination.clone(),
+        poll: rendered.poll.clone(),
+        max_total_response_bytes: rendered.max_total_response_bytes(),
         auth_header: rendered.auth.as_ref().and_then(crate::auth::header_name).map(|n| n.to_ascii_lowercase()),
         oauth2: match &rendered.auth {
             Some(Auth::Oauth2ClientCredentials(grant)) => Some(grant.clone()),

@@ -13,10 +13,10 @@ use std::fmt;
 pub(super) fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
     // The base64 body and its digest are bytes, not text: nothing to find there.
     response.map(|resp| Response {
-        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(&kv.value))).collect(),
-        body: r.apply(&resp.body),
-        json: resp.json.map(|j| r.apply(&j)),
-        content_type: resp.content_type.map(|c| r.apply(&c)),
+        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(kv.value))).collect(),
+        body: r.apply(resp.body),
+        json: resp.json.map(|j| r.apply(j)),
+        content_type: resp.content_type.map(|c| r.apply(c)),
         ..resp
     })
 }
@@ -127,9 +127,11 @@ impl Redactor {
         self.secrets.dedup();
     }
 
-    /// `text` with every secret replaced by `***`.
-    pub(crate) fn apply(&self, text: &str) -> String {
-        self.secrets.iter().fold(text.to_string(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
+    /// `text` with every secret replaced by `***`. Owned text without a
+    /// secret is returned as it is, not copied (a paginated step's items may
+    /// be many megabytes).
+    pub(crate) fn apply(&self, text: impl Into<String>) -> String {
+        self.secrets.iter().fold(text.into(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
     }
 }
 

@@ -11,9 +11,6 @@ use crate::signing::Signer;
 /// Most redirects followed in one attempt (as browsers' and curl's defaults
 /// are in this range; Fetch allows 20).
 pub const MAX_REDIRECTS: u32 = 10;
-/// Headers that carry credentials or per-destination meaning and are dropped
-/// when a redirect leaves the origin (RFC 9110 §15.4: the client decides).
-const CROSS_ORIGIN_DROPPED: [&str; 6] = ["authorization", "proxy-authorization", "cookie", "idempotency-key", "webhook-id", "webhook-timestamp"];
 
 /// The request that follows a redirect, or why it is refused. `None` when
 /// `raw` is not a redirect to follow.
@@ -48,10 +45,7 @@ fn redirect(plan: &Plan, request: &PreparedRequest, raw: &RawResponse) -> Option
         });
     }
     if next_url.origin() != request.url.origin() {
-        next.headers.retain(|kv| {
-            let name = kv.key.to_ascii_lowercase();
-            !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name) && plan.auth_header.as_ref() != Some(&name)
-        });
+        super::follow::drop_credentials(plan, &mut next.headers);
     }
     next.url = next_url;
     Some(Ok(next))
