@@ -61,4 +61,8 @@ impl Guest for Component {
             .map(Mirror::mirror)
             .map_err(Mirror::mirror)
     }
+
+    fn run_attempt(config: wit::StepConfig, context: String, state: Option<wit::RunState>) -> wit::AttemptResult {
+        https_step_core::run_attempt(config.mirror(), context, state.mirror(), &mut transport::Wasi).mirror()
+    }
 }

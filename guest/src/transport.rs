@@ -37,8 +37,9 @@ impl Effects for Wasi {
         monotonic_clock::now() / 1_000_000
     }
 
-    fn unix_secs(&mut self) -> u64 {
-        wall_clock::now().seconds
+    fn unix_ms(&mut self) -> u64 {
+        let now = wall_clock::now();
+        now.seconds.saturating_mul(1000) + u64::from(now.nanoseconds / 1_000_000)
     }
 
     fn random_bytes(&mut self, len: usize) -> Vec<u8> {

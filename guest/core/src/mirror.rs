@@ -37,6 +37,12 @@ impl<A: Mirror<B>, B> Mirror<Option<B>> for Option<A> {
     }
 }
 
+impl<A: Mirror<C>, B: Mirror<D>, C, D> Mirror<Result<C, D>> for Result<A, B> {
+    fn mirror(self) -> Result<C, D> {
+        self.map(Mirror::mirror).map_err(Mirror::mirror)
+    }
+}
+
 /// Implements [`Mirror`] both ways between this crate's types and the
 /// generated bindings of the `workflow:https-step/types` interface, given as a
 /// module name in scope (`use …::types as wit; mirror_wit_types!(wit);`).
@@ -50,6 +56,7 @@ macro_rules! mirror_wit_types {
         $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh, PageInterval, PollInterval]; []);
         $crate::mirror_wit_types!(@map $wit; PageNext; []; [LinkHeader, NextUrl, Cursor, Page, Offset]);
         $crate::mirror_wit_types!(@map $wit; StatusUrl; [Location]; [Pointer]);
+        $crate::mirror_wit_types!(@map $wit; AttemptResult; []; [Done, Wait]);
         $crate::mirror_wit_types!(@map $wit; PagesStop; [NoNext, EmptyPage, RepeatedPage, MaxPages, MaxItems, MaxTotalResponseBytes, Deadline, Failed]; []);
         $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
         $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text, Binary, Multipart]);

@@ -327,24 +327,57 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
+        let config = config.clone().mirror();
+        let result = self
+            .call(tenant, progress, "running", async |store, step| step.call_run(store, &config, context).await)
+            .await?;
+        Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
+    }
+
+    /// Takes a slot, instantiates the component for `tenant` in a fresh
+    /// store and makes one call of the step interface, within the tenant's
+    /// `max_run_ms`. Dropping the call on timeout drops its store: a guest
+    /// blocked on I/O is cancelled with it.
+    async fn call<T>(
+        &self,
+        tenant: &Arc<Tenant>,
+        progress: ProgressFn,
+        doing: &'static str,
+        call: impl AsyncFnOnce(&mut Store<RunState>, &bindings::exports::workflow::https_step::step::Guest) -> wasmtime::Result<T>,
+    ) -> Result<T, Error> {
         use tracing::Instrument;
         let _slot = self.slot()?;
         let max_run = Duration::from_millis(tenant.limits.max_run_ms);
-        let call = async {
+        let work = async {
             let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
-            instance
-                .workflow_https_step_step()
-                .call_run(&mut store, &config.clone().mirror(), context)
-                .await
-                .map_err(|e| classify(e, "running"))
+            call(&mut store, instance.workflow_https_step_step()).await.map_err(|e| classify(e, doing))
         };
-        // Dropping the call on timeout drops its store: a guest blocked on I/O
-        // is cancelled with it.
         let span = tracing::info_span!("step_run", tenant = %tenant.id);
-        let result = tokio::time::timeout(max_run, call.instrument(span)).await.map_err(|_| {
-            Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms))
-        })??;
-        Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
+        tokio::time::timeout(max_run, work.instrument(span))
+            .await
+            .map_err(|_| Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms)))?
+    }
+
+    /// Runs one attempt of `config` (README "Durable runs"): with no
+    /// `state`, the first; with the state of an
+    /// [`AttemptResult::Wait`](https_step_core::AttemptResult::Wait), the
+    /// next, after the caller has waited. Between calls nothing is held: no
+    /// instance, slot or connection. Errors as for [`StepRuntime::run`].
+    pub async fn run_attempt(
+        &self,
+        tenant: &Arc<Tenant>,
+        config: &StepConfig,
+        context: &str,
+        state: Option<&https_step_core::RunState>,
+        progress: ProgressFn,
+    ) -> Result<https_step_core::AttemptResult, Error> {
+        let (config, state) = (config.clone().mirror(), state.cloned().mirror());
+        let result = self
+            .call(tenant, progress, "running an attempt", async |store, step| {
+                step.call_run_attempt(store, &config, context, state.as_ref()).await
+            })
+            .await?;
+        Ok(result.mirror())
     }
 }
 

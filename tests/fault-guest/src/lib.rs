@@ -17,7 +17,7 @@ mod bindings {
 }
 
 use bindings::exports::workflow::https_step::step::Guest;
-use bindings::workflow::https_step::types::{Problem, StepConfig, StepFailure, StepOutcome};
+use bindings::workflow::https_step::types::{AttemptResult, Problem, RunState, StepConfig, StepFailure, StepOutcome};
 
 struct Faulty;
 
@@ -44,5 +44,9 @@ impl Guest for Faulty {
             "fault://trap" => panic!("the fault component was asked to trap"),
             _ => Ok(StepOutcome { response: None, outputs: Vec::new(), attempts: Vec::new(), continued_error: None, pagination: None }),
         }
+    }
+
+    fn run_attempt(config: StepConfig, context: String, _state: Option<RunState>) -> AttemptResult {
+        AttemptResult::Done(Self::run(config, context))
     }
 }

@@ -653,6 +653,32 @@ wit_records! { $
         pub pagination: Option<PagesOutcome>,
     }
 
+    /// What the next attempt of a run made one attempt at a time needs
+    /// ([`crate::run_attempt`]); nothing secret. See the WIT for the
+    /// compatibility rule.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct RunState {
+        /// The layout of this record ([`RUN_STATE_VERSION`]).
+        pub version: u32,
+        /// Every attempt so far.
+        pub attempts: Vec<Attempt>,
+        /// The idempotency key every attempt sends, when the run has one.
+        pub idempotency_key: Option<String>,
+        /// The Standard Webhooks message id, stable across attempts.
+        pub webhook_id: Option<String>,
+        /// Unix milliseconds when the first attempt started.
+        pub started_unix_ms: u64,
+    }
+
+    /// Wait, then attempt again with `state`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct AttemptWait {
+        /// How long.
+        pub wait_ms: u64,
+        /// What the next attempt needs.
+        pub state: RunState,
+    }
+
     /// A failed step.
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct StepFailure {
@@ -724,6 +750,19 @@ impl ResponseFormat {
             ResponseFormat::Binary => "binary",
         }
     }
+}
+
+/// The [`RunState`] layout this crate writes (and the newest it reads).
+pub const RUN_STATE_VERSION: u32 = 1;
+
+/// How one call of [`crate::run_attempt`] ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant, reason = "mirrors the WIT variant; one per call")]
+pub enum AttemptResult {
+    /// The step is over.
+    Done(Result<StepOutcome, StepFailure>),
+    /// Another attempt is due after a wait.
+    Wait(AttemptWait),
 }
 
 /// How the next page is found (`pagination.next`).

@@ -8,7 +8,7 @@ use super::plan::Plan;
 use super::redact::Redacting;
 use super::redirect::send_following;
 use super::{AttemptLimits, Effects};
-use crate::model::{Attempt, AuthError, KeyValue, Problem, Response, SigningScheme, StepError, WaitReason};
+use crate::model::{Attempt, AuthError, KeyValue, Problem, Response, RunState, SigningScheme, StepError, WaitReason};
 use crate::signing::Signer;
 use crate::request::PreparedRequest;
 use crate::response::decode;
@@ -74,6 +74,7 @@ pub(super) struct Exchange<'a> {
 pub(super) struct Session<'p> {
     plan: &'p Plan,
     started: u64,
+    started_unix_ms: u64,
     deadline: Option<u64>,
     pub(super) attempts: Vec<Attempt>,
     tokens: Option<Tokens>,
@@ -83,13 +84,28 @@ pub(super) struct Session<'p> {
 impl<'p> Session<'p> {
     pub(super) fn new(plan: &'p Plan, fx: &mut Redacting<'_>) -> Self {
         let started = fx.now_ms();
+        let started_unix_ms = fx.unix_ms();
+        Session::at(plan, started, started_unix_ms, Vec::new())
+    }
+
+    /// The session of a run resumed from `state` ([`crate::run_attempt`]):
+    /// its attempts, and its deadline measured from the first attempt's
+    /// wall-clock start, since the monotonic clock does not survive a process.
+    pub(super) fn resume(plan: &'p Plan, state: &RunState, fx: &mut Redacting<'_>) -> Self {
+        let elapsed = fx.unix_ms().saturating_sub(state.started_unix_ms);
+        let started = fx.now_ms().saturating_sub(elapsed);
+        Session::at(plan, started, state.started_unix_ms, state.attempts.clone())
+    }
+
+    fn at(plan: &'p Plan, started: u64, started_unix_ms: u64, attempts: Vec<Attempt>) -> Self {
         Session {
             plan,
             started,
+            started_unix_ms,
             deadline: plan.retry.deadline_ms.map(|d| started + u64::from(d)),
-            attempts: Vec::new(),
+            number: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+            attempts,
             tokens: plan.oauth2.as_ref().map(|grant| Tokens::new(grant, plan.limits)),
-            number: 0,
         }
     }
 
@@ -103,12 +119,17 @@ impl<'p> Session<'p> {
         self.deadline.map(|d| format!("retry.deadline_ms ({} ms)", d - self.started)).unwrap_or_default()
     }
 
-    /// Waits `ms` before the next request, recorded on the last attempt.
-    pub(super) fn wait(&mut self, ms: u64, reason: WaitReason, fx: &mut dyn Effects) {
+    /// Records a wait of `ms` on the last attempt.
+    pub(super) fn mark_wait(&mut self, ms: u64, reason: WaitReason) {
         if let Some(last) = self.attempts.last_mut() {
             last.wait_ms = Some(ms);
             last.wait_reason = Some(reason);
         }
+    }
+
+    /// Waits `ms` before the next request, recorded on the last attempt.
+    pub(super) fn wait(&mut self, ms: u64, reason: WaitReason, fx: &mut dyn Effects) {
+        self.mark_wait(ms, reason);
         fx.sleep_ms(ms);
     }
 
@@ -118,19 +139,56 @@ impl<'p> Session<'p> {
     /// retry policy's count. One idempotency key (and Standard Webhooks
     /// message id) per request, the same for all its attempts.
     pub(super) fn exchange(&mut self, ex: &Exchange<'_>, fx: &mut Redacting<'_>) -> Exchanged {
+        let mut request = self.begin(ex, None, fx);
+        loop {
+            match self.attempt(ex, &mut request, fx) {
+                Next::Done(done) => return done,
+                Next::Wait(ms, reason) => self.wait(ms, reason, fx),
+                Next::Again => {}
+            }
+        }
+    }
+
+    /// Where a request's attempts start: its idempotency key and message id,
+    /// new, or those of `resumed` (a run continued from its state).
+    pub(super) fn begin(&self, ex: &Exchange<'_>, resumed: Option<&RunState>, fx: &mut dyn Effects) -> Pending {
         let plan = self.plan;
         let mut base = ex.request.clone();
         let keyed = plan.retry.idempotency_key && base.method == plan.request.method;
         if keyed && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
             // One key for every attempt of this request, so the server can deduplicate.
-            base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, uuid_v4(fx)));
+            let key = resumed.and_then(|s| s.idempotency_key.clone()).unwrap_or_else(|| uuid_v4(fx));
+            base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, key));
         }
         let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
         // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
         let message_id = match plan.signer.as_ref().map(Signer::scheme) {
-            Some(SigningScheme::StandardWebhooks) => format!("msg_{}", uuid_v4(fx).replace('-', "")),
+            Some(SigningScheme::StandardWebhooks) => {
+                resumed.and_then(|s| s.webhook_id.clone()).unwrap_or_else(|| format!("msg_{}", uuid_v4(fx).replace('-', "")))
+            }
             _ => String::new(),
         };
+        let attempts = resumed.map_or(&[][..], |s| &s.attempts[..]);
+        let refreshed = attempts.iter().any(|a| a.wait_reason == Some(WaitReason::TokenRefresh));
+        let counted = u32::try_from(attempts.len()).unwrap_or(u32::MAX) - u32::from(refreshed);
+        Pending { base, has_key, message_id, counted, refreshed }
+    }
+
+    /// What a run continued later needs: this session's attempts and the
+    /// request's key and message id.
+    pub(super) fn state(&self, pending: &Pending) -> RunState {
+        RunState {
+            version: crate::model::RUN_STATE_VERSION,
+            attempts: self.attempts.clone(),
+            idempotency_key: pending.base.header(IDEMPOTENCY_KEY_HEADER).map(str::to_string),
+            webhook_id: (!pending.message_id.is_empty()).then(|| pending.message_id.clone()),
+            started_unix_ms: self.started_unix_ms,
+        }
+    }
+
+    /// One attempt of the request `pending` describes, and what is left to do.
+    pub(super) fn attempt(&mut self, ex: &Exchange<'_>, pending: &mut Pending, fx: &mut Redacting<'_>) -> Next {
+        let plan = self.plan;
         let max_attempts = plan.retry.max_attempts();
         let (page, poll) = match ex.label {
             Label::Single => (None, None),
@@ -138,112 +196,130 @@ impl<'p> Session<'p> {
             Label::Poll(n) => (None, Some(n)),
         };
         let prefix = ex.label.prefix();
-        let mut refreshed = false;
-        let mut counted = 0;
-        while counted < max_attempts {
-            self.number += 1;
-            counted += 1;
-            let number = self.number;
-            let attempt = |status, error, elapsed_ms, wait: Option<(u64, WaitReason)>| Attempt {
-                number,
-                status,
-                error,
-                elapsed_ms,
-                wait_ms: wait.map(|w| w.0),
-                wait_reason: wait.map(|w| w.1),
-                page,
-                poll,
-            };
-            let mut limits = plan.limits;
-            if let Some(left) = self.left_ms(fx) {
-                limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
-            }
-            let mut request = base.clone();
-            let attempt_started = fx.now_ms();
-            if let Some(tokens) = self.tokens.as_mut().filter(|_| ex.credentials) {
-                match tokens.header(fx) {
-                    Ok(header) => request.headers.push(header),
-                    Err(error) => {
-                        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-                        fx.progress(&format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
-                        self.attempts.push(attempt(None, Some(error.clone()), elapsed_ms, None));
-                        return Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(error) };
-                    }
-                }
-            }
-            if let Some(signer) = plan.signer.as_ref().filter(|_| ex.credentials) {
-                // Re-signed on every attempt, with a fresh timestamp.
-                let names = signer.header_names();
-                request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
-                request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &message_id));
-            }
-            let mut tried = try_once(plan, ex, &request, limits, fx);
-            let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-            let status = tried.response.as_ref().map(|r| r.status);
-            if let (Some(tokens), Some(response)) = (&mut self.tokens, &tried.response)
-                && tokens.rejected_by(response)
-            {
-                if !refreshed {
-                    refreshed = true;
-                    counted -= 1;
-                    tokens.invalidate(fx);
-                    self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, Some((0, WaitReason::TokenRefresh))));
-                    fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
-                    continue;
-                }
-                if tokens.signals_expiry(response) {
-                    // A 2xx that still says "expired" after a new token is not a success.
-                    tried.outputs.clear();
-                    tried.error = Some(StepError::Auth(AuthError {
-                        code: None,
-                        message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
-                    }));
-                }
-            }
-            self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, None));
-            let Some(error) = tried.error else {
-                fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
-                return Exchanged { response: tried.response, json: tried.json, outputs: tried.outputs, error: None };
-            };
-            let failed = format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
-            let stop = |fx: &mut dyn Effects, note: String| {
-                fx.progress(&format!("{failed}; {note}"));
-                // With retries configured, the error says why they stopped.
-                Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
-            };
-            let gave_up = |error| Exchanged { response: tried.response.clone(), json: None, outputs: Vec::new(), error };
-            if counted == max_attempts {
-                let note = if max_attempts > 1 { format!("gave up after {} attempts", counted + u32::from(refreshed)) } else { "no retry policy".into() };
-                return gave_up(stop(fx, note));
-            }
-            if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
-                return gave_up(stop(fx, format!("not retried: {why}")));
-            }
-            let retry_after = match (&tried.response, status) {
-                (Some(r), Some(429 | 503)) => retry_after_ms(r, fx),
-                _ => None,
-            };
-            let (wait_ms, reason) = match retry_after {
-                Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
-                None => {
-                    let random = unit_random(fx);
-                    let reason = match plan.retry.schedule {
-                        crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
-                        crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
-                    };
-                    (plan.retry.wait_ms(counted + u32::from(refreshed), random), reason)
-                }
-            };
-            if self.left_ms(fx).is_some_and(|left| wait_ms >= left) {
-                let note = format!("gave up: waiting {wait_ms} ms ({}) would pass {}", reason.as_str(), self.deadline_note());
-                return gave_up(stop(fx, note));
-            }
-            fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
-            self.wait(wait_ms, reason, fx);
+        if pending.counted >= max_attempts {
+            return Next::Done(Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(StepError::Internal("no attempt was left to make".into())) });
         }
-        // The loop returns on its last attempt; this is only reached with zero attempts.
-        Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(StepError::Internal("no attempt was made".into())) }
+        self.number += 1;
+        pending.counted += 1;
+        let (number, counted, refreshed, has_key) = (self.number, pending.counted, pending.refreshed, pending.has_key);
+        let attempt = |status, error, elapsed_ms, wait: Option<(u64, WaitReason)>| Attempt {
+            number,
+            status,
+            error,
+            elapsed_ms,
+            wait_ms: wait.map(|w| w.0),
+            wait_reason: wait.map(|w| w.1),
+            page,
+            poll,
+        };
+        let mut limits = plan.limits;
+        if let Some(left) = self.left_ms(fx) {
+            limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
+        }
+        let mut request = pending.base.clone();
+        let attempt_started = fx.now_ms();
+        if let Some(tokens) = self.tokens.as_mut().filter(|_| ex.credentials) {
+            match tokens.header(fx) {
+                Ok(header) => request.headers.push(header),
+                Err(error) => {
+                    let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+                    fx.progress(&format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
+                    self.attempts.push(attempt(None, Some(error.clone()), elapsed_ms, None));
+                    return Next::Done(Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(error) });
+                }
+            }
+        }
+        if let Some(signer) = plan.signer.as_ref().filter(|_| ex.credentials) {
+            // Re-signed on every attempt, with a fresh timestamp.
+            let names = signer.header_names();
+            request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
+            request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &pending.message_id));
+        }
+        let mut tried = try_once(plan, ex, &request, limits, fx);
+        let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
+        let status = tried.response.as_ref().map(|r| r.status);
+        if let (Some(tokens), Some(response)) = (&mut self.tokens, &tried.response)
+            && tokens.rejected_by(response)
+        {
+            if !refreshed {
+                pending.refreshed = true;
+                pending.counted -= 1;
+                tokens.invalidate(fx);
+                self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, Some((0, WaitReason::TokenRefresh))));
+                fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
+                return Next::Again;
+            }
+            if tokens.signals_expiry(response) {
+                // A 2xx that still says "expired" after a new token is not a success.
+                tried.outputs.clear();
+                tried.error = Some(StepError::Auth(AuthError {
+                    code: None,
+                    message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
+                }));
+            }
+        }
+        self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, None));
+        let Some(error) = tried.error else {
+            fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
+            return Next::Done(Exchanged { response: tried.response, json: tried.json, outputs: tried.outputs, error: None });
+        };
+        let failed = format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
+        let stop = |fx: &mut dyn Effects, note: String| {
+            fx.progress(&format!("{failed}; {note}"));
+            // With retries configured, the error says why they stopped.
+            Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
+        };
+        let gave_up = |error| Next::Done(Exchanged { response: tried.response.clone(), json: None, outputs: Vec::new(), error });
+        let tries = counted + u32::from(refreshed);
+        if counted == max_attempts {
+            let note = if max_attempts > 1 { format!("gave up after {tries} attempts") } else { "no retry policy".into() };
+            return gave_up(stop(fx, note));
+        }
+        if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
+            return gave_up(stop(fx, format!("not retried: {why}")));
+        }
+        let retry_after = match (&tried.response, status) {
+            (Some(r), Some(429 | 503)) => retry_after_ms(r, fx),
+            _ => None,
+        };
+        let (wait_ms, reason) = match retry_after {
+            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
+            None => {
+                let random = unit_random(fx);
+                let reason = match plan.retry.schedule {
+                    crate::retry::Schedule::Intervals(_) => WaitReason::Interval,
+                    crate::retry::Schedule::Exponential { .. } => WaitReason::Backoff,
+                };
+                (plan.retry.wait_ms(tries, random), reason)
+            }
+        };
+        if self.left_ms(fx).is_some_and(|left| wait_ms >= left) {
+            let note = format!("gave up: waiting {wait_ms} ms ({}) would pass {}", reason.as_str(), self.deadline_note());
+            return gave_up(stop(fx, note));
+        }
+        fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
+        Next::Wait(wait_ms, reason)
     }
+}
+
+/// Where one request's attempts stand between two attempts.
+pub(super) struct Pending {
+    base: PreparedRequest,
+    has_key: bool,
+    message_id: String,
+    counted: u32,
+    refreshed: bool,
+}
+
+/// What an attempt leaves to do.
+#[allow(clippy::large_enum_variant, reason = "one per attempt, consumed at once")]
+pub(super) enum Next {
+    /// The request is over.
+    Done(Exchanged),
+    /// Wait, then attempt again.
+    Wait(u64, WaitReason),
+    /// Attempt again at once (a new OAuth 2.0 token).
+    Again,
 }
 
 /// A response's `Retry-After` in milliseconds, if it has a usable one.

@@ -23,7 +23,7 @@ mod redirect;
 pub use attempts::IDEMPOTENCY_KEY_HEADER;
 pub use redirect::MAX_REDIRECTS;
 
-use crate::model::{KeyValue, StepConfig, StepError, StepFailure, StepOutcome};
+use crate::model::{AttemptResult, AttemptWait, KeyValue, Problem, RUN_STATE_VERSION, RunState, StepConfig, StepError, StepFailure, StepOutcome};
 use crate::request::PreparedRequest;
 use crate::response::RawResponse;
 use redact::{Redacting, redact_attempts, redact_response};
@@ -59,8 +59,12 @@ pub trait Effects {
     fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError>;
     /// Monotonic milliseconds since an arbitrary origin.
     fn now_ms(&mut self) -> u64;
+    /// Wall-clock milliseconds since the Unix epoch.
+    fn unix_ms(&mut self) -> u64;
     /// Wall-clock seconds since the Unix epoch (signature timestamps).
-    fn unix_secs(&mut self) -> u64;
+    fn unix_secs(&mut self) -> u64 {
+        self.unix_ms() / 1000
+    }
     /// Cryptographically secure random bytes (idempotency keys, message ids, jitter).
     fn random_bytes(&mut self, len: usize) -> Vec<u8>;
     /// Waits `ms` milliseconds without busy-looping.
@@ -85,12 +89,7 @@ pub trait Effects {
 #[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
 pub fn run(config: StepConfig, context: String, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
     let continue_on_error = config.continue_on_error;
-    let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n)).map_err(|problems| StepFailure {
-        error: StepError::InvalidConfig(problems),
-        attempts: Vec::new(),
-        response: None,
-        pagination: None,
-    })?;
+    let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n)).map_err(invalid)?;
     let fx = &mut Redacting { inner: fx, redactor };
     let mut session = attempts::Session::new(&plan, fx);
     let done = if let Some(pagination) = &plan.pagination {
@@ -98,13 +97,79 @@ pub fn run(config: StepConfig, context: String, fx: &mut dyn Effects) -> Result<
     } else if let Some(poll) = &plan.poll {
         poll::follow(&plan, poll, &mut session, fx)
     } else {
-        let ex = attempts::Exchange { request: &plan.request, label: attempts::Label::Single, also_ok: &[], use_json: true, credentials: true };
-        let last = session.exchange(&ex, fx);
+        let last = session.exchange(&single(&plan), fx);
         Done { response: last.response, outputs: last.outputs, error: last.error, pagination: None }
     };
+    finish(done, session.attempts, continue_on_error, fx)
+}
+
+/// Runs one attempt of the step (with `state`, the next one of a run a
+/// durable engine keeps): the step's result, or the wait before the next
+/// attempt and what it needs (README "Durable runs"). Every retry decision is
+/// the same as [`run`]'s; only the waiting is the caller's. Pagination and
+/// polling are refused, and so is a state of a layout this crate does not
+/// know; both before anything is sent.
+pub fn run_attempt(config: StepConfig, context: String, state: Option<RunState>, fx: &mut dyn Effects) -> AttemptResult {
+    let continue_on_error = config.continue_on_error;
+    let mut problems = Vec::new();
+    for (given, field) in [(config.pagination.is_some(), "pagination"), (config.poll.is_some(), "poll")] {
+        if given {
+            problems.push(Problem::new(field, "is not available one attempt at a time (run-attempt); use run"));
+        }
+    }
+    if let Some(version) = state.as_ref().map(|s| s.version).filter(|&v| v == 0 || v > RUN_STATE_VERSION) {
+        problems.push(Problem::new("state.version", format!("{version} is not a run-state layout this step knows (1 to {RUN_STATE_VERSION}); it comes from a newer or a foreign component")));
+    }
+    let planned = plan::plan(config, context, &mut |n| fx.random_bytes(n));
+    let (plan, redactor) = match (planned, problems.is_empty()) {
+        (Ok(planned), true) => planned,
+        (Ok(_), false) => return AttemptResult::Done(Err(invalid(problems))),
+        (Err(more), _) => {
+            problems.extend(more);
+            return AttemptResult::Done(Err(invalid(problems)));
+        }
+    };
+    let fx = &mut Redacting { inner: fx, redactor };
+    let mut session = match &state {
+        Some(state) => attempts::Session::resume(&plan, state, fx),
+        None => attempts::Session::new(&plan, fx),
+    };
+    let ex = single(&plan);
+    let mut pending = session.begin(&ex, state.as_ref(), fx);
+    loop {
+        match session.attempt(&ex, &mut pending, fx) {
+            attempts::Next::Done(last) => {
+                let done = Done { response: last.response, outputs: last.outputs, error: last.error, pagination: None };
+                return AttemptResult::Done(finish(done, session.attempts, continue_on_error, fx));
+            }
+            attempts::Next::Wait(wait_ms, reason) => {
+                session.mark_wait(wait_ms, reason);
+                let mut state = session.state(&pending);
+                // Nothing secret leaves the run, in a state as in an outcome.
+                state.attempts = redact_attempts(&fx.redactor, state.attempts);
+                return AttemptResult::Wait(AttemptWait { wait_ms, state });
+            }
+            attempts::Next::Again => {}
+        }
+    }
+}
+
+/// The step's one request.
+fn single(plan: &plan::Plan) -> attempts::Exchange<'_> {
+    attempts::Exchange { request: &plan.request, label: attempts::Label::Single, also_ok: &[], use_json: true, credentials: true }
+}
+
+fn invalid(problems: Vec<Problem>) -> StepFailure {
+    StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None }
+}
+
+/// The result of a run whose requests are over: redacted, with
+/// `continue_on_error` applied.
+#[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
+fn finish(done: Done, attempts: Vec<crate::model::Attempt>, continue_on_error: bool, fx: &mut Redacting<'_>) -> Result<StepOutcome, StepFailure> {
     let redactor = &fx.redactor.clone();
     let response = redact_response(redactor, done.response);
-    let attempts = redact_attempts(redactor, session.attempts);
+    let attempts = redact_attempts(redactor, attempts);
     let outputs: Vec<KeyValue> = done.outputs.into_iter().map(|kv| KeyValue::new(kv.key, redactor.apply(kv.value))).collect();
     let pagination = done.pagination;
     match done.error.map(|e| e.map_text(|m| redactor.apply(m))) {
@@ -179,8 +244,8 @@ pub(crate) mod tests {
         fn now_ms(&mut self) -> u64 {
             self.clock
         }
-        fn unix_secs(&mut self) -> u64 {
-            1_700_000_000 + self.clock / 1000
+        fn unix_ms(&mut self) -> u64 {
+            1_700_000_000_000 + self.clock
         }
         fn random_bytes(&mut self, len: usize) -> Vec<u8> {
             self.rng = self.rng.wrapping_add(1);
@@ -407,6 +472,43 @@ pub(crate) mod tests {
         let mut fx = Fake::default();
         let err = run(c, r#"{"file": "%%%"}"#.into(), &mut fx).expect_err("invalid");
         assert_eq!(err.error.problems().map(|p| p[0].path.as_str()), Some("body.binary.base64"));
+        assert!(fx.sent.is_empty());
+    }
+
+    #[test]
+    fn run_attempt_leaves_the_waits_to_the_caller_and_keeps_the_key() {
+        use crate::model::{AttemptResult, AttemptWait};
+        let mut c = post("https://x.test/orders");
+        c.retry = retry(&[1000, 2000]);
+        c.signing = Some(Signing { secrets: vec!["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
+        let mut fx = Fake::replying(vec![reply(503, "{}"), reply(503, "{}"), reply(201, r#"{"id": 1}"#)]);
+        let AttemptResult::Wait(AttemptWait { wait_ms, state }) = run_attempt(c.clone(), "{}".into(), None, &mut fx) else { panic!("a wait") };
+        assert_eq!((wait_ms, state.attempts.len(), state.version), (1000, 1, 1));
+        let key = state.idempotency_key.clone().expect("a key");
+        // A later call, as from another process: the state is all it gets.
+        let AttemptResult::Wait(AttemptWait { wait_ms, state }) = run_attempt(c.clone(), "{}".into(), Some(state), &mut fx) else { panic!("a wait") };
+        assert_eq!((wait_ms, state.attempts.len(), state.idempotency_key.as_deref()), (2000, 2, Some(key.as_str())));
+        assert_eq!(state.attempts.iter().map(|a| a.wait_reason).collect::<Vec<_>>(), [Some(WaitReason::Interval), Some(WaitReason::Interval)]);
+        let AttemptResult::Done(Ok(out)) = run_attempt(c.clone(), "{}".into(), Some(state), &mut fx) else { panic!("done") };
+        assert_eq!((out.attempts.len(), out.response.map(|r| r.status)), (3, Some(201)));
+        assert_eq!(out.attempts.iter().map(|a| a.number).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(fx.slept.is_empty(), "the guest never sleeps here: {:?}", fx.slept);
+        let keys: Vec<_> = fx.sent.iter().map(|r| r.header("idempotency-key").map(str::to_string)).collect();
+        let ids: Vec<_> = fx.sent.iter().map(|r| r.header("webhook-id").map(str::to_string)).collect();
+        assert!(keys.iter().all(|k| k.as_deref() == Some(key.as_str())), "{keys:?}");
+        assert!(ids[0].is_some() && ids.iter().all(|i| i == &ids[0]), "{ids:?}");
+    }
+
+    #[test]
+    fn run_attempt_refuses_unknown_states_and_multi_request_steps_before_sending() {
+        use crate::model::{AttemptResult, RunState};
+        let state = RunState { version: 99, attempts: vec![], idempotency_key: None, webhook_id: None, started_unix_ms: 0 };
+        let mut c = post("https://x.test/orders");
+        c.poll = Some(crate::model::Poll { on_status: None, status_url: None, until: None, interval_ms: None, max_polls: None, allowed_origins: vec![] });
+        let mut fx = Fake::default();
+        let AttemptResult::Done(Err(failure)) = run_attempt(c, "{}".into(), Some(state), &mut fx) else { panic!("refused") };
+        let paths: Vec<&str> = failure.error.problems().unwrap_or_default().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["poll", "state.version"]);
         assert!(fx.sent.is_empty());
     }
 

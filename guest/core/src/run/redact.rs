@@ -43,8 +43,8 @@ impl Effects for Redacting<'_> {
     fn now_ms(&mut self) -> u64 {
         self.inner.now_ms()
     }
-    fn unix_secs(&mut self) -> u64 {
-        self.inner.unix_secs()
+    fn unix_ms(&mut self) -> u64 {
+        self.inner.unix_ms()
     }
     fn random_bytes(&mut self, len: usize) -> Vec<u8> {
         self.inner.random_bytes(len)
