@@ -82,13 +82,7 @@ pub fn venv(target_tmp: &Path) -> Result<PathBuf> {
         return Ok(dir);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let run = |cmd: &mut Command| -> Result<()> {
-        let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(())
-    };
+    let run = crate::shared::command_output;
     run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/requirements.txt");
     run(Command::new(dir.join("bin/pip"))

@@ -1,9 +1,12 @@
 //! Process-wide fixtures for the library-level integration tests — one tokio
 //! runtime and one step runtime per test binary, since building a
 //! `StepRuntime` (engine, pool, component) is the expensive part — and this
-//! process's memory figures for the benchmark, soak and bound tests.
+//! process's memory figures for the benchmark, soak and bound tests, and the
+//! runner of the tools the tests provision.
 
+use anyhow::{Context as _, bail};
 use https_step_host::StepRuntime;
+use std::process::Command;
 use std::sync::OnceLock;
 
 /// A multi-threaded tokio runtime shared by the tests of one binary.
@@ -34,4 +37,14 @@ pub fn status_kib(field: &str) -> u64 {
 /// Returns false where the kernel does not allow it.
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Runs `cmd` to its end (a tool the tests provision: pip, npm, jco, node);
+/// its standard output, or an error with both of its outputs.
+pub fn command_output(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

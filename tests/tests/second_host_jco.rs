@@ -14,8 +14,9 @@
 //! between-bytes timeouts (the guest's deadline still holds), a TLS failure
 //! surfaces as another kind.
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
+use https_step_tests::shared::command_output as run;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,14 +26,6 @@ use std::sync::{Arc, Mutex};
 /// This directory's sources.
 fn sources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts/jco")
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The pinned packages (installed once per lock file) and the component

@@ -142,11 +142,11 @@ pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) ->
 mod tests {
     use super::*;
     use crate::{Body, TextBody};
+    use serde_json::json;
 
     fn no_random(_: usize) -> Vec<u8> {
         unreachable!("no multipart body here")
     }
-    use serde_json::json;
 
     #[test]
     fn query_is_appended_and_percent_encoded() {

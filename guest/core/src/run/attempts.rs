@@ -160,7 +160,6 @@ impl<'p> Session<'p> {
             let key = resumed.and_then(|s| s.idempotency_key.clone()).unwrap_or_else(|| uuid_v4(fx));
             base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, key));
         }
-        let has_key = base.header(IDEMPOTENCY_KEY_HEADER).is_some();
         // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
         let message_id = match plan.signer.as_ref().map(Signer::scheme) {
             Some(SigningScheme::StandardWebhooks) => {
@@ -171,7 +170,7 @@ impl<'p> Session<'p> {
         let attempts = resumed.map_or(&[][..], |s| &s.attempts[..]);
         let refreshed = attempts.iter().any(|a| a.wait_reason == Some(WaitReason::TokenRefresh));
         let counted = u32::try_from(attempts.len()).unwrap_or(u32::MAX) - u32::from(refreshed);
-        Pending { base, has_key, message_id, counted, refreshed }
+        Pending { base, message_id, counted, refreshed }
     }
 
     /// What a run continued later needs: this session's attempts and the
@@ -201,7 +200,8 @@ impl<'p> Session<'p> {
         }
         self.number += 1;
         pending.counted += 1;
-        let (number, counted, refreshed, has_key) = (self.number, pending.counted, pending.refreshed, pending.has_key);
+        let (number, counted, refreshed) = (self.number, pending.counted, pending.refreshed);
+        let has_key = pending.base.header(IDEMPOTENCY_KEY_HEADER).is_some();
         let attempt = |status, error, elapsed_ms, wait: Option<(u64, WaitReason)>| Attempt {
             number,
             status,
@@ -279,11 +279,11 @@ impl<'p> Session<'p> {
             return gave_up(stop(fx, format!("not retried: {why}")));
         }
         let retry_after = match (&tried.response, status) {
-            (Some(r), Some(429 | 503)) => retry_after_ms(r, fx),
+            (Some(r), Some(429 | 503)) => retry_after_ms(plan, r, fx),
             _ => None,
         };
         let (wait_ms, reason) = match retry_after {
-            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
+            Some(ms) => (ms, WaitReason::RetryAfter),
             None => {
                 let random = unit_random(fx);
                 let reason = match plan.retry.schedule {
@@ -305,7 +305,6 @@ impl<'p> Session<'p> {
 /// Where one request's attempts stand between two attempts.
 pub(super) struct Pending {
     base: PreparedRequest,
-    has_key: bool,
     message_id: String,
     counted: u32,
     refreshed: bool,
@@ -322,10 +321,11 @@ pub(super) enum Next {
     Again,
 }
 
-/// A response's `Retry-After` in milliseconds, if it has a usable one.
-pub(super) fn retry_after_ms(response: &Response, fx: &mut dyn Effects) -> Option<u64> {
+/// A response's `Retry-After` in milliseconds, capped by
+/// `retry.max_retry_after_ms`, if it has a usable one.
+pub(super) fn retry_after_ms(plan: &Plan, response: &Response, fx: &mut dyn Effects) -> Option<u64> {
     let value = response.headers.iter().find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))?;
-    parse_retry_after(&value.value, fx.unix_secs())
+    parse_retry_after(&value.value, fx.unix_secs()).map(|ms| ms.min(u64::from(plan.retry.max_retry_after_ms)))
 }
 
 /// One attempt: send (following redirects), decode, check the status and,

@@ -60,9 +60,7 @@ pub(super) fn request_to(
     }
     let mut request = first.clone();
     request.url = url;
-    if method != request.method {
-        request.method = method;
-    }
+    request.method = method;
     if method == Method::Get {
         request.body = std::sync::Arc::default();
         request.headers.retain(|kv| !kv.key.eq_ignore_ascii_case("content-type"));

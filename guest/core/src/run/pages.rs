@@ -131,16 +131,18 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
         if repeated {
             break (response, PagesStop::RepeatedPage, false);
         }
-        if !all_kept || (items.full() && added > 0 && number < max_pages && next_exists(&p.next, &response, &json)) {
-            break (response, PagesStop::MaxItems, true);
-        }
+        let found = next_target(&p.next, &request, &plan.request, &response, &json, &mut position, added);
         if added == 0 {
             break (response, PagesStop::EmptyPage, false);
+        }
+        // max_items cut this page short, or is reached with more pages there.
+        if !all_kept || (items.full() && number < max_pages && matches!(found, Ok(Some(_)))) {
+            break (response, PagesStop::MaxItems, true);
         }
         if total_bytes > plan.max_total_response_bytes {
             break (response, PagesStop::MaxTotalResponseBytes, true);
         }
-        let target = match next_target(&p.next, &request, &plan.request, &response, &json, &mut position, added) {
+        let target = match found {
             Ok(Some(target)) => target,
             Ok(None) => break (response, PagesStop::NoNext, false),
             Err(error) => return failed(pages, Some(response), error.with_page(number)),
@@ -198,16 +200,6 @@ struct NextError(String);
 impl NextError {
     fn with_page(self, number: u32) -> StepError {
         StepError::InvalidResponse(format!("page {number}: {}", self.0))
-    }
-}
-
-/// Whether the page names a next one (for `max_items`: more were there).
-fn next_exists(next: &PageNext, response: &Response, json: &Value) -> bool {
-    match next {
-        PageNext::LinkHeader(l) => !links(response, l.rel.as_deref()).is_empty(),
-        PageNext::NextUrl(pointer) => matches!(json.pointer(pointer), Some(Value::String(s)) if !s.is_empty()),
-        PageNext::Cursor(c) => cursor_text(json.pointer(&c.pointer)).is_ok_and(|c| c.is_some()),
-        PageNext::Page(_) | PageNext::Offset(_) => true,
     }
 }
 

@@ -75,8 +75,8 @@ pub(super) fn follow(plan: &Plan, p: &Poll, session: &mut Session<'_>, fx: &mut 
             }
             Err(error) => return fail(Some(response), error),
         }
-        let (wait, reason) = match retry_after_ms(&response, fx) {
-            Some(ms) => (ms.min(u64::from(plan.retry.max_retry_after_ms)), WaitReason::RetryAfter),
+        let (wait, reason) = match retry_after_ms(plan, &response, fx) {
+            Some(ms) => (ms, WaitReason::RetryAfter),
             None => (interval, WaitReason::PollInterval),
         };
         if session.left_ms(fx).is_some_and(|left| wait >= left) {
