@@ -3,7 +3,7 @@
 
 use crate::output::{host_error_json, step_result_json};
 use crate::{Error, StepRuntime, Tenant, demo};
-use https_step_core::{Problem, StepError, StepFailure, parse_step_config};
+use https_step_core::{Problem, StepFailure, parse_step_config};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -13,11 +13,17 @@ usage:
   https-step run STEP.json [--context CONTEXT.json] [--policy POLICY.toml] [--allow ORIGIN]... [--ca-cert PEM]
   https-step validate STEP.json [--json]
   https-step demo
+  https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]
 
 run       runs the step; prints one JSON object on stdout, progress on stderr.
           exit 0: ok (or continued after an error), 1: the step failed, 2: usage.
 validate  prints every problem of the config; exit 0 if valid, 1 if not.
 demo      runs realistic steps against an embedded HTTPS echo server.
+serve-restate
+          serves the step as the Restate service HttpsStep (durable retries and
+          waits, README \"Durable runs\") until interrupted; tenants are the
+          *.toml policies in DIR. --listen default 127.0.0.1:9080; the
+          runtime's run slots (default 64) queue attempts beyond them.
 
 --allow ORIGIN   allow scheme://host[:port] (port may be *), private addresses
                  and plain http included, e.g. --allow http://127.0.0.1:8080
@@ -78,6 +84,15 @@ enum Command {
     },
     /// `demo`.
     Demo,
+    /// `serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]`.
+    ServeRestate {
+        #[arg(long)]
+        policies: String,
+        #[arg(long, default_value = "127.0.0.1:9080")]
+        listen: std::net::SocketAddr,
+        #[arg(long = "max-concurrency", default_value_t = 64)]
+        max_concurrency: usize,
+    },
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -113,9 +128,13 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             return EXIT_USAGE;
         }
     };
-    if command == Command::Help {
-        let _ = write!(out, "{USAGE}");
-        return EXIT_OK;
+    match command {
+        Command::Help => {
+            let _ = write!(out, "{USAGE}");
+            return EXIT_OK;
+        }
+        Command::ServeRestate { policies, listen, max_concurrency } => return serve_restate(&policies, listen, max_concurrency, &err).await,
+        _ => {}
     }
     let built;
     let runtime = match runtime {
@@ -132,7 +151,7 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
         },
     };
     let result = match command {
-        Command::Help => Ok(EXIT_OK),
+        Command::Help | Command::ServeRestate { .. } => Ok(EXIT_OK),
         Command::Run { step, context, policy, allow, ca_cert } => {
             run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await
         }
@@ -155,6 +174,39 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             EXIT_FAILED
         }
     }
+}
+
+/// How long an attempt of the Restate service waits for a run slot before
+/// Restate is told to retry it later.
+const DURABLE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// `serve-restate`: the durable service, with its own runtime (attempts
+/// beyond `max_concurrency` wait for a slot) and the tenants of `policies`.
+async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurrency: usize, err: &SharedWriter) -> u8 {
+    let builder = StepRuntime::builder().max_concurrency(max_concurrency).slot_wait(DURABLE_SLOT_WAIT);
+    let built = match default_cache_dir() {
+        Some(dir) => builder.cache_dir(dir),
+        None => builder,
+    }
+    .build();
+    let service = match built.and_then(|runtime| crate::durable::DurableService::from_policy_dir(runtime, std::path::Path::new(policies))) {
+        Ok(service) => service,
+        Err(e) => {
+            say(err, &format!("error: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            say(err, &format!("error: cannot listen on {listen}: {e}"));
+            return EXIT_USAGE;
+        }
+    };
+    let at = listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string());
+    say(err, &format!("serving the Restate service HttpsStep for {} tenant(s) on http://{at}; register it with restate-server: POST /deployments {{\"uri\": \"http://{at}\"}}", service.tenants()));
+    service.serve(listener).await;
+    EXIT_OK
 }
 
 /// Where the CLI keeps the compiled component: `$HTTPS_STEP_CACHE_DIR` (empty
@@ -189,15 +241,10 @@ fn load_config(path: &str) -> Result<https_step_core::ParsedConfig, CliError> {
     Ok(parse_step_config(&String::from_utf8_lossy(&bytes)))
 }
 
-/// Whether the file was not even a JSON object (then nothing else is checked).
-fn not_json(problems: &[Problem]) -> bool {
-    problems.first().is_some_and(|p| p.path.is_empty())
-}
-
 async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
     let parsed = load_config(step)?;
     let mut problems = parsed.problems;
-    if !not_json(&problems) {
+    if !problems.first().is_some_and(Problem::is_whole_document) {
         problems.extend(runtime.validate(&parsed.config).await?);
     }
     if json {
@@ -245,16 +292,13 @@ async fn run(
     // with invalid-config before any I/O. A config whose JSON shape is
     // already wrong never reaches it; its semantic problems come from the
     // same core code, natively, so every problem is still listed at once.
-    let result = if parsed.problems.is_empty() {
-        let sink = err.clone();
-        let progress = Arc::new(move |line: &str| say(&sink, line));
-        runtime.run(&tenant, &parsed.config, &context, progress).await?
-    } else {
-        let mut problems = parsed.problems;
-        if !not_json(&problems) {
-            problems.extend(https_step_core::validate(&parsed.config));
+    let result = match https_step_core::validate::ready(parsed) {
+        Ok(config) => {
+            let sink = err.clone();
+            let progress = Arc::new(move |line: &str| say(&sink, line));
+            runtime.run(&tenant, &config, &context, progress).await?
         }
-        Err(StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None })
+        Err(problems) => Err(StepFailure::invalid_config(problems)),
     };
     if let Err(failure) = &result {
         say(err, &format!("step failed ({}): {}", failure.error.kind(), failure.error));
@@ -286,7 +330,15 @@ mod tests {
         );
         assert_eq!(parse_args(&args("validate s.json --json")), Ok(Command::Validate { step: "s.json".into(), json: true }));
         assert_eq!(parse_args(&args("demo")), Ok(Command::Demo));
-        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x"] {
+        assert_eq!(
+            parse_args(&args("serve-restate --policies p --listen 127.0.0.1:0 --max-concurrency 8")),
+            Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:0".parse().expect("addr"), max_concurrency: 8 })
+        );
+        assert_eq!(
+            parse_args(&args("serve-restate --policies p")),
+            Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:9080".parse().expect("addr"), max_concurrency: 64 })
+        );
+        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x", "serve-restate", "serve-restate --policies p --listen nowhere"] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
     }

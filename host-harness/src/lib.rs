@@ -31,6 +31,8 @@
 pub mod cli;
 #[cfg(feature = "cli")]
 mod demo;
+#[cfg(feature = "restate")]
+pub mod durable;
 mod egress;
 mod error;
 pub mod output;

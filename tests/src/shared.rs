@@ -6,8 +6,9 @@
 
 use anyhow::{Context as _, bail};
 use https_step_host::StepRuntime;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 /// A multi-threaded tokio runtime shared by the tests of one binary.
 pub fn tokio() -> &'static tokio::runtime::Runtime {
@@ -47,4 +48,30 @@ pub fn command_output(cmd: &mut Command) -> anyhow::Result<String> {
         bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The npm packages pinned by `sources/package-lock.json` (a directory under
+/// `tests/hosts/`), installed with `npm ci` on first use into
+/// `target/npm/<hash of the lock file>` (`target_tmp` is an integration
+/// test's `CARGO_TARGET_TMPDIR`, i.e. `target/tmp`) and reused while the lock file stays
+/// the same; that directory. Install scripts are not run: the packages used
+/// here need none (their binaries ship in platform packages), and some
+/// dependencies' scripts only report usage over the network.
+pub fn npm_packages(sources: &Path, target_tmp: &Path) -> anyhow::Result<PathBuf> {
+    use sha2::Digest as _;
+    // Tests of one binary run in parallel threads: one installs at a time.
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+    let lock = std::fs::read(sources.join("package-lock.json")).with_context(|| format!("reading {}", sources.display()))?;
+    let dir = target_tmp.join("../npm").join(hex::encode(&sha2::Sha256::digest(&lock)[..8]));
+    if !dir.join("installed").exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(sources.join(file), dir.join(file))?;
+        }
+        command_output(Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir))?;
+        std::fs::write(dir.join("installed"), &lock)?;
+    }
+    Ok(dir)
 }

@@ -37,18 +37,7 @@ fn transpiled() -> Result<PathBuf> {
     if let Some(path) = &*prepared {
         return Ok(path.clone());
     }
-    use sha2::Digest as _;
-    let lock = std::fs::read(sources().join("package-lock.json"))?;
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("..").join("npm").join(hex::encode(&sha2::Sha256::digest(&lock)[..8]));
-    if !dir.join("installed").exists() {
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(sources().join(file), dir.join(file))?;
-        }
-        run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir))?;
-        std::fs::write(dir.join("installed"), &lock)?;
-    }
+    let dir = https_step_tests::shared::npm_packages(&sources(), Path::new(env!("CARGO_TARGET_TMPDIR")))?;
     // The component of this build, transpiled afresh (a second or so).
     let wasm = dir.join("step.wasm");
     std::fs::write(&wasm, https_step_guest_artifact::WASM)?;

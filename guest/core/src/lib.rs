@@ -44,5 +44,5 @@ pub use model::*;
 pub use request::PreparedRequest;
 pub use response::RawResponse;
 pub use signing::{Signer, Verifier, VerifyError};
-pub use run::{AttemptLimits, Effects, SendError, run, run_attempt};
+pub use run::{AttemptLimits, Effects, SendError, run, run_attempt, seed_state};
 pub use validate::validate;

@@ -1,6 +1,7 @@
 //! Semantic validation of a [`StepConfig`]: every problem, all at once.
 
 use crate::headers::check_header;
+use crate::model::read::ParsedConfig;
 use crate::model::{
     Auth, BinaryBody, Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Method, MultipartPart, Problem, ResponseFormat, StepConfig, TextBody,
 };
@@ -31,6 +32,22 @@ pub struct Checked {
 /// workflow context; empty when it can run.
 pub fn validate(config: &StepConfig) -> Vec<Problem> {
     render_and_check(config.clone(), &Source::StandIn).err().unwrap_or_default()
+}
+
+/// A config read from JSON, ready to hand to the step — which validates it
+/// again before sending anything — when its JSON had the right shape;
+/// otherwise every problem at once: the shape's and, when the text was a
+/// JSON object, [`validate`]'s of what could be read. Hosts use it so a
+/// config the guest cannot even receive still gets a complete answer.
+pub fn ready(parsed: ParsedConfig) -> Result<StepConfig, Vec<Problem>> {
+    if parsed.problems.is_empty() {
+        return Ok(parsed.config);
+    }
+    let mut problems = parsed.problems;
+    if !problems.first().is_some_and(Problem::is_whole_document) {
+        problems.extend(validate(&parsed.config));
+    }
+    Err(problems)
 }
 
 /// Renders `config`'s templates from `source` and checks the result: the

@@ -96,6 +96,7 @@ pub struct StepRuntime {
     offline: Arc<Tenant>,
     slots: Arc<tokio::sync::Semaphore>,
     max_concurrency: usize,
+    slot_wait: Duration,
     max_memory_bytes: usize,
     /// Instances created so far.
     instantiations: AtomicU64,
@@ -106,6 +107,7 @@ pub struct StepRuntime {
 pub struct RuntimeBuilder {
     wasm: Option<Vec<u8>>,
     max_concurrency: usize,
+    slot_wait: Duration,
     max_memory_bytes: usize,
     cache_dir: Option<PathBuf>,
     pooling: bool,
@@ -116,6 +118,7 @@ impl Default for RuntimeBuilder {
         RuntimeBuilder {
             wasm: None,
             max_concurrency: 64,
+            slot_wait: Duration::ZERO,
             max_memory_bytes: 256 * 1024 * 1024,
             cache_dir: None,
             pooling: true,
@@ -135,6 +138,16 @@ impl RuntimeBuilder {
     /// beyond it fails with [`Error::Busy`]. Default: 64.
     pub fn max_concurrency(mut self, runs: usize) -> Self {
         self.max_concurrency = runs.max(1);
+        self
+    }
+
+    /// How long a run waits for a slot when all `max_concurrency` are taken
+    /// before it fails with [`Error::Busy`]; waiting runs are served in
+    /// arrival order. Default: zero (fail at once), so a host that can route
+    /// a run elsewhere learns at once; a host that queues (the Restate
+    /// service) waits instead.
+    pub fn slot_wait(mut self, wait: Duration) -> Self {
+        self.slot_wait = wait;
         self
     }
 
@@ -219,6 +232,7 @@ impl RuntimeBuilder {
             offline,
             slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
             max_concurrency: self.max_concurrency,
+            slot_wait: self.slot_wait,
             max_memory_bytes: self.max_memory_bytes,
             instantiations: AtomicU64::new(0),
             _ticker: Ticker(stop),
@@ -283,13 +297,13 @@ impl StepRuntime {
     /// host can probe a runtime before routing runs to it; it costs one
     /// instantiation (counted by [`StepRuntime::instantiations`]).
     pub async fn probe(&self) -> Result<(), Error> {
-        let _slot = self.slot()?;
+        let _slot = self.slot().await?;
         self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await.map(drop)
     }
 
     /// Every problem of `config`, as the component reports them.
     pub async fn validate(&self, config: &StepConfig) -> Result<Vec<Problem>, Error> {
-        let _slot = self.slot()?;
+        let _slot = self.slot().await?;
         let (mut store, instance) = self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await?;
         let problems = instance
             .workflow_https_step_step()
@@ -311,8 +325,13 @@ impl StepRuntime {
         self.max_concurrency - self.slots.available_permits()
     }
 
-    fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        self.slots.clone().try_acquire_owned().map_err(|_| Error::Busy(self.max_concurrency))
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
+        let busy = Error::Busy(self.max_concurrency);
+        match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(slot),
+            Err(_) if self.slot_wait.is_zero() => Err(busy),
+            Err(_) => tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await.ok().and_then(Result::ok).ok_or(busy),
+        }
     }
 
     /// Runs `config` for `tenant` with the workflow `context` (JSON text).
@@ -346,7 +365,7 @@ impl StepRuntime {
         call: impl AsyncFnOnce(&mut Store<RunState>, &bindings::exports::workflow::https_step::step::Guest) -> wasmtime::Result<T>,
     ) -> Result<T, Error> {
         use tracing::Instrument;
-        let _slot = self.slot()?;
+        let _slot = self.slot().await?;
         let max_run = Duration::from_millis(tenant.limits.max_run_ms);
         let work = async {
             let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
@@ -393,8 +412,23 @@ mod tests {
         runtime.probe().await.expect("and stays ready");
         assert_eq!(runtime.instantiations(), 2);
         assert_eq!(runtime.runs_in_flight(), 0, "a probe gives its slot back");
-        let _held = runtime.slot().expect("the one slot");
+        let _held = runtime.slot().await.expect("the one slot");
         assert!(matches!(runtime.probe().await, Err(Error::Busy(1))));
         assert_eq!(runtime.instantiations(), 2, "a busy runtime instantiates nothing");
+    }
+
+    #[tokio::test]
+    async fn with_a_slot_wait_a_run_waits_for_the_slot_a_finished_one_gives_back() {
+        let runtime = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_secs(30)).build().expect("the embedded component loads");
+        let held = runtime.slot().await.expect("the one slot");
+        let release = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(held);
+        };
+        let (probed, ()) = tokio::join!(runtime.probe(), release);
+        probed.expect("the probe waited for the slot");
+        let short = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_millis(20)).build().expect("loads");
+        let _held = short.slot().await.expect("the one slot");
+        assert!(matches!(short.probe().await, Err(Error::Busy(1))), "no slot within the wait");
     }
 }

@@ -581,6 +581,7 @@ wit_records! { $
 
     /// A credential could not be obtained.
     #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct AuthError {
         /// The OAuth 2.0 error code (RFC 6749 §5.2) the token endpoint gave,
         /// e.g. `invalid_client`.
@@ -591,6 +592,7 @@ wit_records! { $
 
     /// A configuration problem: a field path and a message for a workflow author.
     #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct Problem {
         /// Field path, e.g. `headers[2].value`.
         pub path: String,
@@ -600,6 +602,7 @@ wit_records! { $
 
     /// One attempt of the request.
     #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct Attempt {
         /// 1-based number.
         pub number: u32,
@@ -657,6 +660,7 @@ wit_records! { $
     /// ([`crate::run_attempt`]); nothing secret. See the WIT for the
     /// compatibility rule.
     #[derive(Debug, Clone, PartialEq, Eq)]
+    #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
     pub struct RunState {
         /// The layout of this record ([`RUN_STATE_VERSION`]).
         pub version: u32,
@@ -690,6 +694,13 @@ wit_records! { $
         pub response: Option<Response>,
         /// The pages fetched before the failure, when the step paginated.
         pub pagination: Option<PagesOutcome>,
+    }
+}
+
+impl StepFailure {
+    /// The failure of a step whose config is unusable: nothing was sent.
+    pub fn invalid_config(problems: Vec<Problem>) -> Self {
+        StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None }
     }
 }
 
@@ -978,6 +989,12 @@ impl Problem {
             message: message.into(),
         }
     }
+
+    /// Whether it concerns the whole document (empty path: the text was not
+    /// JSON, or not an object), so that nothing else in it can be checked.
+    pub fn is_whole_document(&self) -> bool {
+        self.path.is_empty()
+    }
 }
 
 impl fmt::Display for Problem {
@@ -992,6 +1009,7 @@ impl fmt::Display for Problem {
 
 /// Why a step or an attempt failed; mirrors the WIT `step-error` variant 1:1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 #[non_exhaustive]
 pub enum StepError {
     /// The configuration, or a template in it, is unusable; nothing was sent.
@@ -1097,6 +1115,7 @@ impl StepError {
 
 /// Why the step waited before the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
 pub enum WaitReason {
     /// Explicit interval.
     Interval,

@@ -157,14 +157,12 @@ impl<'p> Session<'p> {
         let keyed = plan.retry.idempotency_key && base.method == plan.request.method;
         if keyed && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
             // One key for every attempt of this request, so the server can deduplicate.
-            let key = resumed.and_then(|s| s.idempotency_key.clone()).unwrap_or_else(|| uuid_v4(fx));
+            let key = resumed.and_then(|s| s.idempotency_key.clone()).unwrap_or_else(|| uuid_v4(random16(fx)));
             base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, key));
         }
         // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
         let message_id = match plan.signer.as_ref().map(Signer::scheme) {
-            Some(SigningScheme::StandardWebhooks) => {
-                resumed.and_then(|s| s.webhook_id.clone()).unwrap_or_else(|| format!("msg_{}", uuid_v4(fx).replace('-', "")))
-            }
+            Some(SigningScheme::StandardWebhooks) => resumed.and_then(|s| s.webhook_id.clone()).unwrap_or_else(|| message_id(random16(fx))),
             _ => String::new(),
         };
         let attempts = resumed.map_or(&[][..], |s| &s.attempts[..]);
@@ -377,13 +375,23 @@ pub(super) fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<
     if missing.is_empty() { Ok(outputs) } else { Err(StepError::MissingOutput(missing)) }
 }
 
-/// A random UUID version 4 (RFC 9562 §5.4) from the host's randomness.
-fn uuid_v4(fx: &mut dyn Effects) -> String {
+/// 16 random bytes from the host.
+fn random16(fx: &mut dyn Effects) -> [u8; 16] {
     let mut b = [0u8; 16];
     let random = fx.random_bytes(16);
     let n = random.len().min(16);
     b[..n].copy_from_slice(&random[..n]);
-    uuid::Builder::from_random_bytes(b).into_uuid().hyphenated().to_string()
+    b
+}
+
+/// A UUID version 4 (RFC 9562 §5.4) from random bytes: an idempotency key.
+pub(super) fn uuid_v4(random: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(random).into_uuid().hyphenated().to_string()
+}
+
+/// A Standard Webhooks message id (`msg_` and 32 hex digits) from random bytes.
+pub(super) fn message_id(random: [u8; 16]) -> String {
+    format!("msg_{}", uuid_v4(random).replace('-', ""))
 }
 
 /// A uniform random number in [0, 1).
@@ -407,7 +415,7 @@ mod tests {
     #[test]
     fn uuid_v4_sets_version_and_variant_from_the_hosts_bytes() {
         let mut fx = Fake::default();
-        let id = uuid_v4(&mut fx);
+        let id = uuid_v4(random16(&mut fx));
         // RFC 9562 §5.4: version nibble 4, variant bits 10.
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");

@@ -89,7 +89,7 @@ pub trait Effects {
 #[allow(clippy::result_large_err, reason = "mirrors the WIT result<step-outcome, step-failure>; returned once per run")]
 pub fn run(config: StepConfig, context: String, fx: &mut dyn Effects) -> Result<StepOutcome, StepFailure> {
     let continue_on_error = config.continue_on_error;
-    let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n)).map_err(invalid)?;
+    let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n)).map_err(StepFailure::invalid_config)?;
     let fx = &mut Redacting { inner: fx, redactor };
     let mut session = attempts::Session::new(&plan, fx);
     let done = if let Some(pagination) = &plan.pagination {
@@ -117,16 +117,16 @@ pub fn run_attempt(config: StepConfig, context: String, state: Option<RunState>,
             problems.push(Problem::new(field, "is not available one attempt at a time (run-attempt); use run"));
         }
     }
-    if let Some(version) = state.as_ref().map(|s| s.version).filter(|&v| v == 0 || v > RUN_STATE_VERSION) {
-        problems.push(Problem::new("state.version", format!("{version} is not a run-state layout this step knows (1 to {RUN_STATE_VERSION}); it comes from a newer or a foreign component")));
+    if let Some(state) = &state {
+        problems.extend(check_state(state));
     }
     let planned = plan::plan(config, context, &mut |n| fx.random_bytes(n));
     let (plan, redactor) = match (planned, problems.is_empty()) {
         (Ok(planned), true) => planned,
-        (Ok(_), false) => return AttemptResult::Done(Err(invalid(problems))),
+        (Ok(_), false) => return AttemptResult::Done(Err(StepFailure::invalid_config(problems))),
         (Err(more), _) => {
             problems.extend(more);
-            return AttemptResult::Done(Err(invalid(problems)));
+            return AttemptResult::Done(Err(StepFailure::invalid_config(problems)));
         }
     };
     let fx = &mut Redacting { inner: fx, redactor };
@@ -154,13 +154,46 @@ pub fn run_attempt(config: StepConfig, context: String, state: Option<RunState>,
     }
 }
 
+/// The first state of a run whose engine fixes the run's identifiers before
+/// anything is sent (README "Durable runs"): an engine that may execute the
+/// first attempt twice — it crashed before recording that attempt's result —
+/// then sends the same idempotency key and Standard Webhooks message id both
+/// times. `random` is the engine's (deterministic, recorded) randomness:
+/// the key is a UUID v4 from its first half, the message id from its
+/// second. The step still decides whether to send either, as without a seed.
+pub fn seed_state(random: [u8; 32], started_unix_ms: u64) -> RunState {
+    let (key, id) = random.split_at(16);
+    let half = |b: &[u8]| <[u8; 16]>::try_from(b).unwrap_or_default();
+    RunState {
+        version: RUN_STATE_VERSION,
+        attempts: Vec::new(),
+        idempotency_key: Some(attempts::uuid_v4(half(key))),
+        webhook_id: Some(attempts::message_id(half(id))),
+        started_unix_ms,
+    }
+}
+
+/// What is wrong with a state handed back by the caller: a layout this
+/// crate does not know, or identifiers that cannot be sent as header values.
+fn check_state(state: &RunState) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if state.version == 0 || state.version > RUN_STATE_VERSION {
+        let version = state.version;
+        problems.push(Problem::new("state.version", format!("{version} is not a run-state layout this step knows (1 to {RUN_STATE_VERSION}); it comes from a newer or a foreign component")));
+    }
+    for (field, value) in [("state.idempotency_key", &state.idempotency_key), ("state.webhook_id", &state.webhook_id)] {
+        match value.as_deref() {
+            Some("") => problems.push(Problem::new(field, "is empty; give a value or none")),
+            Some(v) => problems.extend(crate::headers::check_value(field, v)),
+            None => {}
+        }
+    }
+    problems
+}
+
 /// The step's one request.
 fn single(plan: &plan::Plan) -> attempts::Exchange<'_> {
     attempts::Exchange { request: &plan.request, label: attempts::Label::Single, also_ok: &[], use_json: true, credentials: true }
-}
-
-fn invalid(problems: Vec<Problem>) -> StepFailure {
-    StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None }
 }
 
 /// The result of a run whose requests are over: redacted, with
@@ -509,6 +542,40 @@ pub(crate) mod tests {
         let AttemptResult::Done(Err(failure)) = run_attempt(c, "{}".into(), Some(state), &mut fx) else { panic!("refused") };
         let paths: Vec<&str> = failure.error.problems().unwrap_or_default().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, ["poll", "state.version"]);
+        assert!(fx.sent.is_empty());
+    }
+
+    #[test]
+    fn a_seeded_first_attempt_sends_the_engines_identifiers_and_only_where_the_step_uses_them() {
+        use crate::model::{AttemptResult, AttemptWait};
+        let seed = seed_state([7; 32], 1_700_000_000_000);
+        let (key, id) = (seed.idempotency_key.clone().expect("a key"), seed.webhook_id.clone().expect("an id"));
+        assert_eq!((key.len(), &key[14..15], id.len(), &id[..4]), (36, "4", 36, "msg_"), "{key} {id}");
+        assert_eq!(seed_state([7; 32], 1), RunState { started_unix_ms: 1, ..seed.clone() }, "the same bytes make the same identifiers");
+        let mut c = post("https://x.test/orders");
+        c.retry = retry(&[1000]);
+        c.signing = Some(Signing { secrets: vec!["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
+        // The first attempt twice, as after a crash before its result was recorded.
+        for _ in 0..2 {
+            let mut fx = Fake::replying(vec![reply(503, "{}")]);
+            let AttemptResult::Wait(AttemptWait { state, .. }) = run_attempt(c.clone(), "{}".into(), Some(seed.clone()), &mut fx) else { panic!("a wait") };
+            assert_eq!((fx.sent[0].header("idempotency-key"), fx.sent[0].header("webhook-id")), (Some(key.as_str()), Some(id.as_str())));
+            assert_eq!((state.attempts.len(), state.started_unix_ms), (1, 1_700_000_000_000));
+        }
+        // A GET without signing sends neither.
+        let mut fx = Fake::replying(vec![reply(200, "{}")]);
+        let AttemptResult::Done(Ok(_)) = run_attempt(StepConfig::get("https://x.test/a"), "{}".into(), Some(seed), &mut fx) else { panic!("done") };
+        assert_eq!((fx.sent[0].header("idempotency-key"), fx.sent[0].header("webhook-id")), (None, None));
+    }
+
+    #[test]
+    fn a_state_whose_identifiers_cannot_be_header_values_is_refused_before_sending() {
+        use crate::model::AttemptResult;
+        let state = RunState { version: 1, attempts: vec![], idempotency_key: Some("a\r\nX-Evil: 1".into()), webhook_id: Some(String::new()), started_unix_ms: 0 };
+        let mut fx = Fake::default();
+        let AttemptResult::Done(Err(failure)) = run_attempt(post("https://x.test/orders"), "{}".into(), Some(state), &mut fx) else { panic!("refused") };
+        let paths: Vec<&str> = failure.error.problems().unwrap_or_default().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["state.idempotency_key", "state.webhook_id"]);
         assert!(fx.sent.is_empty());
     }
 
