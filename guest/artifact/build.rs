@@ -6,7 +6,7 @@
 fn main() -> anyhow::Result<()> {
     let wasm = https_step_guest_build::component(
         "https-step-guest",
-        &["guest/src", "guest/Cargo.toml", "guest/core/src", "guest/core/Cargo.toml"],
+        &["guest/src", "guest/build.rs", "guest/Cargo.toml", "guest/core/src", "guest/core/Cargo.toml"],
     )?;
     println!("cargo:rustc-env=HTTPS_STEP_GUEST_WASM={}", wasm.display());
     Ok(())

@@ -20,9 +20,8 @@ use wasip2::http::types::{
 use wasip2::io::poll::{Pollable, poll};
 use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 
-/// Largest read or write per call. `blocking-write-and-flush` and `write`
-/// accept at most 4096 bytes per call in wasi:io 0.2.
-const CHUNK: u64 = 4096;
+/// Largest read per call of the response body stream.
+const READ_CHUNK: u64 = 64 * 1024;
 
 /// [`Effects`] over WASI.
 pub struct Wasi;
@@ -52,8 +51,14 @@ impl Effects for Wasi {
     }
 
     fn progress(&mut self, line: &str) {
-        // Goes to `wasi:cli/stderr`, which the host captures and forwards.
-        eprintln!("{line}");
+        // Goes to `wasi:cli/stderr`, which the host captures and forwards:
+        // the line and its newline in one write, one host call (`eprintln!`
+        // writes each formatted piece separately).
+        use std::io::Write as _;
+        let mut text = String::with_capacity(line.len() + 1);
+        text.push_str(line);
+        text.push('\n');
+        let _ = std::io::stderr().write_all(text.as_bytes());
     }
 
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
@@ -77,6 +82,9 @@ impl Effects for Wasi {
 struct Deadline {
     at_ns: u64,
     timeout_ms: u32,
+    /// The clock pollable of the deadline, made on the first wait and used
+    /// by every later one (each is a host resource and a host timer).
+    timer: std::cell::OnceCell<Pollable>,
 }
 
 impl Deadline {
@@ -84,6 +92,7 @@ impl Deadline {
         Deadline {
             at_ns: monotonic_clock::now().saturating_add(u64::from(ms) * 1_000_000),
             timeout_ms: ms,
+            timer: std::cell::OnceCell::new(),
         }
     }
 
@@ -97,8 +106,8 @@ impl Deadline {
 
     /// Waits until `pollable` is ready; false when the deadline came first.
     fn wait(&self, pollable: &Pollable) -> bool {
-        let timer = monotonic_clock::subscribe_instant(self.at_ns);
-        let ready = poll(&[pollable, &timer]);
+        let timer = self.timer.get_or_init(|| monotonic_clock::subscribe_instant(self.at_ns));
+        let ready = poll(&[pollable, timer]);
         ready.contains(&0)
     }
 }
@@ -228,7 +237,8 @@ fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(
         let mut rest = bytes;
         while !rest.is_empty() {
             let n = writable(&stream, deadline)?;
-            let (chunk, tail) = rest.split_at(usize::try_from(n.min(CHUNK)).unwrap_or(4096).min(rest.len()));
+            // As much as `check-write` grants (wasi:io 0.2 `output-stream`).
+            let (chunk, tail) = rest.split_at(usize::try_from(n).unwrap_or(usize::MAX).min(rest.len()));
             stream.write(chunk).map_err(write_error)?;
             rest = tail;
         }
@@ -270,7 +280,7 @@ fn read_body(incoming: IncomingBody, mut body: BodyDecoder, limits: AttemptLimit
         let stream: InputStream = incoming.stream().map_err(|()| StepError::Internal("wasi:http gave no response stream".into()))?;
         let pollable = stream.subscribe();
         loop {
-            match stream.read(CHUNK * 16) {
+            match stream.read(READ_CHUNK) {
                 Ok(chunk) if chunk.is_empty() => {
                     if !deadline.wait(&pollable) {
                         return Err(deadline.timeout("the response body did not arrive"));

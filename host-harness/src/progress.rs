@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// Receives one line per progress event of a run (attempts, waits, host
 /// refusals); never secrets.
@@ -66,6 +67,34 @@ impl StdoutStream for ProgressStream {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    /// Written to directly: the default adapter would put a buffer and a
+    /// background task between the guest and [`ProgressStream::accept`],
+    /// a task hand-off per progress line.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+/// Always writable: every write is taken (and bounded) at once.
+impl OutputStream for ProgressStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> StreamResult<()> {
+        self.accept(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(MAX_LINE)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for ProgressStream {
+    async fn ready(&mut self) {}
 }
 
 impl AsyncWrite for ProgressStream {

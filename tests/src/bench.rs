@@ -150,6 +150,19 @@ where
     Ok(samples)
 }
 
+/// Minor page faults of this process per call of `f`, over `n` calls after
+/// a warm-up.
+async fn faults_per_call<F, Fut>(n: usize, mut f: F) -> Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    timed((n / 10).max(3), &mut f, None).await?;
+    let before = crate::shared::minor_faults();
+    timed(n, &mut f, None).await?;
+    Ok(crate::shared::minor_faults().saturating_sub(before) as f64 / n.max(1) as f64)
+}
+
 /// Latency samples of `a` and `b`, `n` each, measured in alternating rounds
 /// so that drift in the machine's load affects both alike; sorted.
 async fn paired<A, FA, B, FB>(n: usize, mut a: A, mut b: B) -> Result<(Vec<Duration>, Vec<Duration>)>
@@ -292,6 +305,11 @@ pub async fn run(settings: Settings) -> Result<String> {
         || component_once(&runtime, &fresh_tenant, &config),
     )
     .await?;
+    // Page faults of a warm run: each run gets a fresh instance in a pool
+    // slot; a slot reset that leaves its pages resident costs none.
+    let component_faults = faults_per_call(settings.iterations / 4, || component_once(&runtime, &tenant, &config)).await?;
+    let native_faults = faults_per_call(settings.iterations / 4, || native_once(&config, &signer, &native_pool)).await?;
+    let _ = writeln!(out, "page faults per run: {component_faults:.1} (component, warm; native {native_faults:.1})");
     let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
     let _ = writeln!(out, "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)", us(f50), us(g50), us(g50) / us(f50));
 

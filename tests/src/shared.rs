@@ -33,6 +33,14 @@ pub fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Minor page faults this process has taken so far (`minflt`, the tenth
+/// field of `/proc/self/stat`); 0 where it cannot be read.
+pub fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok()).unwrap_or(0)
+}
+
 /// Resets this process's peak RSS (`VmHWM:`) to its current RSS, so a later
 /// reading is the peak of what ran in between (Linux `clear_refs`, value 5).
 /// Returns false where the kernel does not allow it.

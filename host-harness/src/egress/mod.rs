@@ -68,7 +68,7 @@ impl WasiHttpHooks for Egress {
             }
             // The URI is logged without its query, which may carry values
             // from the workflow context.
-            let span = tracing::info_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
+            let span = tracing::debug_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
             let result = tracing::Instrument::instrument(send(&tenant, request, options), span).await;
             match &result {
                 Err(Refusal::Policy(denial)) => {
@@ -289,7 +289,8 @@ async fn dial(tenant: &Tenant, origin: &Origin, via: Option<&Proxy>, timeouts: &
         .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    Ok(Lease::new(Connection::spawn(sender, conn), &tenant.pool, origin.pool_key(), tenant.limits.reuse()))
+    let reuse = tenant.limits.reuse();
+    Ok(Lease::new(Connection::spawn(sender, conn, reuse), &tenant.pool, origin.pool_key(), reuse))
 }
 
 /// Resolves the name (the host's own resolver, not the guest's), keeps only

@@ -19,6 +19,7 @@
 
 use hyper::client::conn::http1::SendRequest;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,9 +64,31 @@ impl Reuse {
 pub struct Connection<B> {
     sender: SendRequest<B>,
     task: tokio::task::AbortHandle,
-    /// When the connection, idle in a pool, is to close by itself; `None`
-    /// while it is in use.
-    idle_until: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// When the connection, idle in a pool, is to close by itself (as
+    /// [`IdleClock`] milliseconds); [`IN_USE`] while an exchange has it.
+    idle_until: Arc<AtomicU64>,
+}
+
+/// [`Connection::idle_until`] of a connection in use.
+const IN_USE: u64 = u64::MAX;
+
+/// Milliseconds on tokio's clock since the first connection of the
+/// process, the unit of [`Connection::idle_until`].
+struct IdleClock;
+
+impl IdleClock {
+    fn origin() -> tokio::time::Instant {
+        static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        *ORIGIN.get_or_init(tokio::time::Instant::now)
+    }
+
+    fn now_ms() -> u64 {
+        u64::try_from(IdleClock::origin().elapsed().as_millis()).unwrap_or(IN_USE - 1)
+    }
+
+    fn instant(ms: u64) -> tokio::time::Instant {
+        IdleClock::origin() + Duration::from_millis(ms)
+    }
 }
 
 impl<B> Drop for Connection<B> {
@@ -82,22 +105,31 @@ where
 {
     /// Spawns the task that drives `conn` (one per connection, not per
     /// request: it outlives each exchange so the connection can be reused).
-    pub fn spawn<T>(sender: SendRequest<B>, conn: hyper::client::conn::http1::Connection<T, B>) -> Self
+    /// An idle pooled connection closes at its deadline even if no one asks
+    /// for it again, so a quiet tenant does not hold sockets. The deadline is
+    /// checked lazily: leasing and releasing only store it, and the task
+    /// wakes when the deadline it last saw passes (at most once per
+    /// `max_idle` while the connection is busy) — never per request.
+    pub fn spawn<T>(sender: SendRequest<B>, conn: hyper::client::conn::http1::Connection<T, B>, reuse: Reuse) -> Self
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let (idle_until, mut deadline) = tokio::sync::watch::channel(None);
+        let idle_until = Arc::new(AtomicU64::new(IN_USE));
+        let deadline = idle_until.clone();
         let task = tokio::spawn(async move {
             let mut conn = std::pin::pin!(conn);
-            // An idle pooled connection closes at its deadline even if no one
-            // asks for it again, so a quiet tenant does not hold sockets.
+            let mut check = tokio::time::Instant::now() + reuse.max_idle;
             loop {
-                let until = *deadline.borrow_and_update();
                 tokio::select! {
                     // Errors reach the exchange through the response future or body.
                     _ = &mut conn => return,
-                    () = async { tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)).await }, if until.is_some() => return,
-                    changed = deadline.changed() => if changed.is_err() { return },
+                    () = tokio::time::sleep_until(check) => {
+                        match deadline.load(Ordering::Acquire) {
+                            IN_USE => check = tokio::time::Instant::now() + reuse.max_idle,
+                            until if until <= IdleClock::now_ms() => return,
+                            until => check = IdleClock::instant(until),
+                        }
+                    }
                 }
             }
         })
@@ -164,7 +196,7 @@ impl<B> ConnectionPool<B> {
             };
             // An idle connection is ready at once unless the server has closed
             // it since (then hyper reports an error and we try the next one).
-            idle.conn.idle_until.send_replace(None);
+            idle.conn.idle_until.store(IN_USE, Ordering::Release);
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
                 return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), reuse }) });
             }
@@ -215,7 +247,8 @@ where
         if conn.sender.is_closed() {
             return;
         }
-        conn.idle_until.send_replace(Some(tokio::time::Instant::now() + reuse.max_idle));
+        let max_idle_ms = u64::try_from(reuse.max_idle.as_millis()).unwrap_or(IN_USE / 2);
+        conn.idle_until.store(IdleClock::now_ms().saturating_add(max_idle_ms).min(IN_USE - 1), Ordering::Release);
         let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
         if list.len() >= reuse.keep {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -27,6 +27,7 @@ pub(crate) mod bindings;
 mod cache;
 mod keyvalue;
 mod limits;
+mod slots;
 
 use bindings::workflow::https_step::types as wit;
 use bindings::{HttpsStep, HttpsStepPre};
@@ -41,11 +42,6 @@ const MAX_RESOURCES: usize = 10_000;
 /// Bytes the host may copy on the guest's behalf in one host call
 /// (GHSA-243v: bounds host allocations made for the guest).
 const HOSTCALL_FUEL: usize = 64 * 1024 * 1024;
-/// Linear memories and core instances of one component: a Rust wasip2
-/// component has 3 core instances; room is left for growth.
-const CORE_INSTANCES_PER_RUN: u32 = 8;
-const MEMORIES_PER_RUN: u32 = 4;
-const TABLES_PER_RUN: u32 = 8;
 /// Largest table of a run (wasmtime's `StoreLimits` default).
 const MAX_TABLE_ELEMENTS: usize = 20_000;
 
@@ -179,16 +175,7 @@ impl RuntimeBuilder {
     /// Creates the engine, loads (or compiles) the component and links WASI.
     pub fn build(self) -> Result<StepRuntime, Error> {
         let load = |e: wasmtime::Error| Error::load("loading the component", e);
-        let n = u32::try_from(self.max_concurrency).unwrap_or(u32::MAX);
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_RUN))
-            .total_memories(n.saturating_mul(MEMORIES_PER_RUN))
-            .total_tables(n.saturating_mul(TABLES_PER_RUN))
-            .max_core_instances_per_component(CORE_INSTANCES_PER_RUN)
-            .max_memories_per_component(MEMORIES_PER_RUN)
-            .max_tables_per_component(TABLES_PER_RUN)
-            .max_memory_size(self.max_memory_bytes);
+        let pool = slots::pooling(self.max_concurrency, self.max_memory_bytes);
         let mut config = Config::new();
         if self.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -371,7 +358,7 @@ impl StepRuntime {
             let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
             call(&mut store, instance.workflow_https_step_step()).await.map_err(|e| classify(e, doing))
         };
-        let span = tracing::info_span!("step_run", tenant = %tenant.id);
+        let span = tracing::debug_span!("step_run", tenant = %tenant.id);
         tokio::time::timeout(max_run, work.instrument(span))
             .await
             .map_err(|_| Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms)))?
