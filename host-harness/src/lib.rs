@@ -45,5 +45,5 @@ pub use egress::policy;
 
 pub use error::Error;
 pub use https_step_core::{StepFailure, StepOutcome};
-pub use runtime::{ProgressFn, RuntimeBuilder, StepRuntime};
+pub use runtime::{PreparedStep, ProgressFn, RuntimeBuilder, StepRuntime};
 pub use tenant::{ClientCertEntry, HostLimits, Tenant, TenantBuilder, TenantPolicy};

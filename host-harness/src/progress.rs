@@ -17,8 +17,8 @@ pub const MAX_PROGRESS_BYTES: usize = 64 * 1024;
 /// Longest line kept; longer lines are cut.
 const MAX_LINE: usize = 4096;
 
-#[derive(Default)]
 struct Lines {
+    sink: ProgressFn,
     partial: Vec<u8>,
     seen: usize,
     truncated: bool,
@@ -27,32 +27,41 @@ struct Lines {
 /// A `wasi:cli/stderr` that calls a function per complete line.
 #[derive(Clone)]
 pub struct ProgressStream {
-    sink: ProgressFn,
     lines: Arc<Mutex<Lines>>,
 }
 
 impl ProgressStream {
     /// Forwards lines to `sink`.
     pub fn new(sink: ProgressFn) -> Self {
-        ProgressStream { sink, lines: Arc::default() }
+        ProgressStream { lines: Arc::new(Mutex::new(Lines { sink, partial: Vec::new(), seen: 0, truncated: false })) }
+    }
+
+    /// Forwards the lines of the next run to `sink`, with a fresh budget of
+    /// [`MAX_PROGRESS_BYTES`] (an instance kept for its tenant's next run).
+    pub fn reset(&self, sink: ProgressFn) {
+        *self.lock() = Lines { sink, partial: Vec::new(), seen: 0, truncated: false };
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lines> {
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn accept(&self, buf: &[u8]) {
-        let mut lines = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines = self.lock();
         let room = MAX_PROGRESS_BYTES.saturating_sub(lines.seen);
         lines.seen = lines.seen.saturating_add(buf.len());
         let kept = &buf[..buf.len().min(room)];
         for &b in kept {
             if b == b'\n' {
                 let line = std::mem::take(&mut lines.partial);
-                (self.sink)(&String::from_utf8_lossy(&line));
+                (lines.sink)(&String::from_utf8_lossy(&line));
             } else if lines.partial.len() < MAX_LINE {
                 lines.partial.push(b);
             }
         }
         if kept.len() < buf.len() && !lines.truncated {
             lines.truncated = true;
-            (self.sink)("(further step output dropped: over 64 KiB)");
+            (lines.sink)("(further step output dropped: over 64 KiB)");
         }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Per-run limits the host enforces, whatever the step asks for. The step's
@@ -199,6 +200,10 @@ pub struct Tenant {
     /// This tenant's key-value store (`wasi:keyvalue`): OAuth 2.0 tokens,
     /// shared by the tenant's runs and by no other tenant.
     pub(crate) store: Arc<crate::store::TenantStore>,
+    /// This tenant's number in the process, counted from 0 as tenants are
+    /// built: in per-core mode it picks the tenant's core, so tenants spread
+    /// over the cores evenly.
+    pub(crate) number: usize,
 }
 
 impl Tenant {
@@ -360,6 +365,10 @@ impl TenantBuilder {
             pool: ConnectionPool::default(),
             proxy: self.proxy,
             store: Arc::default(),
+            number: {
+                static BUILT: AtomicUsize = AtomicUsize::new(0);
+                BUILT.fetch_add(1, Ordering::Relaxed)
+            },
         })
     }
 }

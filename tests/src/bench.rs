@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
 use crate::loopback::{LoopbackServer, Reply};
-use https_step_host::{HostLimits, StepRuntime, Tenant};
+use https_step_host::{HostLimits, PreparedStep, StepRuntime, Tenant};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -102,8 +102,8 @@ async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) ->
     Ok(())
 }
 
-async fn component_once(runtime: &StepRuntime, tenant: &Arc<Tenant>, config: &StepConfig) -> Result<()> {
-    match runtime.run(tenant, config, "{}", Arc::new(|_: &str| {})).await? {
+async fn component_once(runtime: &StepRuntime, tenant: &Arc<Tenant>, step: &PreparedStep) -> Result<()> {
+    match runtime.run_prepared(tenant, step, "{}", Arc::new(|_: &str| {})).await? {
         Ok(_) => Ok(()),
         Err(f) => bail!("component run failed: {}", f.error),
     }
@@ -188,6 +188,26 @@ where
 }
 
 
+/// Latency samples of both sides with everything of a run on one thread: a
+/// current-thread tokio runtime holding the server, the native client and
+/// the component's runs (called in place), as in a host that runs one such
+/// runtime per core and each tenant's runs on its core.
+fn per_core_latencies(runtime: Arc<StepRuntime>, n: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let core = std::thread::spawn(move || {
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tokio.block_on(async {
+            let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
+            let config = config(&server.origin())?;
+            let step = prepared(&config)?;
+            let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+            let tenant = Arc::new(Tenant::builder("core").allow(&server.origin())?.build()?);
+            let pool = NativePool::new(&HostLimits::default());
+            paired(n, || native_once(&config, &signer, &pool), || component_once(&runtime, &tenant, &step)).await
+        })
+    });
+    core.join().map_err(|_| anyhow::anyhow!("the per-core measurement panicked"))?
+}
+
 /// Runs only the component path `n` times (for profiling with perf), with
 /// the component in `wasm` if given (e.g. a guest built with its name
 /// section kept, so the profile names guest functions).
@@ -199,10 +219,10 @@ pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
     }
     let runtime = builder.build()?;
     let tenant = Arc::new(Tenant::builder("p").allow(&server.origin())?.build()?);
-    let config = config(&server.origin())?;
+    let step = prepared(&config(&server.origin())?)?;
     let t = Instant::now();
     for _ in 0..n {
-        component_once(&runtime, &tenant, &config).await?;
+        component_once(&runtime, &tenant, &step).await?;
     }
     eprintln!("{n} runs, {:.0} us each", t.elapsed().as_secs_f64() * 1e6 / n as f64);
     Ok(())
@@ -239,6 +259,7 @@ pub async fn run(settings: Settings) -> Result<String> {
     .await?;
     let origin = server.origin();
     let config = config(&origin)?;
+    let step = prepared(&config)?;
     let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
     let tenant_for = |i: usize| -> Result<Arc<Tenant>> { Ok(Arc::new(Tenant::builder(format!("tenant-{i}")).allow(&origin)?.build()?)) };
 
@@ -248,13 +269,15 @@ pub async fn run(settings: Settings) -> Result<String> {
     let compile_time = t.elapsed();
     drop(compiled);
     let t = Instant::now();
-    let runtime = Arc::new(StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cache_dir(&cache).build()?);
+    let runtime = Arc::new(StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).per_core(std::env::var("BENCH_PER_CORE").ok().and_then(|v| v.parse().ok()).unwrap_or(0)).cache_dir(&cache).build()?);
     let cached_time = t.elapsed();
     // The same from the cache with a one-run pool and no pooling: what is left
     // when reserving the pool is taken out (deserialize, linker, InstancePre).
     let t = Instant::now();
     drop(StepRuntime::builder().max_concurrency(1).pooling(false).cache_dir(&cache).build()?);
     let small_time = t.elapsed();
+    // The instance-reuse experiment (opt-in in the product).
+    let reusing = Arc::new(StepRuntime::builder().reuse_instances(1).cache_dir(&cache).build()?);
     let _ = std::fs::remove_dir_all(&cache);
 
     let _ = writeln!(out, "https-step benchmark ({} CPUs, {})", std::thread::available_parallelism().map_or(0, |n| n.get()), if settings.iterations < 100 { "quick" } else { "full" });
@@ -275,7 +298,7 @@ pub async fn run(settings: Settings) -> Result<String> {
     let (native, component) = paired(
         settings.iterations,
         || native_once(&config, &signer, &native_pool),
-        || component_once(&runtime, &tenant, &config),
+        || component_once(&runtime, &tenant, &step),
     )
     .await?;
     let (n50, n99, c50, c99) = (percentile(&native, 0.5), percentile(&native, 0.99), percentile(&component, 0.5), percentile(&component, 0.99));
@@ -296,18 +319,22 @@ pub async fn run(settings: Settings) -> Result<String> {
         v50 - i50,
         us(c50) - v50
     );
+    let (native_core, component_core) = per_core_latencies(runtime.clone(), settings.iterations)?;
+    let (n50, n99, c50, c99) = (percentile(&native_core, 0.5), percentile(&native_core, 0.99), percentile(&component_core, 0.5), percentile(&component_core, 0.99));
+    let _ = writeln!(out, "per-core latency: native p50 {:.0} us, p99 {:.0} us; component p50 {:.0} us, p99 {:.0} us (one current-thread runtime)", us(n50), us(n99), us(c50), us(c99));
+    let _ = writeln!(out, "per-core latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
     let no_reuse = HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() };
     let fresh_pool = NativePool::new(&no_reuse);
     let fresh_tenant = Arc::new(Tenant::builder("fresh").allow(&origin)?.limits(no_reuse).build()?);
     let (native_fresh, component_fresh) = paired(
         settings.iterations,
         || native_once(&config, &signer, &fresh_pool),
-        || component_once(&runtime, &fresh_tenant, &config),
+        || component_once(&runtime, &fresh_tenant, &step),
     )
     .await?;
     // Page faults of a warm run: each run gets a fresh instance in a pool
     // slot; a slot reset that leaves its pages resident costs none.
-    let component_faults = faults_per_call(settings.iterations / 4, || component_once(&runtime, &tenant, &config)).await?;
+    let component_faults = faults_per_call(settings.iterations / 4, || component_once(&runtime, &tenant, &step)).await?;
     let native_faults = faults_per_call(settings.iterations / 4, || native_once(&config, &signer, &native_pool)).await?;
     let _ = writeln!(out, "page faults per run: {component_faults:.1} (component, warm; native {native_faults:.1})");
     let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
@@ -337,10 +364,10 @@ pub async fn run(settings: Settings) -> Result<String> {
         let t = Instant::now();
         let mut workers = Vec::new();
         for tenant in tenants {
-            let (runtime, config) = (runtime.clone(), config.clone());
+            let (runtime, step) = (runtime.clone(), step.clone());
             workers.push(tokio::spawn(async move {
                 for _ in 0..per {
-                    component_once(&runtime, &tenant, &config).await?;
+                    component_once(&runtime, &tenant, &step).await?;
                 }
                 anyhow::Ok(())
             }));
@@ -352,8 +379,19 @@ pub async fn run(settings: Settings) -> Result<String> {
         let _ = writeln!(out, "throughput at {c:>2} concurrent tenants: native {native_rps:.0} req/s, component {component_rps:.0} req/s (ratio {:.2}x)", component_rps / native_rps);
     }
 
+    // Experiment: one kept instance per tenant instead of a fresh one per
+    // run (gives up isolation between a tenant's runs; off by default).
+    let reuse_tenant = tenant_for(1)?;
+    let (native, component) = paired(
+        settings.iterations,
+        || native_once(&config, &signer, &native_pool),
+        || component_once(&reusing, &reuse_tenant, &step),
+    )
+    .await?;
+    let (n50, c50) = (percentile(&native, 0.5), percentile(&component, 0.5));
+    let _ = writeln!(out, "experiment, instance reuse (opt-in): latency native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x), {} instances for {} runs", us(n50), us(c50), us(c50) / us(n50), reusing.instantiations(), component.len() + settings.iterations.div_ceil(10));
     // Peak RSS with many runs in flight against a slow upstream.
-    let slow = config_for_slow(&origin)?;
+    let slow = prepared(&config_for_slow(&origin)?)?;
     let baseline = crate::shared::status_kib("VmRSS:");
     let tenants: Vec<Arc<Tenant>> = (0..settings.in_flight).map(tenant_for).collect::<Result<_>>()?;
     let t = Instant::now();
@@ -505,6 +543,10 @@ async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()
         let _ = writeln!(out, "  {label}: {:.1} MiB ({:.2}x the file)", high as f64 / 1048576.0, high as f64 / bytes as f64);
     }
     Ok(())
+}
+
+fn prepared(config: &StepConfig) -> Result<PreparedStep> {
+    PreparedStep::new(config).map_err(|p| anyhow::anyhow!("bench config: {p:?}"))
 }
 
 fn parse(json: &str) -> Result<StepConfig> {

@@ -28,6 +28,8 @@ pub const FAULT_WASM: &[u8] = include_bytes!(env!("HTTPS_STEP_FAULT_WASM"));
 
 pub mod bench;
 pub mod loopback;
+#[cfg(feature = "p3-experiment")]
+pub mod p3_experiment;
 pub mod python;
 pub mod signature;
 pub mod shared;

@@ -43,6 +43,13 @@ impl Egress {
     pub fn new(tenant: Arc<Tenant>, events: ProgressFn) -> Self {
         Egress { tenant, events, requests: 0 }
     }
+
+    /// The same hooks for the tenant's next run: a new event sink and a
+    /// fresh `max_requests_per_run` budget.
+    pub fn next_run(&mut self, events: ProgressFn) {
+        self.events = events;
+        self.requests = 0;
+    }
 }
 
 type SendFuture = Box<dyn Future<Output = Result<Exchange, Error>> + Send>;

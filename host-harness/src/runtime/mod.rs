@@ -25,11 +25,13 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 pub(crate) mod bindings;
 mod cache;
+mod cores;
 mod keyvalue;
 mod limits;
 mod slots;
 
 use bindings::workflow::https_step::types as wit;
+use bindings::exports::workflow::https_step::step::Guest;
 use bindings::{HttpsStep, HttpsStepPre};
 
 // The model ↔ WIT conversions, generated from the model's one declaration.
@@ -54,6 +56,20 @@ struct RunState {
     limits: RunLimiter,
     /// The tenant's `wasi:keyvalue` store (OAuth 2.0 tokens), shared by its runs.
     store: Arc<crate::store::TenantStore>,
+    /// The guest's stderr (the run's progress lines).
+    progress: ProgressStream,
+    /// Epoch ticks the guest has run this run, and how many it may.
+    cpu_used: u64,
+    cpu_budget: u64,
+}
+
+impl RunState {
+    /// Points a kept instance's state at its tenant's next run.
+    fn next_run(&mut self, progress: ProgressFn) {
+        self.progress.reset(progress.clone());
+        self.egress.next_run(progress);
+        self.cpu_used = 0;
+    }
 }
 
 impl WasiView for RunState {
@@ -86,6 +102,13 @@ impl Drop for Ticker {
 /// the on-disk cache has it); each [`StepRuntime::run`] gets its own `Store`
 /// and instance from the pool.
 pub struct StepRuntime {
+    shared: Arc<Shared>,
+    /// The per-core runtimes, in per-core mode.
+    cores: Option<cores::Cores>,
+}
+
+/// What every call shares, wherever it runs.
+struct Shared {
     engine: Engine,
     pre: HttpsStepPre<RunState>,
     /// Used for calls that make no requests (`validate`): denies everything.
@@ -96,7 +119,63 @@ pub struct StepRuntime {
     max_memory_bytes: usize,
     /// Instances created so far.
     instantiations: AtomicU64,
+    /// Instances kept for their tenant's next run, when reuse is on.
+    warm: Option<Warm>,
     _ticker: Ticker,
+}
+
+/// An instance with its store.
+type Instance = (Store<RunState>, HttpsStep);
+
+/// Instances kept between runs of one tenant ([`RuntimeBuilder::reuse_instances`]).
+struct Warm {
+    per_tenant: usize,
+    /// Most kept instances in all; the pool has room for them besides
+    /// `max_concurrency` running ones.
+    cap: usize,
+    idle: std::sync::Mutex<std::collections::HashMap<usize, Vec<Instance>>>,
+}
+
+impl Warm {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<usize, Vec<Instance>>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take(&self, tenant: usize) -> Option<Instance> {
+        self.lock().get_mut(&tenant)?.pop()
+    }
+
+    /// Keeps `instance` for the tenant's next run, if there is room.
+    fn keep(&self, tenant: usize, instance: Instance) {
+        let mut idle = self.lock();
+        let total: usize = idle.values().map(Vec::len).sum();
+        let list = idle.entry(tenant).or_default();
+        if total < self.cap && list.len() < self.per_tenant {
+            list.push(instance);
+        }
+    }
+}
+
+/// A step config made ready for many runs: converted once into the form the
+/// component receives, so each [`StepRuntime::run_prepared`] lowers it into
+/// the guest without cloning or converting it again. Cheap to clone.
+#[derive(Clone)]
+pub struct PreparedStep {
+    config: Arc<wit::StepConfig>,
+}
+
+impl PreparedStep {
+    /// Prepares `config` when it is valid (every problem otherwise, as
+    /// [`https_step_core::validate`] finds them; the step checks again in
+    /// every run, with its templates rendered).
+    pub fn new(config: &StepConfig) -> Result<PreparedStep, Vec<Problem>> {
+        let problems = https_step_core::validate(config);
+        if problems.is_empty() { Ok(PreparedStep::unchecked(config)) } else { Err(problems) }
+    }
+
+    fn unchecked(config: &StepConfig) -> PreparedStep {
+        PreparedStep { config: Arc::new(config.clone().mirror()) }
+    }
 }
 
 /// Configures a [`StepRuntime`].
@@ -107,6 +186,8 @@ pub struct RuntimeBuilder {
     max_memory_bytes: usize,
     cache_dir: Option<PathBuf>,
     pooling: bool,
+    per_core: usize,
+    reuse: usize,
 }
 
 impl Default for RuntimeBuilder {
@@ -118,6 +199,8 @@ impl Default for RuntimeBuilder {
             max_memory_bytes: 256 * 1024 * 1024,
             cache_dir: None,
             pooling: true,
+            per_core: 0,
+            reuse: 0,
         }
     }
 }
@@ -144,6 +227,32 @@ impl RuntimeBuilder {
     /// service) waits instead.
     pub fn slot_wait(mut self, wait: Duration) -> Self {
         self.slot_wait = wait;
+        self
+    }
+
+    /// Runs steps on `threads` single-threaded tokio runtimes that this
+    /// runtime owns, one per core, each tenant pinned to one of them (see
+    /// `runtime/cores.rs`): a run and all its I/O stay on one thread. Calls
+    /// may come from any runtime; a call made on the tenant's own core runs
+    /// in place. 0 runs every call on the caller's runtime instead.
+    /// Default: 0.
+    pub fn per_core(mut self, threads: usize) -> Self {
+        self.per_core = threads;
+        self
+    }
+
+    /// Keeps up to `per_tenant` instances of a tenant after its runs end and
+    /// runs its next steps in them instead of fresh ones — an experiment
+    /// (BENCHMARKS.md), off by default because it gives up isolation between
+    /// the runs of one tenant: a kept instance's memory still holds what the
+    /// last run left (its context, secrets, bodies: freed, not cleared), so a
+    /// fault in the step could show one workflow's data to another of the
+    /// same tenant, and one run's heap growth or corruption carries over.
+    /// An instance that trapped or was cut off is never kept; tenants never
+    /// share one. The pool gets room for `max_concurrency` kept instances
+    /// besides the running ones. Default: 0 (a fresh instance per run).
+    pub fn reuse_instances(mut self, per_tenant: usize) -> Self {
+        self.reuse = per_tenant;
         self
     }
 
@@ -175,7 +284,9 @@ impl RuntimeBuilder {
     /// Creates the engine, loads (or compiles) the component and links WASI.
     pub fn build(self) -> Result<StepRuntime, Error> {
         let load = |e: wasmtime::Error| Error::load("loading the component", e);
-        let pool = slots::pooling(self.max_concurrency, self.max_memory_bytes);
+        let warm = (self.reuse > 0).then(|| Warm { per_tenant: self.reuse, cap: self.max_concurrency, idle: Default::default() });
+        let kept = warm.as_ref().map_or(0, |w| w.cap);
+        let pool = slots::pooling(self.max_concurrency + kept, self.max_memory_bytes);
         let mut config = Config::new();
         if self.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -213,7 +324,11 @@ impl RuntimeBuilder {
                 })
                 .map_err(|e| Error::Load { doing: "starting the epoch ticker", source: Box::new(e) })?;
         }
-        Ok(StepRuntime {
+        let cores = match self.per_core {
+            0 => None,
+            n => Some(cores::Cores::start(n).map_err(|e| Error::Load { doing: "starting the per-core runtimes", source: Box::new(e) })?),
+        };
+        let shared = Shared {
             engine,
             pre,
             offline,
@@ -222,28 +337,81 @@ impl RuntimeBuilder {
             slot_wait: self.slot_wait,
             max_memory_bytes: self.max_memory_bytes,
             instantiations: AtomicU64::new(0),
+            warm,
             _ticker: Ticker(stop),
-        })
+        };
+        Ok(StepRuntime { shared: Arc::new(shared), cores })
     }
 }
 
-impl StepRuntime {
-    /// Starts configuring a runtime.
-    pub fn builder() -> RuntimeBuilder {
-        RuntimeBuilder::default()
-    }
+/// One call of the step interface, owning what it needs, so that it can run
+/// on another thread (per-core mode).
+trait StepCall: Send + 'static {
+    type Output: Send + 'static;
+    /// What the step is doing, for errors (`the step crashed while …`).
+    const DOING: &'static str;
+    fn call<'a>(self, store: &'a mut Store<RunState>, step: &'a Guest) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
+}
 
-    /// The engine, for hosts that embed other components next to this one.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
+/// An instance and nothing else ([`StepRuntime::probe`]).
+struct Probe;
 
-    async fn instantiate(&self, tenant: Arc<Tenant>, progress: ProgressFn) -> Result<(Store<RunState>, HttpsStep), Error> {
+impl StepCall for Probe {
+    type Output = ();
+    const DOING: &'static str = "instantiating";
+    async fn call(self, _: &mut Store<RunState>, _: &Guest) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+/// `validate`.
+struct Validate(wit::StepConfig);
+
+impl StepCall for Validate {
+    type Output = Vec<wit::Problem>;
+    const DOING: &'static str = "validating";
+    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
+        step.call_validate(store, &self.0).await
+    }
+}
+
+/// `run`.
+struct Run {
+    step: PreparedStep,
+    context: String,
+}
+
+impl StepCall for Run {
+    type Output = Result<wit::StepOutcome, wit::StepFailure>;
+    const DOING: &'static str = "running";
+    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
+        step.call_run(store, &self.step.config, &self.context).await
+    }
+}
+
+/// `run-attempt`.
+struct Attempt {
+    config: wit::StepConfig,
+    context: String,
+    state: Option<wit::RunState>,
+}
+
+impl StepCall for Attempt {
+    type Output = wit::AttemptResult;
+    const DOING: &'static str = "running an attempt";
+    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
+        step.call_run_attempt(store, &self.config, &self.context, self.state.as_ref()).await
+    }
+}
+
+impl Shared {
+    async fn instantiate(&self, tenant: Arc<Tenant>, progress: ProgressFn) -> Result<Instance, Error> {
+        let stderr = ProgressStream::new(progress.clone());
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .stderr(ProgressStream::new(progress.clone()));
+            .stderr(stderr.clone());
         let limits = &tenant.limits;
         let store_limits = RunLimiter { memory_bytes: limits.memory_bytes.min(self.max_memory_bytes), table_elements: MAX_TABLE_ELEMENTS };
         let cpu_ticks = (limits.cpu_ms / TICK.as_millis() as u64).max(1);
@@ -256,6 +424,9 @@ impl StepRuntime {
             store: tenant.store.clone(),
             egress: Egress::new(tenant, progress),
             limits: store_limits,
+            progress: stderr,
+            cpu_used: 0,
+            cpu_budget: cpu_ticks,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -263,11 +434,11 @@ impl StepRuntime {
         // The callback runs only when guest code is executing as a tick passes,
         // so the count approximates the guest's CPU time; time blocked in I/O
         // adds at most one tick per wait. Yielding lets other runs proceed.
-        let mut used = 0u64;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            used += 1;
-            if used > cpu_ticks {
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            state.cpu_used += 1;
+            if state.cpu_used > state.cpu_budget {
                 Err(wasmtime::Error::new(CpuExhausted))
             } else {
                 Ok(UpdateDeadline::Yield(1))
@@ -276,40 +447,6 @@ impl StepRuntime {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
         let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, "instantiating"))?;
         Ok((store, instance))
-    }
-
-    /// A readiness check: takes a slot, instantiates the component in a
-    /// fresh store and drops both, as every run does before the step starts.
-    /// It fails as a run would ([`Error::Busy`], a load or trap error), so a
-    /// host can probe a runtime before routing runs to it; it costs one
-    /// instantiation (counted by [`StepRuntime::instantiations`]).
-    pub async fn probe(&self) -> Result<(), Error> {
-        let _slot = self.slot().await?;
-        self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await.map(drop)
-    }
-
-    /// Every problem of `config`, as the component reports them.
-    pub async fn validate(&self, config: &StepConfig) -> Result<Vec<Problem>, Error> {
-        let _slot = self.slot().await?;
-        let (mut store, instance) = self.instantiate(self.offline.clone(), Arc::new(|_: &str| {})).await?;
-        let problems = instance
-            .workflow_https_step_step()
-            .call_validate(&mut store, &config.clone().mirror())
-            .await
-            .map_err(|e| classify(e, "validating"))?;
-        Ok(problems.mirror())
-    }
-
-    /// Component instances created so far, one per [`StepRuntime::run`],
-    /// [`StepRuntime::validate`] or [`StepRuntime::probe`] call (for hosts'
-    /// metrics).
-    pub fn instantiations(&self) -> u64 {
-        self.instantiations.load(Ordering::Relaxed)
-    }
-
-    /// Runs holding a slot right now (0 when idle: nothing leaked).
-    pub fn runs_in_flight(&self) -> usize {
-        self.max_concurrency - self.slots.available_permits()
     }
 
     async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
@@ -321,11 +458,95 @@ impl StepRuntime {
         }
     }
 
+    /// Takes a slot, instantiates the component for `tenant` in a fresh
+    /// store and makes one call of the step interface, within the tenant's
+    /// `max_run_ms`. Dropping the call on timeout drops its store: a guest
+    /// blocked on I/O is cancelled with it.
+    async fn call<C: StepCall>(self: Arc<Self>, tenant: Arc<Tenant>, progress: ProgressFn, call: C) -> Result<C::Output, Error> {
+        use tracing::Instrument;
+        let _slot = self.slot().await?;
+        let max_run = Duration::from_millis(tenant.limits.max_run_ms);
+        let span = tracing::debug_span!("step_run", tenant = %tenant.id);
+        let work = async {
+            let kept = self.warm.as_ref().and_then(|w| w.take(tenant.number));
+            let (mut store, instance) = match kept {
+                Some((mut store, instance)) => {
+                    store.data_mut().next_run(progress);
+                    store.set_epoch_deadline(1);
+                    (store, instance)
+                }
+                None => self.instantiate(tenant.clone(), progress).await?,
+            };
+            let result = call.call(&mut store, instance.workflow_https_step_step()).await.map_err(|e| classify(e, C::DOING));
+            if let (Some(warm), Ok(_)) = (&self.warm, &result) {
+                warm.keep(tenant.number, (store, instance));
+            }
+            result
+        };
+        tokio::time::timeout(max_run, work.instrument(span))
+            .await
+            .map_err(|_| Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms)))?
+    }
+}
+
+impl StepRuntime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The engine, for hosts that embed other components next to this one.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Makes `call` for `tenant`: on the tenant's core in per-core mode,
+    /// else here.
+    async fn call<C: StepCall>(&self, tenant: &Arc<Tenant>, progress: ProgressFn, call: C) -> Result<C::Output, Error> {
+        let work = self.shared.clone().call(tenant.clone(), progress, call);
+        match &self.cores {
+            None => work.await,
+            Some(cores) => cores
+                .run(tenant.number, work)
+                .await
+                .unwrap_or_else(|e| Err(Error::Load { doing: "running the step on its core's thread", source: Box::new(e) })),
+        }
+    }
+
+    /// A readiness check: takes a slot, instantiates the component in a
+    /// fresh store and drops both, as every run does before the step starts.
+    /// It fails as a run would ([`Error::Busy`], a load or trap error), so a
+    /// host can probe a runtime before routing runs to it; it costs one
+    /// instantiation (counted by [`StepRuntime::instantiations`]).
+    pub async fn probe(&self) -> Result<(), Error> {
+        self.call(&self.shared.offline, Arc::new(|_: &str| {}), Probe).await
+    }
+
+    /// Every problem of `config`, as the component reports them.
+    pub async fn validate(&self, config: &StepConfig) -> Result<Vec<Problem>, Error> {
+        let problems = self.call(&self.shared.offline, Arc::new(|_: &str| {}), Validate(config.clone().mirror())).await?;
+        Ok(problems.mirror())
+    }
+
+    /// Component instances created so far, one per [`StepRuntime::run`],
+    /// [`StepRuntime::validate`] or [`StepRuntime::probe`] call (fewer with
+    /// [`RuntimeBuilder::reuse_instances`]), for hosts' metrics.
+    pub fn instantiations(&self) -> u64 {
+        self.shared.instantiations.load(Ordering::Relaxed)
+    }
+
+    /// Runs holding a slot right now (0 when idle: nothing leaked).
+    pub fn runs_in_flight(&self) -> usize {
+        self.shared.max_concurrency - self.shared.slots.available_permits()
+    }
+
     /// Runs `config` for `tenant` with the workflow `context` (JSON text).
     /// `progress` receives a line per attempt and per host-side event.
     ///
     /// The outer `Result` is the host's (the component could not run, hit a
     /// limit, or the runtime is busy); the inner one is the step's outcome.
+    /// A host that runs one config many times prepares it once and calls
+    /// [`StepRuntime::run_prepared`].
     pub async fn run(
         &self,
         tenant: &Arc<Tenant>,
@@ -333,35 +554,19 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
-        let config = config.clone().mirror();
-        let result = self
-            .call(tenant, progress, "running", async |store, step| step.call_run(store, &config, context).await)
-            .await?;
-        Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
+        self.run_prepared(tenant, &PreparedStep::unchecked(config), context, progress).await
     }
 
-    /// Takes a slot, instantiates the component for `tenant` in a fresh
-    /// store and makes one call of the step interface, within the tenant's
-    /// `max_run_ms`. Dropping the call on timeout drops its store: a guest
-    /// blocked on I/O is cancelled with it.
-    async fn call<T>(
+    /// [`StepRuntime::run`] with a [`PreparedStep`].
+    pub async fn run_prepared(
         &self,
         tenant: &Arc<Tenant>,
+        step: &PreparedStep,
+        context: &str,
         progress: ProgressFn,
-        doing: &'static str,
-        call: impl AsyncFnOnce(&mut Store<RunState>, &bindings::exports::workflow::https_step::step::Guest) -> wasmtime::Result<T>,
-    ) -> Result<T, Error> {
-        use tracing::Instrument;
-        let _slot = self.slot().await?;
-        let max_run = Duration::from_millis(tenant.limits.max_run_ms);
-        let work = async {
-            let (mut store, instance) = self.instantiate(tenant.clone(), progress).await?;
-            call(&mut store, instance.workflow_https_step_step()).await.map_err(|e| classify(e, doing))
-        };
-        let span = tracing::debug_span!("step_run", tenant = %tenant.id);
-        tokio::time::timeout(max_run, work.instrument(span))
-            .await
-            .map_err(|_| Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms)))?
+    ) -> Result<Result<StepOutcome, StepFailure>, Error> {
+        let result = self.call(tenant, progress, Run { step: step.clone(), context: context.to_string() }).await?;
+        Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
     }
 
     /// Runs one attempt of `config` (README "Durable runs"): with no
@@ -377,13 +582,8 @@ impl StepRuntime {
         state: Option<&https_step_core::RunState>,
         progress: ProgressFn,
     ) -> Result<https_step_core::AttemptResult, Error> {
-        let (config, state) = (config.clone().mirror(), state.cloned().mirror());
-        let result = self
-            .call(tenant, progress, "running an attempt", async |store, step| {
-                step.call_run_attempt(store, &config, context, state.as_ref()).await
-            })
-            .await?;
-        Ok(result.mirror())
+        let call = Attempt { config: config.clone().mirror(), context: context.to_string(), state: state.cloned().mirror() };
+        Ok(self.call(tenant, progress, call).await?.mirror())
     }
 }
 
@@ -399,7 +599,7 @@ mod tests {
         runtime.probe().await.expect("and stays ready");
         assert_eq!(runtime.instantiations(), 2);
         assert_eq!(runtime.runs_in_flight(), 0, "a probe gives its slot back");
-        let _held = runtime.slot().await.expect("the one slot");
+        let _held = runtime.shared.slot().await.expect("the one slot");
         assert!(matches!(runtime.probe().await, Err(Error::Busy(1))));
         assert_eq!(runtime.instantiations(), 2, "a busy runtime instantiates nothing");
     }
@@ -407,7 +607,7 @@ mod tests {
     #[tokio::test]
     async fn with_a_slot_wait_a_run_waits_for_the_slot_a_finished_one_gives_back() {
         let runtime = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_secs(30)).build().expect("the embedded component loads");
-        let held = runtime.slot().await.expect("the one slot");
+        let held = runtime.shared.slot().await.expect("the one slot");
         let release = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(held);
@@ -415,7 +615,7 @@ mod tests {
         let (probed, ()) = tokio::join!(runtime.probe(), release);
         probed.expect("the probe waited for the slot");
         let short = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_millis(20)).build().expect("loads");
-        let _held = short.slot().await.expect("the one slot");
+        let _held = short.shared.slot().await.expect("the one slot");
         assert!(matches!(short.probe().await, Err(Error::Busy(1))), "no slot within the wait");
     }
 }
