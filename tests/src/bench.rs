@@ -289,7 +289,14 @@ pub async fn run(settings: Settings) -> Result<String> {
     let on_demand = StepRuntime::builder().pooling(false).build()?;
     let inst_od = latencies(settings.iterations, || async { on_demand.probe().await.map_err(Into::into) }).await?;
     drop(on_demand);
-    let _ = writeln!(out, "instantiate p50: pooling {:.1} us, on-demand {:.1} us", us(percentile(&inst, 0.5)), us(percentile(&inst_od, 0.5)));
+    let _ = writeln!(
+        out,
+        "instantiate p50: pooling {:.1} us, on-demand {:.1} us; pooling p99 {:.1} us (p99/p50 {:.2})",
+        us(percentile(&inst, 0.5)),
+        us(percentile(&inst_od, 0.5)),
+        us(percentile(&inst, 0.99)),
+        us(percentile(&inst, 0.99)) / us(percentile(&inst, 0.5))
+    );
 
     // Latency, one request at a time: with keep-alive on both sides (the
     // default), then with a new connection per request on both sides.
