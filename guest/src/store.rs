@@ -19,22 +19,23 @@ fn describe(e: store::Error) -> String {
     }
 }
 
-/// The value at `key`.
-pub fn get(key: &str) -> Result<Option<Vec<u8>>, String> {
-    bucket()?.get(key).map_err(describe)
-}
+/// The tenant's store, as the step's token store.
+pub struct KeyValue;
 
-/// Sets `key`.
-pub fn set(key: &str, value: &[u8]) -> Result<(), String> {
-    bucket()?.set(key, value).map_err(describe)
-}
+impl https_step_wasi::TokenStore for KeyValue {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        bucket()?.get(key).map_err(describe)
+    }
 
-/// Deletes `key`.
-pub fn delete(key: &str) -> Result<(), String> {
-    bucket()?.delete(key).map_err(describe)
-}
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        bucket()?.set(key, value).map_err(describe)
+    }
 
-/// Adds 1 to the counter at `key` and returns the new value.
-pub fn increment(key: &str) -> Result<u64, String> {
-    atomics::increment(&bucket()?, key, 1).map_err(describe)
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        bucket()?.delete(key).map_err(describe)
+    }
+
+    fn increment(&mut self, key: &str) -> Result<u64, String> {
+        atomics::increment(&bucket()?, key, 1).map_err(describe)
+    }
 }

@@ -14,6 +14,7 @@ usage:
   https-step validate STEP.json [--json]
   https-step demo
   https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]
+  https-step service-component OUT.wasm
 
 run       runs the step; prints one JSON object on stdout, progress on stderr.
           exit 0: ok (or continued after an error), 1: the step failed, 2: usage.
@@ -24,6 +25,10 @@ serve-restate
           waits, README \"Durable runs\") until interrupted; tenants are the
           *.toml policies in DIR. --listen default 127.0.0.1:9080; the
           runtime's run slots (default 64) queue attempts beyond them.
+service-component
+          writes the step as an HTTP service component (wasi:http/incoming-handler:
+          POST /run, POST /validate, GET /health) for `wasmtime serve OUT.wasm`
+          and other wasi:http/proxy engines (README \"HTTP service\").
 
 --allow ORIGIN   allow scheme://host[:port] (port may be *), private addresses
                  and plain http included, e.g. --allow http://127.0.0.1:8080
@@ -93,6 +98,8 @@ enum Command {
         #[arg(long = "max-concurrency", default_value_t = 64)]
         max_concurrency: usize,
     },
+    /// `service-component OUT.wasm`.
+    ServiceComponent { out: String },
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
@@ -134,6 +141,18 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             return EXIT_OK;
         }
         Command::ServeRestate { policies, listen, max_concurrency } => return serve_restate(&policies, listen, max_concurrency, &err).await,
+        Command::ServiceComponent { out: path } => {
+            return match std::fs::write(&path, https_step_guest_artifact::SERVICE_WASM) {
+                Ok(()) => {
+                    say(&err, &format!("wrote the service component ({} bytes) to {path}; serve it with `wasmtime serve {path}`", https_step_guest_artifact::SERVICE_WASM.len()));
+                    EXIT_OK
+                }
+                Err(e) => {
+                    say(&err, &format!("error: cannot write {path}: {e}"));
+                    EXIT_USAGE
+                }
+            };
+        }
         _ => {}
     }
     let built;
@@ -151,7 +170,7 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
         },
     };
     let result = match command {
-        Command::Help | Command::ServeRestate { .. } => Ok(EXIT_OK),
+        Command::Help | Command::ServeRestate { .. } | Command::ServiceComponent { .. } => Ok(EXIT_OK),
         Command::Run { step, context, policy, allow, ca_cert } => {
             run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await
         }
@@ -334,11 +353,12 @@ mod tests {
             parse_args(&args("serve-restate --policies p --listen 127.0.0.1:0 --max-concurrency 8")),
             Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:0".parse().expect("addr"), max_concurrency: 8 })
         );
+        assert_eq!(parse_args(&args("service-component s.wasm")), Ok(Command::ServiceComponent { out: "s.wasm".into() }));
         assert_eq!(
             parse_args(&args("serve-restate --policies p")),
             Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:9080".parse().expect("addr"), max_concurrency: 64 })
         );
-        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x", "serve-restate", "serve-restate --policies p --listen nowhere"] {
+        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x", "serve-restate", "serve-restate --policies p --listen nowhere", "service-component"] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
     }

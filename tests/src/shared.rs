@@ -83,3 +83,25 @@ pub fn npm_packages(sources: &Path, target_tmp: &Path) -> anyhow::Result<PathBuf
     }
     Ok(dir)
 }
+
+/// One HTTP/1.1 exchange over a keep-alive client shared by the process,
+/// within 120 s: the status, the headers and the body as text. For tests
+/// that drive a server on 127.0.0.1 (restate-server, `wasmtime serve`).
+pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> anyhow::Result<(u16, http::HeaderMap, String)> {
+    use http_body_util::BodyExt as _;
+    type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>;
+    static CLIENT: OnceLock<Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http());
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default())))?;
+    let answer = async {
+        let response = client.request(request).await?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await?.to_bytes();
+        anyhow::Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), answer).await.context("no answer within 120 s")?
+}

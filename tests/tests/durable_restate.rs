@@ -21,13 +21,8 @@
 //! calls), since an integration test cannot name another package's binary.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
 use https_step_tests::shared::{npm_packages, tokio};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -173,23 +168,12 @@ fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> Result<bool>
 
 /// One HTTP/1.1 exchange with the engine: its status and body.
 async fn exchange(method: &str, addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: Option<&Value>) -> Result<(u16, String)> {
-    static CLIENT: std::sync::OnceLock<Client<HttpConnector, Full<Bytes>>> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(|| Client::builder(TokioExecutor::new()).build_http());
-    let mut builder = http::Request::builder().method(method).uri(format!("http://{addr}{path}"));
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
+    let mut headers = headers.to_vec();
     if body.is_some() {
-        builder = builder.header("content-type", "application/json");
+        headers.push(("content-type", "application/json"));
     }
-    let req = builder.body(Full::new(Bytes::from(body.map(Value::to_string).unwrap_or_default())))?;
-    let answer = async {
-        let response = client.request(req).await?;
-        let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        anyhow::Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-    };
-    tokio::time::timeout(Duration::from_secs(120), answer).await.context("no answer within 120 s")?
+    let (status, _, text) = https_step_tests::shared::http(method, &format!("http://{addr}{path}"), &headers, body.map(|b| b.to_string().into_bytes())).await?;
+    Ok((status, text))
 }
 
 /// [`exchange`], waited for.

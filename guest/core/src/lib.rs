@@ -27,6 +27,7 @@ pub mod link;
 pub mod host_text;
 pub mod mirror;
 pub mod model;
+pub mod output;
 pub mod request;
 pub mod response;
 pub mod retry;

@@ -40,14 +40,17 @@ pub fn validate(config: &StepConfig) -> Vec<Problem> {
 /// JSON object, [`validate`]'s of what could be read. Hosts use it so a
 /// config the guest cannot even receive still gets a complete answer.
 pub fn ready(parsed: ParsedConfig) -> Result<StepConfig, Vec<Problem>> {
-    if parsed.problems.is_empty() {
-        return Ok(parsed.config);
-    }
+    if parsed.problems.is_empty() { Ok(parsed.config) } else { Err(every_problem(parsed)) }
+}
+
+/// Every problem of a config read from JSON, at once: the shape's and, when
+/// the text was a JSON object, [`validate`]'s of what could be read.
+pub fn every_problem(parsed: ParsedConfig) -> Vec<Problem> {
     let mut problems = parsed.problems;
     if !problems.first().is_some_and(Problem::is_whole_document) {
         problems.extend(validate(&parsed.config));
     }
-    Err(problems)
+    problems
 }
 
 /// Renders `config`'s templates from `source` and checks the result: the

@@ -1,11 +1,25 @@
-//! The only module that touches `wasi:http`: sends one prepared request and
-//! reads the response under the attempt's deadline and size cap.
+//! The step's effects over WASI 0.2, shared by the two components built from
+//! this workspace: the step (`guest/`, world `https-step`) and the HTTP
+//! service (`guest/service/`, world `https-step-service`). This is the only
+//! crate that makes the step's outbound requests (`wasi:http`), and it
+//! sends one prepared request and reads the response under the attempt's
+//! deadline and size cap; where OAuth 2.0 tokens are kept is each
+//! component's own choice ([`TokenStore`]).
+//!
+//! # How to use
+//! ```no_run
+//! # fn demo(config: https_step_core::StepConfig, store: impl https_step_wasi::TokenStore) {
+//! let result = https_step_core::run(config, "{}".into(), &mut https_step_wasi::Wasi::new(store));
+//! # }
+//! ```
 //!
 //! The deadline is enforced here, not only by the host: every wait (for the
 //! body to be writable, for the response, for the next body chunk) polls the
 //! operation's pollable together with a `monotonic-clock` timer for the
 //! attempt's deadline. The same deadline is also passed to the host as
 //! connect / first-byte / between-bytes timeouts so that it can give up early.
+//! Only interfaces of the `wasi:http/proxy` world are used, so a component
+//! built on this crate can run wherever that world runs.
 
 use https_step_core::content::{BodyDecoder, Coding, too_large};
 use https_step_core::{
@@ -23,10 +37,35 @@ use wasip2::io::streams::{InputStream, OutputStream, StreamError};
 /// Largest read per call of the response body stream.
 const READ_CHUNK: u64 = 64 * 1024;
 
-/// [`Effects`] over WASI.
-pub struct Wasi;
+/// Where a component keeps OAuth 2.0 tokens between runs (the operations of
+/// [`Effects::store_get`] and its siblings).
+pub trait TokenStore {
+    /// The value at `key`.
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
+    /// Sets `key`.
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Deletes `key` (no error when it is absent).
+    fn delete(&mut self, key: &str) -> Result<(), String>;
+    /// Adds 1 to the counter at `key` (absent counts as 0); the new value.
+    fn increment(&mut self, key: &str) -> Result<u64, String>;
+}
 
-impl Effects for Wasi {
+/// [`Effects`] over WASI, with tokens kept in `S`.
+pub struct Wasi<S> {
+    store: S,
+}
+
+impl<S: TokenStore> Wasi<S> {
+    /// Effects that keep tokens in `store`.
+    pub fn new(store: S) -> Self {
+        Wasi { store }
+    }
+}
+
+/// Most bytes one `blocking-write-and-flush` takes (wasi:io 0.2).
+const WRITE_MAX: usize = 4096;
+
+impl<S: TokenStore> Effects for Wasi<S> {
     fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
         let deadline = Deadline::after_ms(limits.timeout_ms);
         send(request, limits, &deadline)
@@ -51,30 +90,35 @@ impl Effects for Wasi {
     }
 
     fn progress(&mut self, line: &str) {
-        // Goes to `wasi:cli/stderr`, which the host captures and forwards:
-        // the line and its newline in one write, one host call (`eprintln!`
-        // writes each formatted piece separately).
-        use std::io::Write as _;
+        // Straight to `wasi:cli/stderr`, which the host captures and
+        // forwards: the line and its newline in as few writes as the stream
+        // allows (`eprintln!` writes each formatted piece separately, and
+        // goes through the libc of the target, if it has one).
         let mut text = String::with_capacity(line.len() + 1);
         text.push_str(line);
         text.push('\n');
-        let _ = std::io::stderr().write_all(text.as_bytes());
+        let stderr = wasip2::cli::stderr::get_stderr();
+        for chunk in text.as_bytes().chunks(WRITE_MAX) {
+            if stderr.blocking_write_and_flush(chunk).is_err() {
+                break;
+            }
+        }
     }
 
     fn store_get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        crate::store::get(key)
+        self.store.get(key)
     }
 
     fn store_set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        crate::store::set(key, value)
+        self.store.set(key, value)
     }
 
     fn store_delete(&mut self, key: &str) -> Result<(), String> {
-        crate::store::delete(key)
+        self.store.delete(key)
     }
 
     fn store_increment(&mut self, key: &str) -> Result<u64, String> {
-        crate::store::increment(key)
+        self.store.increment(key)
     }
 }
 
