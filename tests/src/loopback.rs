@@ -151,6 +151,17 @@ pub enum CertShape {
 /// Decides the reply to each request.
 pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
 
+/// A responder that answers with `replies` in order, then with the last one
+/// again (a server that recovers after failures); it closes the connection
+/// when `replies` is empty.
+pub fn in_order(replies: Vec<Reply>) -> Responder {
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    Arc::new(move |_: &Recorded| {
+        let i = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        replies.get(i).or(replies.last()).cloned().unwrap_or(Reply::Close)
+    })
+}
+
 /// A running server; stops (and drops every connection) when dropped.
 pub struct LoopbackServer {
     port: u16,

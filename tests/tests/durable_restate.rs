@@ -21,7 +21,7 @@
 //! calls), since an integration test cannot name another package's binary.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
+use https_step_tests::loopback::{LoopbackServer, Reply, in_order};
 use https_step_tests::shared::{npm_packages, tokio};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Set in the environment of this binary's child that plays the CLI.
@@ -199,12 +198,7 @@ fn sql(admin: SocketAddr, query: &str) -> Result<Vec<Value>> {
 
 /// A scripted upstream: `replies` in order, then the last one again.
 fn upstream(replies: Vec<Reply>) -> Result<LoopbackServer> {
-    let served = AtomicUsize::new(0);
-    let responder = Arc::new(move |_: &Recorded| {
-        let i = served.fetch_add(1, Ordering::SeqCst);
-        replies.get(i).or(replies.last()).cloned().unwrap_or(Reply::Close)
-    });
-    Ok(tokio().block_on(LoopbackServer::http(responder))?)
+    Ok(tokio().block_on(LoopbackServer::http(in_order(replies)))?)
 }
 
 fn durable_runs() -> Result<()> {

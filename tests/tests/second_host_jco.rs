@@ -15,13 +15,13 @@
 //! surfaces as another kind.
 
 use anyhow::{Context as _, Result};
-use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
+use https_step_tests::loopback::{LoopbackServer, Reply, in_order};
 use https_step_tests::shared::command_output as run;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// This directory's sources.
 fn sources() -> PathBuf {
@@ -77,12 +77,7 @@ fn config(url: &str, method: &str) -> Value {
 
 /// A scripted upstream on 127.0.0.1, run by this process's tokio runtime.
 fn upstream(replies: Vec<Reply>) -> Result<LoopbackServer> {
-    let served = AtomicUsize::new(0);
-    let responder = Arc::new(move |_: &Recorded| {
-        let i = served.fetch_add(1, Ordering::SeqCst);
-        replies.get(i).or(replies.last()).cloned().unwrap_or(Reply::Close)
-    });
-    Ok(https_step_tests::shared::tokio().block_on(LoopbackServer::http(responder))?)
+    Ok(https_step_tests::shared::tokio().block_on(LoopbackServer::http(in_order(replies)))?)
 }
 
 #[test]

@@ -17,7 +17,9 @@
 //!   "message"}]`, as `https-step validate --json`;
 //! - `GET /health`: `{"ok": true, …}`;
 //! - a request body that is unusable is 400, one over [`MAX_REQUEST_BYTES`]
-//!   413; another path 404, another method 405; each with a JSON error.
+//!   413 (read and dropped up to 8 MiB past the cap first, so the client
+//!   hears the answer); another path 404, another method 405; each with a
+//!   JSON error.
 //!
 //! The step's semantics are `https-step-core`'s and its requests go through
 //! `https-step-wasi`, the same code as the step component's; waki's
