@@ -158,7 +158,7 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
     let built;
     let runtime = match runtime {
         Some(r) => r,
-        None => match default_cache_dir().map_or_else(StepRuntime::builder, |dir| StepRuntime::builder().cache_dir(dir)).build() {
+        None => match builder().build() {
             Ok(r) => {
                 built = r;
                 &built
@@ -202,12 +202,7 @@ const DURABLE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30
 /// `serve-restate`: the durable service, with its own runtime (attempts
 /// beyond `max_concurrency` wait for a slot) and the tenants of `policies`.
 async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurrency: usize, err: &SharedWriter) -> u8 {
-    let builder = StepRuntime::builder().max_concurrency(max_concurrency).slot_wait(DURABLE_SLOT_WAIT);
-    let built = match default_cache_dir() {
-        Some(dir) => builder.cache_dir(dir),
-        None => builder,
-    }
-    .build();
+    let built = builder().max_concurrency(max_concurrency).slot_wait(DURABLE_SLOT_WAIT).build();
     let service = match built.and_then(|runtime| crate::durable::DurableService::from_policy_dir(runtime, std::path::Path::new(policies))) {
         Ok(service) => service,
         Err(e) => {
@@ -226,6 +221,12 @@ async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurr
     say(err, &format!("serving the Restate service HttpsStep for {} tenant(s) on http://{at}; register it with restate-server: POST /deployments {{\"uri\": \"http://{at}\"}}", service.tenants()));
     service.serve(listener).await;
     EXIT_OK
+}
+
+/// A runtime builder with the CLI's settings: the compiled component cached
+/// in [`default_cache_dir`].
+fn builder() -> crate::RuntimeBuilder {
+    default_cache_dir().map_or_else(StepRuntime::builder, |dir| StepRuntime::builder().cache_dir(dir))
 }
 
 /// Where the CLI keeps the compiled component: `$HTTPS_STEP_CACHE_DIR` (empty
@@ -267,8 +268,7 @@ async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn W
         problems.extend(runtime.validate(&parsed.config).await?);
     }
     if json {
-        let list: Vec<_> = problems.iter().map(|p| serde_json::json!({"path": p.path, "message": p.message})).collect();
-        let _ = writeln!(out, "{}", serde_json::Value::from(list));
+        let _ = writeln!(out, "{}", https_step_core::output::problems_json(&problems));
     } else if problems.is_empty() {
         let _ = writeln!(out, "{step}: valid");
     } else {

@@ -24,6 +24,13 @@ struct Lines {
     truncated: bool,
 }
 
+impl Lines {
+    /// Nothing seen yet: lines go to `sink`.
+    fn new(sink: ProgressFn) -> Self {
+        Lines { sink, partial: Vec::new(), seen: 0, truncated: false }
+    }
+}
+
 /// A `wasi:cli/stderr` that calls a function per complete line.
 #[derive(Clone)]
 pub struct ProgressStream {
@@ -33,13 +40,13 @@ pub struct ProgressStream {
 impl ProgressStream {
     /// Forwards lines to `sink`.
     pub fn new(sink: ProgressFn) -> Self {
-        ProgressStream { lines: Arc::new(Mutex::new(Lines { sink, partial: Vec::new(), seen: 0, truncated: false })) }
+        ProgressStream { lines: Arc::new(Mutex::new(Lines::new(sink))) }
     }
 
     /// Forwards the lines of the next run to `sink`, with a fresh budget of
     /// [`MAX_PROGRESS_BYTES`] (an instance kept for its tenant's next run).
     pub fn reset(&self, sink: ProgressFn) {
-        *self.lock() = Lines { sink, partial: Vec::new(), seen: 0, truncated: false };
+        *self.lock() = Lines::new(sink);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lines> {

@@ -1,7 +1,7 @@
 //! The output JSON of a run (README "CLI"): one object per run, the same
 //! from `https-step run`, the Restate service and the HTTP service component.
 
-use crate::model::{Attempt, KeyValue, PagesOutcome, Response, StepError, StepFailure, StepOutcome};
+use crate::model::{Attempt, KeyValue, PagesOutcome, Problem, Response, StepError, StepFailure, StepOutcome};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -16,10 +16,16 @@ fn error_json(e: &StepError) -> Value {
         obj.insert("code".into(), code.as_str().into());
     }
     if let Some(problems) = e.problems() {
-        let list: Vec<Value> = problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect();
-        obj.insert("problems".into(), list.into());
+        obj.insert("problems".into(), problems_json(problems));
     }
     Value::Object(obj)
+}
+
+/// Problems as the output writes them, `[{"path", "message"}]`: in an
+/// `invalid-config` error and as `validate --json` and `POST /validate`
+/// print them.
+pub fn problems_json(problems: &[Problem]) -> Value {
+    problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect()
 }
 
 fn attempt_json(a: &Attempt) -> Value {

@@ -30,7 +30,7 @@ mod incoming;
 use https_step_core::{StepFailure, parse_step_config};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashMap;
 use waki::bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 
@@ -154,8 +154,7 @@ fn validate(body: &[u8]) -> Reply {
         Err(reply) => return reply,
     };
     let problems = https_step_core::validate::every_problem(parse_step_config(request.step.get()));
-    let list: Vec<Value> = problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect();
-    Reply::json(200, Value::from(list).to_string())
+    Reply::json(200, https_step_core::output::problems_json(&problems).to_string())
 }
 
 /// OAuth 2.0 tokens for one request only: the proxy world has no
