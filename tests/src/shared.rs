@@ -7,8 +7,10 @@
 use anyhow::{Context as _, bail};
 use https_step_host::StepRuntime;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A multi-threaded tokio runtime shared by the tests of one binary.
 pub fn tokio() -> &'static tokio::runtime::Runtime {
@@ -25,7 +27,12 @@ pub fn step_runtime() -> &'static StepRuntime {
 /// A `kB` field of `/proc/self/status` (`VmRSS:` now, `VmHWM:` peak), in
 /// KiB; 0 where it cannot be read.
 pub fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_status_kib("self", field)
+}
+
+/// A `kB` field of `/proc/<process>/status`; 0 where it cannot be read.
+fn proc_status_kib(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .unwrap_or_default()
         .lines()
         .find_map(|l| l.strip_prefix(field))
@@ -104,4 +111,105 @@ pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Optio
         anyhow::Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&bytes).into_owned()))
     };
     tokio::time::timeout(std::time::Duration::from_secs(120), answer).await.context("no answer within 120 s")?
+}
+
+/// A process a test started (an engine, a server), its stdout and stderr
+/// appended to a log file; killed (SIGKILL) by its process id and reaped
+/// when dropped.
+pub struct ChildProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl ChildProcess {
+    /// Starts `cmd` with no stdin and its output appended to `log`.
+    pub fn start(cmd: &mut Command, log: PathBuf) -> anyhow::Result<ChildProcess> {
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).with_context(|| format!("opening {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
+        Ok(ChildProcess { child, log })
+    }
+
+    /// Kills the process now (SIGKILL) and reaps it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// The process's resident memory now, in MiB (0 where it cannot be read).
+    pub fn rss_mib(&self) -> f64 {
+        proc_status_kib(&self.child.id().to_string(), "VmRSS:") as f64 / 1024.0
+    }
+
+    /// The last `n` lines of its log, headed by the log's file name.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(n).collect();
+        let name = self.log.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
+        format!("{name}, last lines:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
+
+    /// Waits up to `limit` until it accepts connections at `addr`; the log's
+    /// tail in the error when it does not.
+    pub fn wait_listening(&self, addr: std::net::SocketAddr, limit: Duration) -> anyhow::Result<()> {
+        wait_for(limit, &format!("a listener on {addr}"), || Ok(std::net::TcpStream::connect(addr).is_ok())).with_context(|| self.log_tail(30))
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `ready` every 100 ms until it holds or `limit` passes (an error of
+/// `ready` counts as not yet).
+pub fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let start = Instant::now();
+    loop {
+        if ready().unwrap_or(false) {
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("waited {limit:?} for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A JSON document in a file of the system's temporary directory (named
+/// after `prefix`, this process and a counter), removed when dropped: the
+/// step and context files handed to a command line.
+pub struct TempJson(PathBuf);
+
+impl TempJson {
+    /// Writes `value` to a new file.
+    pub fn new(prefix: &str, value: &serde_json::Value) -> anyhow::Result<TempJson> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!("{prefix}-{}-{}.json", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
+        std::fs::write(&path, value.to_string()).with_context(|| format!("writing {}", path.display()))?;
+        Ok(TempJson(path))
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempJson {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A free port on 127.0.0.1 (bound, then released for a child process to take).
+pub fn free_port() -> anyhow::Result<std::net::SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }

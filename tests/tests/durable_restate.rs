@@ -22,12 +22,12 @@
 
 use anyhow::{Context as _, Result, bail, ensure};
 use https_step_tests::loopback::{LoopbackServer, Reply, in_order};
-use https_step_tests::shared::{npm_packages, tokio};
+use https_step_tests::shared::{ChildProcess, free_port, npm_packages, tokio, wait_for};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,35 +53,6 @@ fn main() -> Result<()> {
     libtest_mimic::run(&args, vec![trial]).exit()
 }
 
-/// A child process, killed (SIGKILL) and reaped when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn kill(mut self) -> Result<()> {
-        self.0.kill()?;
-        self.0.wait()?;
-        Ok(())
-    }
-
-    fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
-        let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0.0);
-        kib / 1024.0
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A free port on 127.0.0.1 (bound, then released for the child to take).
-fn free_port() -> Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
 /// Where the engine listens; the same addresses after a restart.
 struct EngineAddrs {
     ingress: SocketAddr,
@@ -105,64 +76,37 @@ fn restate_server() -> Result<PathBuf> {
 
 /// Starts the engine on `addrs` with its data in `work/engine`, and waits
 /// until its admin API and ingress answer.
-fn start_engine(bin: &Path, work: &Path, addrs: &EngineAddrs) -> Result<Proc> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(work.join("engine.log"))?;
-    let child = Command::new(bin)
-        .args(["--no-logo", "--node-name", "n1", "--listen-mode", "tcp", "--bind-address", &addrs.fabric.to_string()])
-        .arg("--base-dir")
-        .arg(work.join("engine"))
-        .env("RESTATE_ADMIN__BIND_ADDRESS", addrs.admin.to_string())
-        .env("RESTATE_INGRESS__BIND_ADDRESS", addrs.ingress.to_string())
-        .env("RESTATE_DISABLE_TELEMETRY", "true")
-        .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true")
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let engine = Proc(child);
+fn start_engine(bin: &Path, work: &Path, addrs: &EngineAddrs) -> Result<ChildProcess> {
+    let engine = ChildProcess::start(
+        Command::new(bin)
+            .args(["--no-logo", "--node-name", "n1", "--listen-mode", "tcp", "--bind-address", &addrs.fabric.to_string()])
+            .arg("--base-dir")
+            .arg(work.join("engine"))
+            .env("RESTATE_ADMIN__BIND_ADDRESS", addrs.admin.to_string())
+            .env("RESTATE_INGRESS__BIND_ADDRESS", addrs.ingress.to_string())
+            .env("RESTATE_DISABLE_TELEMETRY", "true")
+            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true"),
+        work.join("engine.log"),
+    )?;
     wait_for(Duration::from_secs(60), "restate-server to answer", || {
         Ok(get(addrs.admin, "/health")?.0 == 200 && get(addrs.ingress, "/restate/health")?.0 == 200)
     })
-    .with_context(|| log_tail(work, "engine.log"))?;
+    .with_context(|| engine.log_tail(30))?;
     Ok(engine)
 }
 
 /// Starts the step's service (`https-step serve-restate`) on `addr` with the
 /// policies of `work/policies`, and waits until it accepts connections.
-fn start_service(work: &Path, addr: SocketAddr) -> Result<Proc> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(work.join("service.log"))?;
-    let child = Command::new(std::env::current_exe()?)
-        .env(CLI_ROLE, "1")
-        .args(["serve-restate", "--listen", &addr.to_string(), "--policies"])
-        .arg(work.join("policies"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()?;
-    let service = Proc(child);
-    wait_for(Duration::from_secs(60), "the service to listen", || Ok(std::net::TcpStream::connect(addr).is_ok()))
-        .with_context(|| log_tail(work, "service.log"))?;
+fn start_service(work: &Path, addr: SocketAddr) -> Result<ChildProcess> {
+    let service = ChildProcess::start(
+        Command::new(std::env::current_exe()?)
+            .env(CLI_ROLE, "1")
+            .args(["serve-restate", "--listen", &addr.to_string(), "--policies"])
+            .arg(work.join("policies")),
+        work.join("service.log"),
+    )?;
+    service.wait_listening(addr, Duration::from_secs(60))?;
     Ok(service)
-}
-
-fn log_tail(work: &Path, name: &str) -> String {
-    let text = std::fs::read_to_string(work.join(name)).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(30).collect();
-    format!("{name}, last lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
-}
-
-/// Polls `ready` every 100 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        if ready().unwrap_or(false) {
-            return Ok(());
-        }
-        if start.elapsed() > limit {
-            bail!("waited {limit:?} for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// One HTTP/1.1 exchange with the engine: its status and body.

@@ -16,11 +16,10 @@
 
 use anyhow::{Context as _, Result};
 use https_step_tests::loopback::{LoopbackServer, Reply, in_order};
-use https_step_tests::shared::command_output as run;
+use https_step_tests::shared::{TempJson, command_output as run};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// This directory's sources.
@@ -58,13 +57,9 @@ fn transpiled() -> Result<PathBuf> {
 
 /// Runs one request (`run.mjs`'s format) under Node; its output line.
 fn node(request: Value) -> Result<Value> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let step_js = transpiled()?;
-    let path = std::env::temp_dir().join(format!("https-step-jco-{}-{}.json", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
-    std::fs::write(&path, request.to_string())?;
-    let out = run(Command::new("node").arg(sources().join("run.mjs")).arg(&step_js).arg(&path));
-    let _ = std::fs::remove_file(&path);
-    let out = out?;
+    let file = TempJson::new("https-step-jco", &request)?;
+    let out = run(Command::new("node").arg(sources().join("run.mjs")).arg(&step_js).arg(file.path()))?;
     let line = out.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("node printed {out:?}"))
 }

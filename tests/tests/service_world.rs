@@ -14,16 +14,14 @@
 //! the component's size and one request's latency against the CLI path's.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use https_step_host::StepRuntime;
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply, in_order};
-use https_step_tests::shared::{command_output, http, tokio};
+use https_step_tests::shared::{ChildProcess, TempJson, command_output, free_port, http, step_runtime, tokio};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The pinned engine: the same wasmtime as the harness's.
@@ -51,12 +49,12 @@ fn main() -> Result<()> {
     conclusion.exit()
 }
 
-/// `wasmtime serve` with the service component, killed (SIGKILL) and reaped
-/// when dropped.
+/// `wasmtime serve` with the service component (stopped when dropped), and
+/// its working directory (removed then).
 struct Serve {
-    child: std::sync::Mutex<Child>,
+    process: ChildProcess,
     addr: SocketAddr,
-    log: PathBuf,
+    dir: PathBuf,
 }
 
 impl Serve {
@@ -66,26 +64,10 @@ impl Serve {
         std::fs::create_dir_all(&dir)?;
         let component = dir.join("https-step-service.wasm");
         std::fs::write(&component, https_step_guest_artifact::SERVICE_WASM)?;
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = dir.join("serve.log");
-        let out = std::fs::File::create(&log)?;
-        let child = Command::new(&wasmtime)
-            .args(["serve", "--addr", &addr.to_string()])
-            .arg(&component)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", wasmtime.display()))?;
-        let serve = Serve { child: std::sync::Mutex::new(child), addr, log };
-        let start = Instant::now();
-        while std::net::TcpStream::connect(addr).is_err() {
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("wasmtime serve did not listen within 60 s\n{}", serve.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(serve)
+        let addr = free_port()?;
+        let process = ChildProcess::start(Command::new(&wasmtime).args(["serve", "--addr", &addr.to_string()]).arg(&component), dir.join("serve.log"))?;
+        process.wait_listening(addr, Duration::from_secs(60))?;
+        Ok(Serve { process, addr, dir })
     }
 
     fn url(&self, path: &str) -> String {
@@ -93,9 +75,7 @@ impl Serve {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(20).collect();
-        format!("wasmtime serve, last lines:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        self.process.log_tail(20)
     }
 
     /// `POST path` with a JSON body: status and parsed answer.
@@ -107,12 +87,7 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
-        let _ = child.kill();
-        let _ = child.wait();
-        if let Some(dir) = self.log.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -176,18 +151,18 @@ fn upstream(replies: Vec<Reply>) -> Result<LoopbackServer> {
 
 /// The CLI with one shared runtime (the conformance suite's code path).
 fn cli(args: &[String]) -> Result<(u8, Value)> {
-    static RUNTIME: OnceLock<StepRuntime> = OnceLock::new();
-    let runtime = RUNTIME.get_or_init(|| StepRuntime::builder().build().expect("runtime"));
-    let run = tokio().block_on(https_step_tests::run_cli(runtime, args));
+    let run = tokio().block_on(https_step_tests::run_cli(step_runtime(), args));
     Ok((run.exit, serde_json::from_str(run.stdout.trim()).with_context(|| format!("CLI printed {}{}", run.stdout, run.stderr))?))
 }
 
-/// `step` written to a file, for the CLI.
-fn step_file(step: &Value) -> Result<String> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let path = std::env::temp_dir().join(format!("https-step-service-{}-{}.json", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
-    std::fs::write(&path, step.to_string())?;
-    Ok(path.display().to_string())
+/// `value` in a file for the CLI, removed when dropped.
+fn json_file(value: &Value) -> Result<TempJson> {
+    TempJson::new("https-step-service", value)
+}
+
+/// A file's path as a CLI argument.
+fn arg(file: &TempJson) -> String {
+    file.path().display().to_string()
 }
 
 fn signed_step(origin: &str) -> Value {
@@ -208,8 +183,8 @@ fn a_signed_post_retried_503_then_201_matches_the_cli(serve: &Serve) -> Result<(
     let context = json!({"order": {"id": "7", "sku": "A-1"}});
     let (status, service) = serve.post("/run", &json!({"step": signed_step(&for_service.origin()), "context": context}))?;
     ensure!(status == 200, "{status}: {service:#}");
-    let (context_file, step) = (step_file(&context)?, step_file(&signed_step(&for_cli.origin()))?);
-    let (exit, cli) = cli(&["run".into(), step, "--context".into(), context_file, "--allow".into(), for_cli.origin()])?;
+    let (context_file, step_file) = (json_file(&context)?, json_file(&signed_step(&for_cli.origin()))?);
+    let (exit, cli) = cli(&["run".into(), arg(&step_file), "--context".into(), arg(&context_file), "--allow".into(), for_cli.origin()])?;
     ensure!(exit == 0, "{cli:#}");
     let fields: Vec<&str> = cli.as_object().context("an object")?.keys().map(String::as_str).collect();
     ensure!(fields == service.as_object().context("an object")?.keys().map(String::as_str).collect::<Vec<_>>(), "the same fields");
@@ -239,7 +214,8 @@ fn validate_lists_every_problem_as_the_cli_does(serve: &Serve) -> Result<()> {
     let step = json!({"url": "ftp://x/{{ unclosed", "method": "FROB", "timeout_ms": 0, "retry": {"multiplier": 0.5}, "headers": [{"key": "Bad Name", "value": "v"}]});
     let (status, service) = serve.post("/validate", &json!({"step": step}))?;
     ensure!(status == 200, "{status}: {service}");
-    let (exit, cli) = cli(&["validate".into(), step_file(&step)?, "--json".into()])?;
+    let step_file = json_file(&step)?;
+    let (exit, cli) = cli(&["validate".into(), arg(&step_file), "--json".into()])?;
     ensure!(exit == 1, "invalid");
     ensure!(service == cli, "service {service:#}\nCLI {cli:#}");
     let paths: Vec<&str> = service.as_array().context("a list")?.iter().filter_map(|p| p["path"].as_str()).collect();
@@ -308,8 +284,8 @@ fn two_hundred_concurrent_runs_all_complete(serve: &Serve) -> Result<()> {
 fn latency_against_the_cli_path(serve: &Serve) -> Result<()> {
     let server = tokio().block_on(LoopbackServer::http_unrecorded(Arc::new(|_: &Recorded| Reply::json(201, &json!({"id": "ord_1"})))))?;
     let step = json!({"url": format!("{}/v1/orders", server.origin()), "method": "POST", "body": {"json": {"sku": "A-1"}}, "signing": {"secret": SECRET, "scheme": "standard-webhooks"}, "expected_status": [201]});
-    let file = step_file(&step)?;
-    let args = ["run".to_string(), file, "--allow".into(), server.origin()];
+    let step_file = json_file(&step)?;
+    let args = ["run".to_string(), arg(&step_file), "--allow".into(), server.origin()];
     let p50 = |mut v: Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
