@@ -8,13 +8,28 @@
 fn main() -> anyhow::Result<()> {
     let step = https_step_guest_build::component(
         "https-step-guest",
-        &["guest/src", "guest/build.rs", "guest/Cargo.toml", "guest/wasi", "guest/core/src", "guest/core/Cargo.toml"],
+        &[
+            "guest/src",
+            "guest/build.rs",
+            "guest/Cargo.toml",
+            "guest/wasi",
+            "guest/core/src",
+            "guest/core/Cargo.toml",
+        ],
     )?;
     println!("cargo:rustc-env=HTTPS_STEP_GUEST_WASM={}", step.display());
     let service = https_step_guest_build::proxy_component(
         "https-step-service",
-        &["guest/service", "guest/wasi", "guest/core/src", "guest/core/Cargo.toml"],
+        &[
+            "guest/service",
+            "guest/wasi",
+            "guest/core/src",
+            "guest/core/Cargo.toml",
+        ],
     )?;
-    println!("cargo:rustc-env=HTTPS_STEP_SERVICE_WASM={}", service.display());
+    println!(
+        "cargo:rustc-env=HTTPS_STEP_SERVICE_WASM={}",
+        service.display()
+    );
     Ok(())
 }

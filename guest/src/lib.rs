@@ -56,12 +56,26 @@ impl Guest for Component {
 
     fn run(config: wit::StepConfig, context: String) -> Result<wit::StepOutcome, wit::StepFailure> {
         // `run` validates (once) and fails with `invalid-config` before any I/O.
-        https_step_core::run(config.mirror(), context, &mut https_step_wasi::Wasi::new(store::KeyValue))
-            .map(Mirror::mirror)
-            .map_err(Mirror::mirror)
+        https_step_core::run(
+            config.mirror(),
+            context,
+            &mut https_step_wasi::Wasi::new(store::KeyValue),
+        )
+        .map(Mirror::mirror)
+        .map_err(Mirror::mirror)
     }
 
-    fn run_attempt(config: wit::StepConfig, context: String, state: Option<wit::RunState>) -> wit::AttemptResult {
-        https_step_core::run_attempt(config.mirror(), context, state.mirror(), &mut https_step_wasi::Wasi::new(store::KeyValue)).mirror()
+    fn run_attempt(
+        config: wit::StepConfig,
+        context: String,
+        state: Option<wit::RunState>,
+    ) -> wit::AttemptResult {
+        https_step_core::run_attempt(
+            config.mirror(),
+            context,
+            state.mirror(),
+            &mut https_step_wasi::Wasi::new(store::KeyValue),
+        )
+        .mirror()
     }
 }

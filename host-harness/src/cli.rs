@@ -64,7 +64,12 @@ pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
 /// The commands, parsed by clap; the usage text stays [`USAGE`] (clap's own
 /// help and version flags are off so every message is the project's).
 #[derive(Debug, PartialEq, Eq, clap::Parser)]
-#[command(name = "https-step", disable_help_flag = true, disable_help_subcommand = true, disable_version_flag = true)]
+#[command(
+    name = "https-step",
+    disable_help_flag = true,
+    disable_help_subcommand = true,
+    disable_version_flag = true
+)]
 enum Command {
     /// `-h`, `--help`, `help` or nothing: print [`USAGE`].
     #[command(skip)]
@@ -104,16 +109,20 @@ enum Command {
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
     use clap::Parser as _;
-    if matches!(args.first().map(String::as_str), None | Some("-h" | "--help" | "help")) {
+    if matches!(
+        args.first().map(String::as_str),
+        None | Some("-h" | "--help" | "help")
+    ) {
         return Ok(Command::Help);
     }
-    Command::try_parse_from(std::iter::once("https-step").chain(args.iter().map(String::as_str))).map_err(|e| {
-        // clap's first line is the problem ("error: unexpected argument …");
-        // the usage that follows it is ours.
-        let rendered = e.to_string();
-        let first = rendered.lines().next().unwrap_or_default();
-        first.strip_prefix("error: ").unwrap_or(first).to_string()
-    })
+    Command::try_parse_from(std::iter::once("https-step").chain(args.iter().map(String::as_str)))
+        .map_err(|e| {
+            // clap's first line is the problem ("error: unexpected argument …");
+            // the usage that follows it is ours.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            first.strip_prefix("error: ").unwrap_or(first).to_string()
+        })
 }
 
 fn read(path: &str, what: &str) -> Result<Vec<u8>, String> {
@@ -127,7 +136,12 @@ fn say(err: &SharedWriter, line: &str) {
 
 /// Runs the command line `args` (without the program name). `runtime` is
 /// used when given, else one is built. Returns the exit code.
-pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut dyn Write, err: SharedWriter) -> u8 {
+pub async fn execute(
+    args: &[String],
+    runtime: Option<&StepRuntime>,
+    out: &mut dyn Write,
+    err: SharedWriter,
+) -> u8 {
     let command = match parse_args(args) {
         Ok(c) => c,
         Err(msg) => {
@@ -140,11 +154,21 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
             let _ = write!(out, "{USAGE}");
             return EXIT_OK;
         }
-        Command::ServeRestate { policies, listen, max_concurrency } => return serve_restate(&policies, listen, max_concurrency, &err).await,
+        Command::ServeRestate {
+            policies,
+            listen,
+            max_concurrency,
+        } => return serve_restate(&policies, listen, max_concurrency, &err).await,
         Command::ServiceComponent { out: path } => {
             return match std::fs::write(&path, https_step_guest_artifact::SERVICE_WASM) {
                 Ok(()) => {
-                    say(&err, &format!("wrote the service component ({} bytes) to {path}; serve it with `wasmtime serve {path}`", https_step_guest_artifact::SERVICE_WASM.len()));
+                    say(
+                        &err,
+                        &format!(
+                            "wrote the service component ({} bytes) to {path}; serve it with `wasmtime serve {path}`",
+                            https_step_guest_artifact::SERVICE_WASM.len()
+                        ),
+                    );
                     EXIT_OK
                 }
                 Err(e) => {
@@ -170,14 +194,26 @@ pub async fn execute(args: &[String], runtime: Option<&StepRuntime>, out: &mut d
         },
     };
     let result = match command {
-        Command::Help | Command::ServeRestate { .. } | Command::ServiceComponent { .. } => Ok(EXIT_OK),
-        Command::Run { step, context, policy, allow, ca_cert } => {
-            run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await
+        Command::Help | Command::ServeRestate { .. } | Command::ServiceComponent { .. } => {
+            Ok(EXIT_OK)
         }
+        Command::Run {
+            step,
+            context,
+            policy,
+            allow,
+            ca_cert,
+        } => run(runtime, &step, context, policy, &allow, ca_cert, out, &err).await,
         Command::Validate { step, json } => validate(runtime, &step, json, out).await,
         Command::Demo => match demo::run(runtime, out).await {
-            Ok(all_as_expected) => Ok(if all_as_expected { EXIT_OK } else { EXIT_FAILED }),
-            Err(demo::Failure::Server(e)) => Err(CliError::Usage(format!("starting the demo server failed: {e}"))),
+            Ok(all_as_expected) => Ok(if all_as_expected {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            }),
+            Err(demo::Failure::Server(e)) => Err(CliError::Usage(format!(
+                "starting the demo server failed: {e}"
+            ))),
             Err(demo::Failure::Host(e)) => Err(CliError::Host(e)),
         },
     };
@@ -201,9 +237,19 @@ const DURABLE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30
 
 /// `serve-restate`: the durable service, with its own runtime (attempts
 /// beyond `max_concurrency` wait for a slot) and the tenants of `policies`.
-async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurrency: usize, err: &SharedWriter) -> u8 {
-    let built = builder().max_concurrency(max_concurrency).slot_wait(DURABLE_SLOT_WAIT).build();
-    let service = match built.and_then(|runtime| crate::durable::DurableService::from_policy_dir(runtime, std::path::Path::new(policies))) {
+async fn serve_restate(
+    policies: &str,
+    listen: std::net::SocketAddr,
+    max_concurrency: usize,
+    err: &SharedWriter,
+) -> u8 {
+    let built = builder()
+        .max_concurrency(max_concurrency)
+        .slot_wait(DURABLE_SLOT_WAIT)
+        .build();
+    let service = match built.and_then(|runtime| {
+        crate::durable::DurableService::from_policy_dir(runtime, std::path::Path::new(policies))
+    }) {
         Ok(service) => service,
         Err(e) => {
             say(err, &format!("error: {e}"));
@@ -217,8 +263,16 @@ async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurr
             return EXIT_USAGE;
         }
     };
-    let at = listener.local_addr().map_or_else(|_| listen.to_string(), |a| a.to_string());
-    say(err, &format!("serving the Restate service HttpsStep for {} tenant(s) on http://{at}; register it with restate-server: POST /deployments {{\"uri\": \"http://{at}\"}}", service.tenants()));
+    let at = listener
+        .local_addr()
+        .map_or_else(|_| listen.to_string(), |a| a.to_string());
+    say(
+        err,
+        &format!(
+            "serving the Restate service HttpsStep for {} tenant(s) on http://{at}; register it with restate-server: POST /deployments {{\"uri\": \"http://{at}\"}}",
+            service.tenants()
+        ),
+    );
     service.serve(listener).await;
     EXIT_OK
 }
@@ -226,7 +280,9 @@ async fn serve_restate(policies: &str, listen: std::net::SocketAddr, max_concurr
 /// A runtime builder with the CLI's settings: the compiled component cached
 /// in [`default_cache_dir`].
 fn builder() -> crate::RuntimeBuilder {
-    default_cache_dir().map_or_else(StepRuntime::builder, |dir| StepRuntime::builder().cache_dir(dir))
+    default_cache_dir().map_or_else(StepRuntime::builder, |dir| {
+        StepRuntime::builder().cache_dir(dir)
+    })
 }
 
 /// Where the CLI keeps the compiled component: `$HTTPS_STEP_CACHE_DIR` (empty
@@ -237,7 +293,9 @@ pub fn default_cache_dir() -> Option<std::path::PathBuf> {
         Some(dir) => Some(dir.into()),
         None => std::env::var_os("XDG_CACHE_HOME")
             .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+            })
             .map(|d| d.join("https-step")),
     }
 }
@@ -261,7 +319,12 @@ fn load_config(path: &str) -> Result<https_step_core::ParsedConfig, CliError> {
     Ok(parse_step_config(&String::from_utf8_lossy(&bytes)))
 }
 
-async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn Write) -> Result<u8, CliError> {
+async fn validate(
+    runtime: &StepRuntime,
+    step: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, CliError> {
     let parsed = load_config(step)?;
     let mut problems = parsed.problems;
     if !problems.first().is_some_and(Problem::is_whole_document) {
@@ -276,7 +339,11 @@ async fn validate(runtime: &StepRuntime, step: &str, json: bool, out: &mut dyn W
             let _ = writeln!(out, "{p}");
         }
     }
-    Ok(if problems.is_empty() { EXIT_OK } else { EXIT_FAILED })
+    Ok(if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
 }
 
 #[allow(clippy::too_many_arguments, reason = "one parameter per CLI option")]
@@ -291,19 +358,26 @@ async fn run(
     err: &SharedWriter,
 ) -> Result<u8, CliError> {
     let mut tenant = match policy {
-        Some(path) => Tenant::from_policy_file(std::path::Path::new(&path)).map_err(|e| CliError::Usage(e.to_string()))?,
+        Some(path) => Tenant::from_policy_file(std::path::Path::new(&path))
+            .map_err(|e| CliError::Usage(e.to_string()))?,
         None => Tenant::builder("cli"),
     };
     for origin in allow {
-        tenant = tenant.allow(origin).map_err(|e| CliError::Usage(e.to_string()))?;
+        tenant = tenant
+            .allow(origin)
+            .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     if let Some(path) = ca_cert {
         let pem = read(&path, "CA certificate").map_err(CliError::Usage)?;
-        tenant = tenant.ca_certs_pem(&pem).map_err(|e| CliError::Usage(format!("{path}: {e}")))?;
+        tenant = tenant
+            .ca_certs_pem(&pem)
+            .map_err(|e| CliError::Usage(format!("{path}: {e}")))?;
     }
     let tenant = Arc::new(tenant.build().map_err(|e| CliError::Usage(e.to_string()))?);
     let context = match context {
-        Some(path) => String::from_utf8_lossy(&read(&path, "context").map_err(CliError::Usage)?).into_owned(),
+        Some(path) => {
+            String::from_utf8_lossy(&read(&path, "context").map_err(CliError::Usage)?).into_owned()
+        }
         None => "{}".to_string(),
     };
     let parsed = load_config(step)?;
@@ -320,7 +394,10 @@ async fn run(
         Err(problems) => Err(StepFailure::invalid_config(problems)),
     };
     if let Err(failure) = &result {
-        say(err, &format!("step failed ({}): {}", failure.error.kind(), failure.error));
+        say(
+            err,
+            &format!("step failed ({}): {}", failure.error.kind(), failure.error),
+        );
     }
     let _ = writeln!(out, "{}", step_result_json(&result));
     Ok(if result.is_ok() { EXIT_OK } else { EXIT_FAILED })
@@ -338,7 +415,9 @@ mod tests {
     fn parses_commands() {
         assert_eq!(parse_args(&[]), Ok(Command::Help));
         assert_eq!(
-            parse_args(&args("run s.json --allow http://a:1 --allow https://b --context c.json --ca-cert ca.pem")),
+            parse_args(&args(
+                "run s.json --allow http://a:1 --allow https://b --context c.json --ca-cert ca.pem"
+            )),
             Ok(Command::Run {
                 step: "s.json".into(),
                 context: Some("c.json".into()),
@@ -347,18 +426,49 @@ mod tests {
                 ca_cert: Some("ca.pem".into())
             })
         );
-        assert_eq!(parse_args(&args("validate s.json --json")), Ok(Command::Validate { step: "s.json".into(), json: true }));
+        assert_eq!(
+            parse_args(&args("validate s.json --json")),
+            Ok(Command::Validate {
+                step: "s.json".into(),
+                json: true
+            })
+        );
         assert_eq!(parse_args(&args("demo")), Ok(Command::Demo));
         assert_eq!(
-            parse_args(&args("serve-restate --policies p --listen 127.0.0.1:0 --max-concurrency 8")),
-            Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:0".parse().expect("addr"), max_concurrency: 8 })
+            parse_args(&args(
+                "serve-restate --policies p --listen 127.0.0.1:0 --max-concurrency 8"
+            )),
+            Ok(Command::ServeRestate {
+                policies: "p".into(),
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                max_concurrency: 8
+            })
         );
-        assert_eq!(parse_args(&args("service-component s.wasm")), Ok(Command::ServiceComponent { out: "s.wasm".into() }));
+        assert_eq!(
+            parse_args(&args("service-component s.wasm")),
+            Ok(Command::ServiceComponent {
+                out: "s.wasm".into()
+            })
+        );
         assert_eq!(
             parse_args(&args("serve-restate --policies p")),
-            Ok(Command::ServeRestate { policies: "p".into(), listen: "127.0.0.1:9080".parse().expect("addr"), max_concurrency: 64 })
+            Ok(Command::ServeRestate {
+                policies: "p".into(),
+                listen: "127.0.0.1:9080".parse().expect("addr"),
+                max_concurrency: 64
+            })
         );
-        for bad in ["run", "frob", "run a b", "validate s.json --allow x", "run s.json --allow", "demo x", "serve-restate", "serve-restate --policies p --listen nowhere", "service-component"] {
+        for bad in [
+            "run",
+            "frob",
+            "run a b",
+            "validate s.json --allow x",
+            "run s.json --allow",
+            "demo x",
+            "serve-restate",
+            "serve-restate --policies p --listen nowhere",
+            "service-component",
+        ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad}");
         }
     }
@@ -366,14 +476,31 @@ mod tests {
     /// Every body example in the usage text is a valid body of a POST.
     #[test]
     fn usage_body_examples_are_valid() {
-        let text = USAGE.split("is one of").nth(1).and_then(|t| t.split("\"response_format\"").next()).unwrap_or_default();
-        let examples: Vec<String> = text.split("\n  {").skip(1).map(|e| format!("{{{}", e.trim())).collect();
+        let text = USAGE
+            .split("is one of")
+            .nth(1)
+            .and_then(|t| t.split("\"response_format\"").next())
+            .unwrap_or_default();
+        let examples: Vec<String> = text
+            .split("\n  {")
+            .skip(1)
+            .map(|e| format!("{{{}", e.trim()))
+            .collect();
         assert_eq!(examples.len(), 5, "{text}");
         for example in examples {
-            let step = format!(r#"{{"url": "https://api.example.com/x", "method": "POST", "body": {example}}}"#);
+            let step = format!(
+                r#"{{"url": "https://api.example.com/x", "method": "POST", "body": {example}}}"#
+            );
             let parsed = parse_step_config(&step);
-            assert!(parsed.problems.is_empty(), "{example}: {:?}", parsed.problems);
-            assert!(https_step_core::validate(&parsed.config).is_empty(), "{example}");
+            assert!(
+                parsed.problems.is_empty(),
+                "{example}: {:?}",
+                parsed.problems
+            );
+            assert!(
+                https_step_core::validate(&parsed.config).is_empty(),
+                "{example}"
+            );
         }
     }
 }

@@ -107,37 +107,64 @@ impl DurableService {
     /// A service running `tenants` on `runtime`. Each tenant's
     /// `max_response_bytes` is lowered to [`DURABLE_MAX_RESPONSE_BYTES`]; two
     /// tenants with one id are an error.
-    pub fn new(runtime: StepRuntime, tenants: impl IntoIterator<Item = Tenant>) -> Result<Self, Error> {
+    pub fn new(
+        runtime: StepRuntime,
+        tenants: impl IntoIterator<Item = Tenant>,
+    ) -> Result<Self, Error> {
         let mut by_id = HashMap::new();
         let mut longest_attempt = 0;
         for mut tenant in tenants {
-            tenant.limits.max_response_bytes = tenant.limits.max_response_bytes.min(DURABLE_MAX_RESPONSE_BYTES);
+            tenant.limits.max_response_bytes = tenant
+                .limits
+                .max_response_bytes
+                .min(DURABLE_MAX_RESPONSE_BYTES);
             longest_attempt = longest_attempt.max(tenant.limits.max_run_ms);
             let id = tenant.id.clone();
             if by_id.insert(id.clone(), Arc::new(tenant)).is_some() {
-                return Err(Error::Policy(format!("two tenant policies are named {id:?}; give each file its own `tenant = \"…\"`")));
+                return Err(Error::Policy(format!(
+                    "two tenant policies are named {id:?}; give each file its own `tenant = \"…\"`"
+                )));
             }
         }
         // Restate asks an invocation that shows no progress for a while to
         // suspend and aborts it `abort_timeout` later; an attempt in progress
         // shows none until it ends, and lasts at most its tenant's max_run_ms.
         let abort_timeout = Duration::from_millis(longest_attempt) + Duration::from_secs(60);
-        Ok(DurableService { runtime: Arc::new(runtime), tenants: by_id, abort_timeout })
+        Ok(DurableService {
+            runtime: Arc::new(runtime),
+            tenants: by_id,
+            abort_timeout,
+        })
     }
 
     /// A service for every `*.toml` tenant policy in `dir` (README "Tenant
     /// sandbox"; a policy's `tenant` names it in requests).
     pub fn from_policy_dir(runtime: StepRuntime, dir: &Path) -> Result<Self, Error> {
-        let entries = std::fs::read_dir(dir).map_err(|e| Error::Policy(format!("cannot read the policy directory {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            Error::Policy(format!(
+                "cannot read the policy directory {}: {e}",
+                dir.display()
+            ))
+        })?;
         let mut tenants = Vec::new();
         for entry in entries {
-            let path = entry.map_err(|e| Error::Policy(format!("cannot read the policy directory {}: {e}", dir.display())))?.path();
+            let path = entry
+                .map_err(|e| {
+                    Error::Policy(format!(
+                        "cannot read the policy directory {}: {e}",
+                        dir.display()
+                    ))
+                })?
+                .path();
             if path.extension().is_some_and(|ext| ext == "toml") {
                 tenants.push(Tenant::from_policy_file(&path)?.build()?);
             }
         }
         if tenants.is_empty() {
-            return Err(Error::Policy(format!("{} holds no tenant policy (*.toml)", dir.display())));
+            return Err(Error::Policy(format!(
+                "{} holds no tenant policy (*.toml)",
+                dir.display()
+            )));
         }
         DurableService::new(runtime, tenants)
     }
@@ -151,8 +178,12 @@ impl DurableService {
     /// is interrupted (SIGINT).
     pub async fn serve(self, listener: tokio::net::TcpListener) {
         use restate_sdk::service::IntoServiceDefinition as _;
-        let options = restate_sdk::endpoint::ServiceOptions::new().inactivity_timeout(INACTIVITY_TIMEOUT).abort_timeout(self.abort_timeout);
-        let endpoint = Endpoint::builder().bind(self.into_service_definition().options(options)).build();
+        let options = restate_sdk::endpoint::ServiceOptions::new()
+            .inactivity_timeout(INACTIVITY_TIMEOUT)
+            .abort_timeout(self.abort_timeout);
+        let endpoint = Endpoint::builder()
+            .bind(self.into_service_definition().options(options))
+            .build();
         HttpServer::new(endpoint).serve(listener).await;
     }
 }
@@ -160,13 +191,28 @@ impl DurableService {
 /// One attempt of `config`, as the journal records it. A full runtime is an
 /// error Restate retries (the attempt was not made); any other host failure
 /// ends the run with its output, as `https-step run` reports it.
-async fn attempt(runtime: &StepRuntime, tenant: &Arc<Tenant>, config: &https_step_core::StepConfig, context: &str, state: &RunState, invocation: &str) -> HandlerResult<Json<Journaled>> {
+async fn attempt(
+    runtime: &StepRuntime,
+    tenant: &Arc<Tenant>,
+    config: &https_step_core::StepConfig,
+    context: &str,
+    state: &RunState,
+    invocation: &str,
+) -> HandlerResult<Json<Journaled>> {
     let progress: crate::ProgressFn = {
         let prefix = format!("{invocation} ({}): ", tenant.id);
         Arc::new(move |line: &str| eprintln!("{prefix}{line}"))
     };
-    let output = match runtime.run_attempt(tenant, config, context, Some(state), progress).await {
-        Ok(AttemptResult::Wait(wait)) => return Ok(Json(Journaled::Wait { wait_ms: wait.wait_ms, state: wait.state })),
+    let output = match runtime
+        .run_attempt(tenant, config, context, Some(state), progress)
+        .await
+    {
+        Ok(AttemptResult::Wait(wait)) => {
+            return Ok(Json(Journaled::Wait {
+                wait_ms: wait.wait_ms,
+                state: wait.state,
+            }));
+        }
         Ok(AttemptResult::Done(result)) => step_result_json(&result),
         Err(busy @ Error::Busy(_)) => return Err(busy.into()),
         Err(e) => host_error_json(&e),
@@ -180,7 +226,9 @@ fn raw(output: String) -> Result<Box<RawValue>, TerminalError> {
 }
 
 fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 // The generated ingress clients stay inside the crate: platforms call the
@@ -192,16 +240,35 @@ impl DurableService {
     /// unusable request is a terminal error (400); an invalid step config is
     /// the step's own `invalid-config` output.
     #[handler]
-    async fn run(&self, mut ctx: Context<'_>, request: Json<RunRequest>) -> HandlerResult<Json<Box<RawValue>>> {
+    async fn run(
+        &self,
+        mut ctx: Context<'_>,
+        request: Json<RunRequest>,
+    ) -> HandlerResult<Json<Box<RawValue>>> {
         let request = request.into_inner();
         let Some(tenant) = self.tenants.get(&request.tenant).cloned() else {
-            return Err(TerminalError::new_with_code(400, format!("no policy of this service names the tenant {:?}", request.tenant)).into());
+            return Err(TerminalError::new_with_code(
+                400,
+                format!(
+                    "no policy of this service names the tenant {:?}",
+                    request.tenant
+                ),
+            )
+            .into());
         };
         let config = match https_step_core::validate::ready(parse_step_config(request.step.get())) {
             Ok(config) => Arc::new(config),
-            Err(problems) => return Ok(Json(raw(step_result_json(&Err(StepFailure::invalid_config(problems))))?)),
+            Err(problems) => {
+                return Ok(Json(raw(step_result_json(&Err(
+                    StepFailure::invalid_config(problems),
+                )))?));
+            }
         };
-        let context: Arc<str> = request.context.as_deref().map_or("{}", RawValue::get).into();
+        let context: Arc<str> = request
+            .context
+            .as_deref()
+            .map_or("{}", RawValue::get)
+            .into();
         // The run's identifiers come from the engine's deterministic
         // randomness, so an attempt re-executed after a crash (its result was
         // never recorded) sends the same idempotency key and message id.
@@ -215,15 +282,26 @@ impl DurableService {
         let mut number = 0u32;
         loop {
             number = number.saturating_add(1);
-            let (runtime, tenant, config, context, invocation) = (self.runtime.clone(), tenant.clone(), config.clone(), context.clone(), invocation.clone());
+            let (runtime, tenant, config, context, invocation) = (
+                self.runtime.clone(),
+                tenant.clone(),
+                config.clone(),
+                context.clone(),
+                invocation.clone(),
+            );
             let current = state.clone();
             let journaled = ctx
-                .run(move || async move { attempt(&runtime, &tenant, &config, &context, &current, &invocation).await })
+                .run(move || async move {
+                    attempt(&runtime, &tenant, &config, &context, &current, &invocation).await
+                })
                 .name(format!("attempt {number}"))
                 .await?
                 .into_inner();
             match journaled {
-                Journaled::Wait { wait_ms, state: next } => {
+                Journaled::Wait {
+                    wait_ms,
+                    state: next,
+                } => {
                     ctx.sleep(Duration::from_millis(wait_ms)).await?;
                     state = next;
                 }
@@ -236,7 +314,11 @@ impl DurableService {
     /// run waits).
     #[handler]
     async fn stats(&self, _ctx: Context<'_>) -> HandlerResult<Json<Stats>> {
-        Ok(Json(Stats { runs_in_flight: self.runtime.runs_in_flight(), instantiations: self.runtime.instantiations(), tenants: self.tenants.len() }))
+        Ok(Json(Stats {
+            runs_in_flight: self.runtime.runs_in_flight(),
+            instantiations: self.runtime.instantiations(),
+            tenants: self.tenants.len(),
+        }))
     }
 }
 
@@ -246,25 +328,73 @@ mod tests {
 
     #[test]
     fn tenants_get_the_journal_cap_and_one_id_each() {
-        let runtime = || StepRuntime::builder().max_concurrency(1).build().expect("the embedded component loads");
-        let big = Tenant::builder("acme").limits(crate::HostLimits { max_response_bytes: 1 << 30, ..Default::default() }).build().expect("builds");
-        let small = Tenant::builder("beta").limits(crate::HostLimits { max_response_bytes: 1024, ..Default::default() }).build().expect("builds");
+        let runtime = || {
+            StepRuntime::builder()
+                .max_concurrency(1)
+                .build()
+                .expect("the embedded component loads")
+        };
+        let big = Tenant::builder("acme")
+            .limits(crate::HostLimits {
+                max_response_bytes: 1 << 30,
+                ..Default::default()
+            })
+            .build()
+            .expect("builds");
+        let small = Tenant::builder("beta")
+            .limits(crate::HostLimits {
+                max_response_bytes: 1024,
+                ..Default::default()
+            })
+            .build()
+            .expect("builds");
         let service = DurableService::new(runtime(), [big, small]).expect("two tenants");
-        assert_eq!(service.tenants["acme"].limits.max_response_bytes, DURABLE_MAX_RESPONSE_BYTES);
-        assert_eq!(service.tenants["beta"].limits.max_response_bytes, 1024, "a lower cap stays");
-        assert_eq!(service.abort_timeout, Duration::from_millis(900_000 + 60_000));
-        let twice = [Tenant::builder("acme").build().expect("builds"), Tenant::builder("acme").build().expect("builds")];
-        let err = DurableService::new(runtime(), twice).err().expect("one id twice");
-        assert!(err.to_string().contains("two tenant policies are named \"acme\""), "{err}");
+        assert_eq!(
+            service.tenants["acme"].limits.max_response_bytes,
+            DURABLE_MAX_RESPONSE_BYTES
+        );
+        assert_eq!(
+            service.tenants["beta"].limits.max_response_bytes, 1024,
+            "a lower cap stays"
+        );
+        assert_eq!(
+            service.abort_timeout,
+            Duration::from_millis(900_000 + 60_000)
+        );
+        let twice = [
+            Tenant::builder("acme").build().expect("builds"),
+            Tenant::builder("acme").build().expect("builds"),
+        ];
+        let err = DurableService::new(runtime(), twice)
+            .err()
+            .expect("one id twice");
+        assert!(
+            err.to_string()
+                .contains("two tenant policies are named \"acme\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_journaled_wait_keeps_the_state_and_a_result_its_output_text() {
         let state = seed_state([1; 32], 5);
-        let wait = serde_json::to_string(&Journaled::Wait { wait_ms: 3000, state: state.clone() }).expect("serialises");
-        let Journaled::Wait { wait_ms, state: back } = serde_json::from_str(&wait).expect("reads back") else { panic!("a wait") };
+        let wait = serde_json::to_string(&Journaled::Wait {
+            wait_ms: 3000,
+            state: state.clone(),
+        })
+        .expect("serialises");
+        let Journaled::Wait {
+            wait_ms,
+            state: back,
+        } = serde_json::from_str(&wait).expect("reads back")
+        else {
+            panic!("a wait")
+        };
         assert_eq!((wait_ms, back), (3000, state));
-        let done = serde_json::to_string(&Journaled::Done(raw(r#"{"ok":true,"status":201}"#.into()).expect("json"))).expect("serialises");
+        let done = serde_json::to_string(&Journaled::Done(
+            raw(r#"{"ok":true,"status":201}"#.into()).expect("json"),
+        ))
+        .expect("serialises");
         assert_eq!(done, r#"{"done":{"ok":true,"status":201}}"#);
     }
 }

@@ -46,7 +46,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 impl Error {
     /// A load failure with wasmtime's error as its source.
     pub(crate) fn load(doing: &'static str, e: wasmtime::Error) -> Error {
-        Error::Load { doing, source: e.into_boxed_dyn_error() }
+        Error::Load {
+            doing,
+            source: e.into_boxed_dyn_error(),
+        }
     }
 
     /// Kebab-case name used as `error.kind` by the CLI.

@@ -27,7 +27,12 @@ struct Lines {
 impl Lines {
     /// Nothing seen yet: lines go to `sink`.
     fn new(sink: ProgressFn) -> Self {
-        Lines { sink, partial: Vec::new(), seen: 0, truncated: false }
+        Lines {
+            sink,
+            partial: Vec::new(),
+            seen: 0,
+            truncated: false,
+        }
     }
 }
 
@@ -40,7 +45,9 @@ pub struct ProgressStream {
 impl ProgressStream {
     /// Forwards lines to `sink`.
     pub fn new(sink: ProgressFn) -> Self {
-        ProgressStream { lines: Arc::new(Mutex::new(Lines::new(sink))) }
+        ProgressStream {
+            lines: Arc::new(Mutex::new(Lines::new(sink))),
+        }
     }
 
     /// Forwards the lines of the next run to `sink`, with a fresh budget of
@@ -114,7 +121,11 @@ impl Pollable for ProgressStream {
 }
 
 impl AsyncWrite for ProgressStream {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -136,7 +147,9 @@ mod tests {
     fn splits_lines_and_bounds_output() {
         let seen = Arc::new(Mutex::new(Vec::<String>::new()));
         let s2 = seen.clone();
-        let stream = ProgressStream::new(Arc::new(move |l: &str| s2.lock().expect("lock").push(l.to_string())));
+        let stream = ProgressStream::new(Arc::new(move |l: &str| {
+            s2.lock().expect("lock").push(l.to_string())
+        }));
         stream.accept(b"attempt 1: 200\nattem");
         stream.accept(b"pt 2\n");
         stream.accept(&vec![b'x'; MAX_PROGRESS_BYTES]);

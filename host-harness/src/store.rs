@@ -49,17 +49,22 @@ impl TenantStore {
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Vec<u8>>> {
         // A panic while holding the lock cannot leave a map half-updated
         // (every operation is one map call), so a poisoned lock is still usable.
-        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The value at `key` in `bucket`.
     pub(crate) fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        self.entries().get(&(bucket.to_string(), key.to_string())).cloned()
+        self.entries()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
     }
 
     /// Whether `key` is in `bucket`.
     pub(crate) fn exists(&self, bucket: &str, key: &str) -> bool {
-        self.entries().contains_key(&(bucket.to_string(), key.to_string()))
+        self.entries()
+            .contains_key(&(bucket.to_string(), key.to_string()))
     }
 
     /// Sets `key` in `bucket`.
@@ -79,18 +84,31 @@ impl TenantStore {
 
     /// Deletes `key` from `bucket`; absent keys are not an error.
     pub(crate) fn delete(&self, bucket: &str, key: &str) {
-        self.entries().remove(&(bucket.to_string(), key.to_string()));
+        self.entries()
+            .remove(&(bucket.to_string(), key.to_string()));
     }
 
     /// Up to `page` keys of `bucket` from position `cursor`, and the cursor of
     /// the next page, if any.
-    pub(crate) fn list_keys(&self, bucket: &str, cursor: u64, page: usize) -> (Vec<String>, Option<u64>) {
+    pub(crate) fn list_keys(
+        &self,
+        bucket: &str,
+        cursor: u64,
+        page: usize,
+    ) -> (Vec<String>, Option<u64>) {
         let entries = self.entries();
         let skip = usize::try_from(cursor).unwrap_or(usize::MAX);
-        let mut keys = entries.keys().filter(|(b, _)| b == bucket).skip(skip).map(|(_, k)| k.clone());
+        let mut keys = entries
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .skip(skip)
+            .map(|(_, k)| k.clone());
         let out: Vec<String> = keys.by_ref().take(page).collect();
         let more = keys.next().is_some();
-        (out.clone(), more.then(|| cursor.saturating_add(out.len() as u64)))
+        (
+            out.clone(),
+            more.then(|| cursor.saturating_add(out.len() as u64)),
+        )
     }
 
     /// Atomically adds `delta` to the decimal counter at `key` (absent is 0)
@@ -103,17 +121,23 @@ impl TenantStore {
         let current = match entries.get(&k) {
             None if entries.len() >= MAX_ENTRIES => return Err(StoreError::Full),
             None => 0,
-            Some(v) => std::str::from_utf8(v).ok().and_then(|s| s.parse::<u64>().ok()).ok_or(StoreError::NotACounter)?,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or(StoreError::NotACounter)?,
         };
         let next = current.checked_add(delta).ok_or(StoreError::NotACounter)?;
         entries.insert(k, next.to_string().into_bytes());
         Ok(next)
     }
-
 }
 
 fn check_key(key: &str) -> Result<(), StoreError> {
-    if key.len() > MAX_KEY_BYTES { Err(StoreError::KeyTooLong(key.len())) } else { Ok(()) }
+    if key.len() > MAX_KEY_BYTES {
+        Err(StoreError::KeyTooLong(key.len()))
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -127,15 +151,29 @@ mod tests {
         assert_eq!(store.increment("b", "lock", 1), Ok(2));
         assert_eq!(store.get("b", "lock").as_deref(), Some(&b"2"[..]));
         store.set("b", "text", b"x".to_vec()).expect("set");
-        assert_eq!(store.increment("b", "text", 1), Err(StoreError::NotACounter));
-        assert_eq!(store.set("b", "big", vec![0; MAX_VALUE_BYTES + 1]), Err(StoreError::ValueTooLarge(MAX_VALUE_BYTES + 1)));
-        assert_eq!(store.set("b", &"k".repeat(MAX_KEY_BYTES + 1), vec![]), Err(StoreError::KeyTooLong(MAX_KEY_BYTES + 1)));
+        assert_eq!(
+            store.increment("b", "text", 1),
+            Err(StoreError::NotACounter)
+        );
+        assert_eq!(
+            store.set("b", "big", vec![0; MAX_VALUE_BYTES + 1]),
+            Err(StoreError::ValueTooLarge(MAX_VALUE_BYTES + 1))
+        );
+        assert_eq!(
+            store.set("b", &"k".repeat(MAX_KEY_BYTES + 1), vec![]),
+            Err(StoreError::KeyTooLong(MAX_KEY_BYTES + 1))
+        );
         for i in 2..MAX_ENTRIES {
             store.set("fill", &i.to_string(), vec![]).expect("room");
         }
         assert_eq!(store.set("b", "one-more", vec![]), Err(StoreError::Full));
-        assert_eq!(store.increment("b", "new-counter", 1), Err(StoreError::Full));
-        store.set("b", "text", b"replacing is fine when full".to_vec()).expect("replace");
+        assert_eq!(
+            store.increment("b", "new-counter", 1),
+            Err(StoreError::Full)
+        );
+        store
+            .set("b", "text", b"replacing is fine when full".to_vec())
+            .expect("replace");
         store.delete("b", "text");
         assert!(!store.exists("b", "text"));
         let (page, next) = store.list_keys("b", 0, 10);

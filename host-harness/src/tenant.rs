@@ -2,10 +2,10 @@
 //! limits, built once and shared by all of its runs. Written by hand with
 //! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
 
-use crate::egress::proxy::Proxy;
 use crate::Error;
 use crate::egress::policy::{AllowedOrigin, EgressPolicy};
 use crate::egress::pool::{ConnectionPool, Reuse};
+use crate::egress::proxy::Proxy;
 use crate::egress::tls::{ClientIdentity, client_config};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -89,7 +89,10 @@ impl HostLimits {
     }
     /// The connection reuse these limits allow.
     pub(crate) fn reuse(&self) -> Reuse {
-        Reuse::new(self.max_idle_connections_per_origin, Duration::from_millis(self.idle_connection_ms))
+        Reuse::new(
+            self.max_idle_connections_per_origin,
+            Duration::from_millis(self.idle_connection_ms),
+        )
     }
 }
 
@@ -209,7 +212,11 @@ pub struct Tenant {
 impl Tenant {
     /// The TLS client settings for an origin: with its client certificate
     /// when one is configured for it, else the tenant's plain ones.
-    pub(crate) fn tls_for(&self, host: &url::Host<String>, port: u16) -> &Arc<rustls::ClientConfig> {
+    pub(crate) fn tls_for(
+        &self,
+        host: &url::Host<String>,
+        port: u16,
+    ) -> &Arc<rustls::ClientConfig> {
         self.client_tls
             .iter()
             .find(|(origin, _)| origin.matches(crate::egress::policy::Scheme::Https, host, port))
@@ -236,7 +243,8 @@ impl Tenant {
 
     /// Reads a policy file; relative `ca_certs` paths are relative to it.
     pub fn from_policy_file(path: &Path) -> Result<TenantBuilder, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Policy(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Policy(format!("cannot read {}: {e}", path.display())))?;
         let policy: TenantPolicy =
             toml::from_str(&text).map_err(|e| Error::Policy(format!("{}: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -253,14 +261,21 @@ impl Tenant {
         b.egress.block_private_networks = policy.block_private_networks;
         for cert in &policy.ca_certs {
             let path = base.join(cert);
-            let pem = std::fs::read(&path).map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))?;
+            let pem = std::fs::read(&path)
+                .map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))?;
             b = b.ca_certs_pem(&pem)?;
         }
         for entry in &policy.client_certs {
             let (cert, key) = (base.join(&entry.cert), base.join(&entry.key));
-            let read = |path: &Path| std::fs::read(path).map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())));
+            let read = |path: &Path| {
+                std::fs::read(path)
+                    .map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))
+            };
             let source = format!("{} / {}", cert.display(), key.display());
-            b = b.client_identity(&entry.origin, ClientIdentity::from_pem(&read(&cert)?, &read(&key)?, &source)?)?;
+            b = b.client_identity(
+                &entry.origin,
+                ClientIdentity::from_pem(&read(&cert)?, &read(&key)?, &source)?,
+            )?;
         }
         for (name, addrs) in policy.resolve {
             b = b.resolve(&name, addrs);
@@ -293,7 +308,9 @@ impl TenantBuilder {
     pub fn proxy(mut self, url: &str, no_proxy: &[String]) -> Result<Self, Error> {
         let mut proxy = Proxy::parse(url).map_err(|e| Error::Policy(e.to_string()))?;
         for entry in no_proxy {
-            proxy.bypass(entry).map_err(|e| Error::Policy(e.to_string()))?;
+            proxy
+                .bypass(entry)
+                .map_err(|e| Error::Policy(e.to_string()))?;
         }
         self.proxy = Some(proxy);
         Ok(self)
@@ -302,7 +319,9 @@ impl TenantBuilder {
     /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
     /// or `https://10.1.0.0/16:443`, private addresses included.
     pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
-        let origin: AllowedOrigin = origin.parse().map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
+        let origin: AllowedOrigin = origin
+            .parse()
+            .map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
         self.egress.allowed.push(origin);
         Ok(self)
     }
@@ -315,10 +334,13 @@ impl TenantBuilder {
         use rustls_pki_types::pem::PemObject;
         let before = self.extra_roots.len();
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
-            self.extra_roots.push(cert.map_err(|e| Error::Certificate(format!("not a PEM certificate: {e}")))?);
+            self.extra_roots
+                .push(cert.map_err(|e| Error::Certificate(format!("not a PEM certificate: {e}")))?);
         }
         if self.extra_roots.len() == before {
-            return Err(Error::Certificate("no CERTIFICATE block found in the PEM data".into()));
+            return Err(Error::Certificate(
+                "no CERTIFICATE block found in the PEM data".into(),
+            ));
         }
         Ok(self)
     }
@@ -326,13 +348,24 @@ impl TenantBuilder {
     /// Presents the client certificate chain `cert_pem` (leaf first) with
     /// its private key `key_pem` to `origin` (as for [`TenantBuilder::allow`];
     /// https only) and to no other origin (mTLS).
-    pub fn client_cert_pem(self, origin: &str, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, Error> {
-        let identity = ClientIdentity::from_pem(cert_pem, key_pem, &format!("client certificate for {origin}"))?;
+    pub fn client_cert_pem(
+        self,
+        origin: &str,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<Self, Error> {
+        let identity = ClientIdentity::from_pem(
+            cert_pem,
+            key_pem,
+            &format!("client certificate for {origin}"),
+        )?;
         self.client_identity(origin, identity)
     }
 
     fn client_identity(mut self, origin: &str, identity: ClientIdentity) -> Result<Self, Error> {
-        let parsed: AllowedOrigin = origin.parse().map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
+        let parsed: AllowedOrigin = origin
+            .parse()
+            .map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
         self.client_certs.push((parsed, identity));
         Ok(self)
     }
@@ -357,7 +390,12 @@ impl TenantBuilder {
             client_tls: self
                 .client_certs
                 .into_iter()
-                .map(|(origin, identity)| Ok((origin, Arc::new(client_config(self.extra_roots.clone(), Some(identity))?))))
+                .map(|(origin, identity)| {
+                    Ok((
+                        origin,
+                        Arc::new(client_config(self.extra_roots.clone(), Some(identity))?),
+                    ))
+                })
                 .collect::<Result<_, Error>>()?,
             tls: Arc::new(client_config(self.extra_roots, None)?),
             resolve: self.resolve,
@@ -393,20 +431,34 @@ mod tests {
             "#,
         )
         .expect("valid policy");
-        let t = Tenant::from_policy(policy, Path::new(".")).expect("ok").build().expect("builds");
+        let t = Tenant::from_policy(policy, Path::new("."))
+            .expect("ok")
+            .build()
+            .expect("builds");
         assert_eq!(t.id, "acme");
         assert_eq!(t.egress.allowed.len(), 3);
         assert!(!t.egress.allow_public_https);
         assert_eq!(t.resolve["orders.internal"].len(), 2);
-        assert_eq!((t.limits.max_response_bytes, t.limits.cpu_ms, t.limits.max_requests_per_run), (1024, 100, 64));
+        assert_eq!(
+            (
+                t.limits.max_response_bytes,
+                t.limits.cpu_ms,
+                t.limits.max_requests_per_run
+            ),
+            (1024, 100, 64)
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_entries_are_errors() {
         assert!(toml::from_str::<TenantPolicy>("alowed_hosts = []").is_err());
         assert!(toml::from_str::<TenantPolicy>("[limits]\nmax_bytes = 1").is_err());
-        let policy: TenantPolicy = toml::from_str(r#"allowed_hosts = ["ftp://x"]"#).expect("parses");
+        let policy: TenantPolicy =
+            toml::from_str(r#"allowed_hosts = ["ftp://x"]"#).expect("parses");
         let err = Tenant::from_policy(policy, Path::new(".")).expect_err("bad origin");
-        assert!(err.to_string().contains("scheme must be http or https"), "{err}");
+        assert!(
+            err.to_string().contains("scheme must be http or https"),
+            "{err}"
+        );
     }
 }

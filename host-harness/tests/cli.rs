@@ -20,7 +20,12 @@ fn text(bytes: &[u8]) -> String {
 fn demo_runs_every_step_end_to_end() {
     let out = https_step(&["demo"]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     for needle in [
         "→ the server received: POST /v1/orders",
         "content-type: application/json",
@@ -37,15 +42,32 @@ fn demo_runs_every_step_end_to_end() {
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    assert!(!stdout.contains("demo-token-123"), "the demo printed a credential");
-    assert!(!stdout.contains("wbhsec_demo_secret"), "the demo printed the signing secret");
+    assert!(
+        !stdout.contains("demo-token-123"),
+        "the demo printed a credential"
+    );
+    assert!(
+        !stdout.contains("wbhsec_demo_secret"),
+        "the demo printed the signing secret"
+    );
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&["frobnicate"][..], &["run"], &["run", "a.json", "--allow"], &["run", "/nonexistent/step.json"], &["validate", "x.json", "--bogus"]] {
+    for args in [
+        &["frobnicate"][..],
+        &["run"],
+        &["run", "a.json", "--allow"],
+        &["run", "/nonexistent/step.json"],
+        &["validate", "x.json", "--bogus"],
+    ] {
         let out = https_step(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
         assert!(text(&out.stderr).contains("error:"), "{args:?}");
         assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
     }
@@ -60,7 +82,11 @@ fn bad_allow_entry_and_unreadable_ca_exit_2() {
     let step = step.to_string_lossy().into_owned();
     let out = https_step(&["run", &step, "--allow", "127.0.0.1:80"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("write scheme://host[:port]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("write scheme://host[:port]"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = https_step(&["run", &step, "--ca-cert", "/nonexistent.pem"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read CA certificate"));
@@ -72,16 +98,29 @@ fn validate_prints_problems_for_people_and_as_json() {
     let dir = std::env::temp_dir().join(format!("https-step-validate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let bad = dir.join("bad.json");
-    std::fs::write(&bad, r#"{"url": "ftp://x", "method": "GET", "body": {"text": "x"}}"#).expect("write");
+    std::fs::write(
+        &bad,
+        r#"{"url": "ftp://x", "method": "GET", "body": {"text": "x"}}"#,
+    )
+    .expect("write");
     let good = dir.join("good.json");
     std::fs::write(&good, r#"{"url": "https://api.example.com/x"}"#).expect("write");
-    let (bad, good) = (bad.to_string_lossy().into_owned(), good.to_string_lossy().into_owned());
+    let (bad, good) = (
+        bad.to_string_lossy().into_owned(),
+        good.to_string_lossy().into_owned(),
+    );
 
     let out = https_step(&["validate", &bad]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("url: scheme \"ftp\" is not supported"), "{stdout}");
-    assert!(stdout.contains("body: a GET request cannot carry a body"), "{stdout}");
+    assert!(
+        stdout.contains("url: scheme \"ftp\" is not supported"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("body: a GET request cannot carry a body"),
+        "{stdout}"
+    );
 
     let out = https_step(&["validate", &bad, "--json"]);
     let problems: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON array");
@@ -108,7 +147,10 @@ fn readme_commands_are_what_ci_runs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
-    let section = readme.split("## Two commands").nth(1).expect("a \"Two commands\" section");
+    let section = readme
+        .split("## Two commands")
+        .nth(1)
+        .expect("a \"Two commands\" section");
     let block = section.split("```").nth(1).expect("a code block in it");
     let commands: Vec<&str> = block
         .lines()
@@ -116,12 +158,23 @@ fn readme_commands_are_what_ci_runs() {
         .map(|l| l.split('#').next().unwrap_or_default().trim())
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(commands, ["cargo run --release -- demo", "cargo test --release"], "{block}");
+    assert_eq!(
+        commands,
+        ["cargo run --release -- demo", "cargo test --release"],
+        "{block}"
+    );
     for command in commands {
-        assert!(ci.lines().any(|l| l.trim() == command), ".ci/run does not run {command:?} verbatim:\n{ci}");
+        assert!(
+            ci.lines().any(|l| l.trim() == command),
+            ".ci/run does not run {command:?} verbatim:\n{ci}"
+        );
     }
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
-    let members = manifest.split("default-members").nth(1).and_then(|m| m.split(']').next()).expect("default-members");
+    let members = manifest
+        .split("default-members")
+        .nth(1)
+        .and_then(|m| m.split(']').next())
+        .expect("default-members");
     let binaries: Vec<String> = members
         .split('"')
         .skip(1)
@@ -129,12 +182,19 @@ fn readme_commands_are_what_ci_runs() {
         .flat_map(|member| {
             let dir = root.join(member);
             let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
-            let mut bins: Vec<String> = toml.matches("[[bin]]").map(|_| member.to_string()).collect();
+            let mut bins: Vec<String> = toml
+                .matches("[[bin]]")
+                .map(|_| member.to_string())
+                .collect();
             if dir.join("src/main.rs").exists() {
                 bins.push(format!("{member}/src/main.rs"));
             }
             // Files in src/bin/ are binaries too unless a [[bin]] already names them.
-            for entry in std::fs::read_dir(dir.join("src/bin")).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(dir.join("src/bin"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 let path = format!("src/bin/{}", entry.file_name().to_string_lossy());
                 if !toml.contains(&path) {
                     bins.push(format!("{member}/{path}"));
@@ -143,5 +203,9 @@ fn readme_commands_are_what_ci_runs() {
             bins
         })
         .collect();
-    assert_eq!(binaries, ["host-harness"], "`cargo run --release -- demo` needs exactly one binary among the default members");
+    assert_eq!(
+        binaries,
+        ["host-harness"],
+        "`cargo run --release -- demo` needs exactly one binary among the default members"
+    );
 }

@@ -14,21 +14,32 @@ fn crate_wit_deps(name: &str) -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Only this platform's packages: the others (Windows crates) may not be
     // downloaded, and --offline must not need them.
-    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("-vV")
-        .output()
-        .context("running rustc -vV")?;
+    let rustc =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("-vV")
+            .output()
+            .context("running rustc -vV")?;
     let host = String::from_utf8_lossy(&rustc.stdout)
         .lines()
         .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
         .context("rustc -vV names no host")?;
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &host])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--filter-platform",
+            &host,
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let package = meta["packages"]
@@ -36,7 +47,11 @@ fn crate_wit_deps(name: &str) -> Result<PathBuf> {
         .and_then(|ps| ps.iter().find(|p| p["name"] == name))
         .with_context(|| format!("{name} is not in the dependency graph"))?;
     let manifest = PathBuf::from(package["manifest_path"].as_str().context("manifest_path")?);
-    Ok(manifest.parent().context("crate dir")?.join("wit").join("deps"))
+    Ok(manifest
+        .parent()
+        .context("crate dir")?
+        .join("wit")
+        .join("deps"))
 }
 
 fn wit_files(dir: &Path) -> Result<Vec<String>> {
@@ -65,10 +80,25 @@ fn same_files(upstream: &Path, ours: &Path, expected: usize) -> Result<()> {
         if vendor {
             std::fs::write(ours.join(name), &theirs)?;
         }
-        let mine = std::fs::read(ours.join(name)).with_context(|| format!("{} is missing; run wit/vendor.sh", ours.join(name).display()))?;
-        assert!(mine == theirs, "{} differs from {}; run wit/vendor.sh", ours.join(name).display(), upstream.display());
+        let mine = std::fs::read(ours.join(name)).with_context(|| {
+            format!(
+                "{} is missing; run wit/vendor.sh",
+                ours.join(name).display()
+            )
+        })?;
+        assert!(
+            mine == theirs,
+            "{} differs from {}; run wit/vendor.sh",
+            ours.join(name).display(),
+            upstream.display()
+        );
     }
-    assert_eq!(wit_files(ours)?, names, "{} holds files the pinned crate does not; run wit/vendor.sh", ours.display());
+    assert_eq!(
+        wit_files(ours)?,
+        names,
+        "{} holds files the pinned crate does not; run wit/vendor.sh",
+        ours.display()
+    );
     Ok(())
 }
 
@@ -78,5 +108,9 @@ fn vendored_wasi_wit_matches_the_pinned_crates() -> Result<()> {
     // cli, clocks, filesystem, http, io, random, sockets.
     same_files(&crate_wit_deps("wasmtime-wasi-http")?, &ours, 7)?;
     // atomic, batch, store, watch, world.
-    same_files(&crate_wit_deps("wasmtime-wasi-keyvalue")?.join("keyvalue"), &ours.join("keyvalue"), 5)
+    same_files(
+        &crate_wit_deps("wasmtime-wasi-keyvalue")?.join("keyvalue"),
+        &ours.join("keyvalue"),
+        5,
+    )
 }

@@ -4,13 +4,24 @@
 
 fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let settings = if quick { https_step_tests::bench::Settings::QUICK } else { https_step_tests::bench::Settings::FULL };
-    let tokio = if std::env::var_os("BENCH_CURRENT_THREAD").is_some() {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    let settings = if quick {
+        https_step_tests::bench::Settings::QUICK
     } else {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()?
+        https_step_tests::bench::Settings::FULL
     };
-    if let Some(n) = std::env::args().skip_while(|a| a != "--component-loop").nth(1) {
+    let tokio = if std::env::var_os("BENCH_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    if let Some(n) = std::env::args()
+        .skip_while(|a| a != "--component-loop")
+        .nth(1)
+    {
         // For profiling: `perf record -g -- https-step-bench --component-loop 5000 [--wasm FILE]`.
         let wasm = match std::env::args().skip_while(|a| a != "--wasm").nth(1) {
             Some(path) => Some(std::fs::read(path)?),
@@ -18,6 +29,9 @@ fn main() -> anyhow::Result<()> {
         };
         return tokio.block_on(https_step_tests::bench::component_loop(n.parse()?, wasm));
     }
-    print!("{}", tokio.block_on(https_step_tests::bench::run(settings))?);
+    print!(
+        "{}",
+        tokio.block_on(https_step_tests::bench::run(settings))?
+    );
     Ok(())
 }

@@ -5,7 +5,12 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let runs = args.first().map_or(Ok(10_000), |a| a.parse())?;
     let tenants = args.get(1).map_or(Ok(50), |a| a.parse())?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    print!("{}", tokio.block_on(https_step_tests::soak::run(runs, tenants))?);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    print!(
+        "{}",
+        tokio.block_on(https_step_tests::soak::run(runs, tenants))?
+    );
     Ok(())
 }

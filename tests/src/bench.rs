@@ -8,11 +8,11 @@
 //! instantiate, load and compile times, guest size, peak RSS with many runs
 //! in flight.
 
+use crate::loopback::{LoopbackServer, Reply};
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use https_step_core::{RawResponse, Signer, StepConfig, parse_step_config};
-use crate::loopback::{LoopbackServer, Reply};
 use https_step_host::{HostLimits, PreparedStep, StepRuntime, Tenant};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -41,9 +41,23 @@ pub struct Settings {
 
 impl Settings {
     /// The full benchmark (a few minutes on 2 cores).
-    pub const FULL: Settings = Settings { iterations: 2000, throughput_requests: 4000, concurrencies: &[1, 16, 64], in_flight: 1000, file_bytes: 16 << 20, pages: 1000 };
+    pub const FULL: Settings = Settings {
+        iterations: 2000,
+        throughput_requests: 4000,
+        concurrencies: &[1, 16, 64],
+        in_flight: 1000,
+        file_bytes: 16 << 20,
+        pages: 1000,
+    };
     /// A smoke run that proves every part still works (seconds).
-    pub const QUICK: Settings = Settings { iterations: 20, throughput_requests: 64, concurrencies: &[1, 16], in_flight: 32, file_bytes: 1 << 20, pages: 20 };
+    pub const QUICK: Settings = Settings {
+        iterations: 20,
+        throughput_requests: 64,
+        concurrencies: &[1, 16],
+        in_flight: 32,
+        file_bytes: 1 << 20,
+        pages: 20,
+    };
 }
 
 fn step_json(origin: &str) -> String {
@@ -81,7 +95,8 @@ impl NativePool {
 
 /// The step's work done natively, for one request.
 async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) -> Result<()> {
-    let mut request = https_step_core::request::prepare(config, &mut |n| vec![0x5a; n]).map_err(|p| anyhow::anyhow!("{p}"))?;
+    let mut request = https_step_core::request::prepare(config, &mut |n| vec![0x5a; n])
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     request.headers.extend(signer.sign(&request.body, now, ""));
     let mut builder = http::Request::builder()
@@ -91,19 +106,40 @@ async fn native_once(config: &StepConfig, signer: &Signer, pool: &NativePool) ->
     for kv in &request.headers {
         builder = builder.header(kv.key.as_str(), kv.value.as_str());
     }
-    let response = pool.0.request(builder.body(Full::new(Bytes::from(request.body.to_vec())))?).await?;
+    let response = pool
+        .0
+        .request(builder.body(Full::new(Bytes::from(request.body.to_vec())))?)
+        .await?;
     let status = response.status().as_u16();
-    let headers = response.headers().iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect();
     let body = response.into_body().collect().await?.to_bytes().to_vec();
-    let (_, json, error) = https_step_core::response::decode(RawResponse { status, headers, body }, https_step_core::ResponseFormat::Auto);
+    let (_, json, error) = https_step_core::response::decode(
+        RawResponse {
+            status,
+            headers,
+            body,
+        },
+        https_step_core::ResponseFormat::Auto,
+    );
     if status != 201 || error.is_some() || json.is_none() {
         bail!("native request failed: {status} {error:?}");
     }
     Ok(())
 }
 
-async fn component_once(runtime: &StepRuntime, tenant: &Arc<Tenant>, step: &PreparedStep) -> Result<()> {
-    match runtime.run_prepared(tenant, step, "{}", Arc::new(|_: &str| {})).await? {
+async fn component_once(
+    runtime: &StepRuntime,
+    tenant: &Arc<Tenant>,
+    step: &PreparedStep,
+) -> Result<()> {
+    match runtime
+        .run_prepared(tenant, step, "{}", Arc::new(|_: &str| {}))
+        .await?
+    {
         Ok(_) => Ok(()),
         Err(f) => bail!("component run failed: {}", f.error),
     }
@@ -165,7 +201,11 @@ where
 
 /// Latency samples of `a` and `b`, `n` each, measured in alternating rounds
 /// so that drift in the machine's load affects both alike; sorted.
-async fn paired<A, FA, B, FB>(n: usize, mut a: A, mut b: B) -> Result<(Vec<Duration>, Vec<Duration>)>
+async fn paired<A, FA, B, FB>(
+    n: usize,
+    mut a: A,
+    mut b: B,
+) -> Result<(Vec<Duration>, Vec<Duration>)>
 where
     A: FnMut() -> FA,
     FA: std::future::Future<Output = Result<()>>,
@@ -187,33 +227,51 @@ where
     Ok((xs, ys))
 }
 
-
 /// Latency samples of both sides with everything of a run on one thread: a
 /// current-thread tokio runtime holding the server, the native client and
 /// the component's runs (called in place), as in a host that runs one such
 /// runtime per core and each tenant's runs on its core.
-fn per_core_latencies(runtime: Arc<StepRuntime>, n: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+fn per_core_latencies(
+    runtime: Arc<StepRuntime>,
+    n: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
     let core = std::thread::spawn(move || {
-        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         tokio.block_on(async {
-            let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
+            let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| {
+                Reply::json(201, &serde_json::json!({"id": "ord_1"}))
+            }))
+            .await?;
             let config = config(&server.origin())?;
             let step = prepared(&config)?;
-            let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+            let signer = Signer::new(config.signing.as_ref().context("signing")?)
+                .map_err(|p| anyhow::anyhow!("{p:?}"))?;
             let tenant = Arc::new(Tenant::builder("core").allow(&server.origin())?.build()?);
             let pool = NativePool::new(&HostLimits::default());
-            paired(n, || native_once(&config, &signer, &pool), || component_once(&runtime, &tenant, &step)).await
+            paired(
+                n,
+                || native_once(&config, &signer, &pool),
+                || component_once(&runtime, &tenant, &step),
+            )
+            .await
         })
     });
-    core.join().map_err(|_| anyhow::anyhow!("the per-core measurement panicked"))?
+    core.join()
+        .map_err(|_| anyhow::anyhow!("the per-core measurement panicked"))?
 }
 
 /// Runs only the component path `n` times (for profiling with perf), with
 /// the component in `wasm` if given (e.g. a guest built with its name
 /// section kept, so the profile names guest functions).
 pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
-    let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
-    let mut builder = StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache"));
+    let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| {
+        Reply::json(201, &serde_json::json!({"id": "ord_1"}))
+    }))
+    .await?;
+    let mut builder =
+        StepRuntime::builder().cache_dir(std::env::temp_dir().join("https-step-profile-cache"));
     if let Some(wasm) = wasm {
         builder = builder.component(wasm);
     }
@@ -224,7 +282,10 @@ pub async fn component_loop(n: usize, wasm: Option<Vec<u8>>) -> Result<()> {
     for _ in 0..n {
         component_once(&runtime, &tenant, &step).await?;
     }
-    eprintln!("{n} runs, {:.0} us each", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+    eprintln!(
+        "{n} runs, {:.0} us each",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
     Ok(())
 }
 
@@ -235,20 +296,39 @@ pub async fn run(settings: Settings) -> Result<String> {
     let server = LoopbackServer::http_unrecorded(Arc::new(move |r: &crate::loopback::Recorded| {
         if r.path() == "/list" {
             // Page n of `pages`: 1,000 items like {"id":123456,"ok":true}; then empty.
-            let page: u32 = r.query().and_then(|q| q.strip_prefix("page=")?.parse().ok()).unwrap_or(1);
+            let page: u32 = r
+                .query()
+                .and_then(|q| q.strip_prefix("page=")?.parse().ok())
+                .unwrap_or(1);
             let items: Vec<serde_json::Value> = if page <= pages {
-                (0..1000).map(|i| serde_json::json!({"id": page * 1000 + i, "ok": true})).collect()
+                (0..1000)
+                    .map(|i| serde_json::json!({"id": page * 1000 + i, "ok": true}))
+                    .collect()
             } else {
                 Vec::new()
             };
             let headers = vec![("content-type".into(), "application/json".into())];
-            return Reply::Respond { status: 200, headers, body: serde_json::json!({"data": items}).to_string().into_bytes(), delay_ms: 0 };
+            return Reply::Respond {
+                status: 200,
+                headers,
+                body: serde_json::json!({"data": items}).to_string().into_bytes(),
+                delay_ms: 0,
+            };
         }
         if r.path() == "/file" {
             let headers = vec![("content-type".into(), "application/pdf".into())];
-            return Reply::Respond { status: 200, headers, body: vec![0x5a; file_bytes], delay_ms: 0 };
+            return Reply::Respond {
+                status: 200,
+                headers,
+                body: vec![0x5a; file_bytes],
+                delay_ms: 0,
+            };
         }
-        let delay_ms = if r.path() == "/slow/v1/orders" { 2000 } else { 0 };
+        let delay_ms = if r.path() == "/slow/v1/orders" {
+            2000
+        } else {
+            0
+        };
         Reply::Respond {
             status: 201,
             headers: vec![("content-type".into(), "application/json".into())],
@@ -260,34 +340,92 @@ pub async fn run(settings: Settings) -> Result<String> {
     let origin = server.origin();
     let config = config(&origin)?;
     let step = prepared(&config)?;
-    let signer = Signer::new(config.signing.as_ref().context("signing")?).map_err(|p| anyhow::anyhow!("{p:?}"))?;
-    let tenant_for = |i: usize| -> Result<Arc<Tenant>> { Ok(Arc::new(Tenant::builder(format!("tenant-{i}")).allow(&origin)?.build()?)) };
+    let signer = Signer::new(config.signing.as_ref().context("signing")?)
+        .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+    let tenant_for = |i: usize| -> Result<Arc<Tenant>> {
+        Ok(Arc::new(
+            Tenant::builder(format!("tenant-{i}"))
+                .allow(&origin)?
+                .build()?,
+        ))
+    };
 
     let cache = std::env::temp_dir().join(format!("https-step-bench-cache-{}", std::process::id()));
     let t = Instant::now();
-    let compiled = StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).cache_dir(&cache).build()?;
+    let compiled = StepRuntime::builder()
+        .max_concurrency(settings.in_flight.max(64))
+        .cache_dir(&cache)
+        .build()?;
     let compile_time = t.elapsed();
     drop(compiled);
     let t = Instant::now();
-    let runtime = Arc::new(StepRuntime::builder().max_concurrency(settings.in_flight.max(64)).per_core(std::env::var("BENCH_PER_CORE").ok().and_then(|v| v.parse().ok()).unwrap_or(0)).cache_dir(&cache).build()?);
+    let runtime = Arc::new(
+        StepRuntime::builder()
+            .max_concurrency(settings.in_flight.max(64))
+            .per_core(
+                std::env::var("BENCH_PER_CORE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )
+            .cache_dir(&cache)
+            .build()?,
+    );
     let cached_time = t.elapsed();
     // The same from the cache with a one-run pool and no pooling: what is left
     // when reserving the pool is taken out (deserialize, linker, InstancePre).
     let t = Instant::now();
-    drop(StepRuntime::builder().max_concurrency(1).pooling(false).cache_dir(&cache).build()?);
+    drop(
+        StepRuntime::builder()
+            .max_concurrency(1)
+            .pooling(false)
+            .cache_dir(&cache)
+            .build()?,
+    );
     let small_time = t.elapsed();
     // The instance-reuse experiment (opt-in in the product).
-    let reusing = Arc::new(StepRuntime::builder().reuse_instances(1).cache_dir(&cache).build()?);
+    let reusing = Arc::new(
+        StepRuntime::builder()
+            .reuse_instances(1)
+            .cache_dir(&cache)
+            .build()?,
+    );
     let _ = std::fs::remove_dir_all(&cache);
 
-    let _ = writeln!(out, "https-step benchmark ({} CPUs, {})", std::thread::available_parallelism().map_or(0, |n| n.get()), if settings.iterations < 100 { "quick" } else { "full" });
-    let _ = writeln!(out, "guest component: {} bytes", https_step_guest_artifact::WASM.len());
-    let _ = writeln!(out, "runtime build: compile {:.0} ms, from the on-disk cache {:.1} ms (ratio {:.0}x); from the cache without the pool {:.1} ms", compile_time.as_secs_f64() * 1e3, cached_time.as_secs_f64() * 1e3, compile_time.as_secs_f64() / cached_time.as_secs_f64().max(1e-9), small_time.as_secs_f64() * 1e3);
+    let _ = writeln!(
+        out,
+        "https-step benchmark ({} CPUs, {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if settings.iterations < 100 {
+            "quick"
+        } else {
+            "full"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "guest component: {} bytes",
+        https_step_guest_artifact::WASM.len()
+    );
+    let _ = writeln!(
+        out,
+        "runtime build: compile {:.0} ms, from the on-disk cache {:.1} ms (ratio {:.0}x); from the cache without the pool {:.1} ms",
+        compile_time.as_secs_f64() * 1e3,
+        cached_time.as_secs_f64() * 1e3,
+        compile_time.as_secs_f64() / cached_time.as_secs_f64().max(1e-9),
+        small_time.as_secs_f64() * 1e3
+    );
 
     // Instantiate: pooling + InstancePre vs on-demand.
-    let inst = latencies(settings.iterations, || async { runtime.probe().await.map_err(Into::into) }).await?;
+    let inst = latencies(settings.iterations, || async {
+        runtime.probe().await.map_err(Into::into)
+    })
+    .await?;
     let on_demand = StepRuntime::builder().pooling(false).build()?;
-    let inst_od = latencies(settings.iterations, || async { on_demand.probe().await.map_err(Into::into) }).await?;
+    let inst_od = latencies(settings.iterations, || async {
+        on_demand.probe().await.map_err(Into::into)
+    })
+    .await?;
     drop(on_demand);
     let _ = writeln!(
         out,
@@ -308,15 +446,39 @@ pub async fn run(settings: Settings) -> Result<String> {
         || component_once(&runtime, &tenant, &step),
     )
     .await?;
-    let (n50, n99, c50, c99) = (percentile(&native, 0.5), percentile(&native, 0.99), percentile(&component, 0.5), percentile(&component, 0.99));
-    let _ = writeln!(out, "latency native:    p50 {:.0} us, p99 {:.0} us (keep-alive)", us(n50), us(n99));
-    let _ = writeln!(out, "latency component: p50 {:.0} us, p99 {:.0} us (keep-alive)", us(c50), us(c99));
-    let _ = writeln!(out, "latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
+    let (n50, n99, c50, c99) = (
+        percentile(&native, 0.5),
+        percentile(&native, 0.99),
+        percentile(&component, 0.5),
+        percentile(&component, 0.99),
+    );
+    let _ = writeln!(
+        out,
+        "latency native:    p50 {:.0} us, p99 {:.0} us (keep-alive)",
+        us(n50),
+        us(n99)
+    );
+    let _ = writeln!(
+        out,
+        "latency component: p50 {:.0} us, p99 {:.0} us (keep-alive)",
+        us(c50),
+        us(c99)
+    );
+    let _ = writeln!(
+        out,
+        "latency ratio component/native: p50 {:.2}x, p99 {:.2}x",
+        us(c50) / us(n50),
+        us(c99) / us(n99)
+    );
     // Where a component run's time goes: a fresh instance, then the same
     // instance + the config lowered into the guest and validated (no I/O).
     let validated = latencies(settings.iterations, || async {
         let problems = runtime.validate(&config).await?;
-        if problems.is_empty() { Ok(()) } else { bail!("bench config invalid: {problems:?}") }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("bench config invalid: {problems:?}")
+        }
     })
     .await?;
     let (i50, v50) = (us(percentile(&inst, 0.5)), us(percentile(&validated, 0.5)));
@@ -327,12 +489,37 @@ pub async fn run(settings: Settings) -> Result<String> {
         us(c50) - v50
     );
     let (native_core, component_core) = per_core_latencies(runtime.clone(), settings.iterations)?;
-    let (n50, n99, c50, c99) = (percentile(&native_core, 0.5), percentile(&native_core, 0.99), percentile(&component_core, 0.5), percentile(&component_core, 0.99));
-    let _ = writeln!(out, "per-core latency: native p50 {:.0} us, p99 {:.0} us; component p50 {:.0} us, p99 {:.0} us (one current-thread runtime)", us(n50), us(n99), us(c50), us(c99));
-    let _ = writeln!(out, "per-core latency ratio component/native: p50 {:.2}x, p99 {:.2}x", us(c50) / us(n50), us(c99) / us(n99));
-    let no_reuse = HostLimits { max_idle_connections_per_origin: 0, ..HostLimits::default() };
+    let (n50, n99, c50, c99) = (
+        percentile(&native_core, 0.5),
+        percentile(&native_core, 0.99),
+        percentile(&component_core, 0.5),
+        percentile(&component_core, 0.99),
+    );
+    let _ = writeln!(
+        out,
+        "per-core latency: native p50 {:.0} us, p99 {:.0} us; component p50 {:.0} us, p99 {:.0} us (one current-thread runtime)",
+        us(n50),
+        us(n99),
+        us(c50),
+        us(c99)
+    );
+    let _ = writeln!(
+        out,
+        "per-core latency ratio component/native: p50 {:.2}x, p99 {:.2}x",
+        us(c50) / us(n50),
+        us(c99) / us(n99)
+    );
+    let no_reuse = HostLimits {
+        max_idle_connections_per_origin: 0,
+        ..HostLimits::default()
+    };
     let fresh_pool = NativePool::new(&no_reuse);
-    let fresh_tenant = Arc::new(Tenant::builder("fresh").allow(&origin)?.limits(no_reuse).build()?);
+    let fresh_tenant = Arc::new(
+        Tenant::builder("fresh")
+            .allow(&origin)?
+            .limits(no_reuse)
+            .build()?,
+    );
     let (native_fresh, component_fresh) = paired(
         settings.iterations,
         || native_once(&config, &signer, &fresh_pool),
@@ -341,11 +528,29 @@ pub async fn run(settings: Settings) -> Result<String> {
     .await?;
     // Page faults of a warm run: each run gets a fresh instance in a pool
     // slot; a slot reset that leaves its pages resident costs none.
-    let component_faults = faults_per_call(settings.iterations / 4, || component_once(&runtime, &tenant, &step)).await?;
-    let native_faults = faults_per_call(settings.iterations / 4, || native_once(&config, &signer, &native_pool)).await?;
-    let _ = writeln!(out, "page faults per run: {component_faults:.1} (component, warm; native {native_faults:.1})");
-    let (f50, g50) = (percentile(&native_fresh, 0.5), percentile(&component_fresh, 0.5));
-    let _ = writeln!(out, "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)", us(f50), us(g50), us(g50) / us(f50));
+    let component_faults = faults_per_call(settings.iterations / 4, || {
+        component_once(&runtime, &tenant, &step)
+    })
+    .await?;
+    let native_faults = faults_per_call(settings.iterations / 4, || {
+        native_once(&config, &signer, &native_pool)
+    })
+    .await?;
+    let _ = writeln!(
+        out,
+        "page faults per run: {component_faults:.1} (component, warm; native {native_faults:.1})"
+    );
+    let (f50, g50) = (
+        percentile(&native_fresh, 0.5),
+        percentile(&component_fresh, 0.5),
+    );
+    let _ = writeln!(
+        out,
+        "latency with a new connection per request: native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x)",
+        us(f50),
+        us(g50),
+        us(g50) / us(f50)
+    );
 
     // Throughput at several concurrencies, one tenant per worker.
     for &c in settings.concurrencies {
@@ -383,7 +588,11 @@ pub async fn run(settings: Settings) -> Result<String> {
             w.await??;
         }
         let component_rps = (per * c) as f64 / t.elapsed().as_secs_f64();
-        let _ = writeln!(out, "throughput at {c:>2} concurrent tenants: native {native_rps:.0} req/s, component {component_rps:.0} req/s (ratio {:.2}x)", component_rps / native_rps);
+        let _ = writeln!(
+            out,
+            "throughput at {c:>2} concurrent tenants: native {native_rps:.0} req/s, component {component_rps:.0} req/s (ratio {:.2}x)",
+            component_rps / native_rps
+        );
     }
 
     // Experiment: one kept instance per tenant instead of a fresh one per
@@ -396,11 +605,21 @@ pub async fn run(settings: Settings) -> Result<String> {
     )
     .await?;
     let (n50, c50) = (percentile(&native, 0.5), percentile(&component, 0.5));
-    let _ = writeln!(out, "experiment, instance reuse (opt-in): latency native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x), {} instances for {} runs", us(n50), us(c50), us(c50) / us(n50), reusing.instantiations(), component.len() + settings.iterations.div_ceil(10));
+    let _ = writeln!(
+        out,
+        "experiment, instance reuse (opt-in): latency native p50 {:.0} us, component p50 {:.0} us (ratio {:.2}x), {} instances for {} runs",
+        us(n50),
+        us(c50),
+        us(c50) / us(n50),
+        reusing.instantiations(),
+        component.len() + settings.iterations.div_ceil(10)
+    );
     // Peak RSS with many runs in flight against a slow upstream.
     let slow = prepared(&config_for_slow(&origin)?)?;
     let baseline = crate::shared::status_kib("VmRSS:");
-    let tenants: Vec<Arc<Tenant>> = (0..settings.in_flight).map(tenant_for).collect::<Result<_>>()?;
+    let tenants: Vec<Arc<Tenant>> = (0..settings.in_flight)
+        .map(tenant_for)
+        .collect::<Result<_>>()?;
     let t = Instant::now();
     let (results, peak) = peak_rss_during(async {
         let runs: Vec<_> = tenants
@@ -421,7 +640,11 @@ pub async fn run(settings: Settings) -> Result<String> {
     let wall = t.elapsed();
     let failed = results.iter().filter(|r| r.is_err()).count();
     if failed > 0 {
-        bail!("{failed} of {} in-flight runs failed: {:?}", settings.in_flight, results.iter().find(|r| r.is_err()));
+        bail!(
+            "{failed} of {} in-flight runs failed: {:?}",
+            settings.in_flight,
+            results.iter().find(|r| r.is_err())
+        );
     }
     let _ = writeln!(
         out,
@@ -461,25 +684,51 @@ async fn peak_rss_during<T>(work: impl Future<Output = T>) -> (T, u64) {
 /// The smallest tenant `memory_bytes` under which `config` still runs,
 /// bisected to the 64 KiB page (wasm memory only grows, so that is the run's
 /// high-water mark), with `limits` otherwise.
-async fn peak_guest_memory(runtime: &StepRuntime, origin: &str, config: &StepConfig, context: &str, limits: &HostLimits, label: &str) -> Result<usize> {
+async fn peak_guest_memory(
+    runtime: &StepRuntime,
+    origin: &str,
+    config: &StepConfig,
+    context: &str,
+    limits: &HostLimits,
+    label: &str,
+) -> Result<usize> {
     const PAGE: usize = 64 << 10;
     let run = |memory: usize| {
-        let limits = HostLimits { memory_bytes: memory, ..limits.clone() };
+        let limits = HostLimits {
+            memory_bytes: memory,
+            ..limits.clone()
+        };
         async move {
-            let tenant = Arc::new(Tenant::builder("memory").allow(origin)?.limits(limits).build()?);
-            anyhow::Ok(runtime.run(&tenant, config, context, Arc::new(|_: &str| {})).await)
+            let tenant = Arc::new(
+                Tenant::builder("memory")
+                    .allow(origin)?
+                    .limits(limits)
+                    .build()?,
+            );
+            anyhow::Ok(
+                runtime
+                    .run(&tenant, config, context, Arc::new(|_: &str| {}))
+                    .await,
+            )
         }
     };
     let fits = |memory: usize| async move { anyhow::Ok(matches!(run(memory).await?, Ok(Ok(_)))) };
     let (mut low, mut high) = (0, 1 << 30);
     match run(high).await? {
         Ok(Ok(_)) => {}
-        Ok(Err(failure)) => bail!("{label}: fails even with 1 GiB of guest memory: {}", failure.error),
+        Ok(Err(failure)) => bail!(
+            "{label}: fails even with 1 GiB of guest memory: {}",
+            failure.error
+        ),
         Err(e) => bail!("{label}: fails even with 1 GiB of guest memory: {e}"),
     }
     while high - low > PAGE {
         let mid = (low + high) / 2 / PAGE * PAGE;
-        if fits(mid).await? { high = mid } else { low = mid }
+        if fits(mid).await? {
+            high = mid
+        } else {
+            low = mid
+        }
     }
     Ok(high)
 }
@@ -488,18 +737,30 @@ async fn peak_guest_memory(runtime: &StepRuntime, origin: &str, config: &StepCon
 /// small items each (issue 16: bounded by the items' bytes, not a parsed
 /// value per item).
 async fn pagination_memory(out: &mut String, origin: &str, pages: u32) -> Result<()> {
-    let runtime = StepRuntime::builder().max_concurrency(2).max_memory_bytes(1 << 30).build()?;
+    let runtime = StepRuntime::builder()
+        .max_concurrency(2)
+        .max_memory_bytes(1 << 30)
+        .build()?;
     let config = parse(&serde_json::json!({
         "url": format!("{origin}/list"),
         "pagination": {"next": {"page": {"param": "page"}}, "items": "/data", "max_pages": pages},
         "max_total_response_bytes": 1u64 << 30
     }).to_string())?;
-    let limits = HostLimits { max_requests_per_run: pages + 1, ..HostLimits::default() };
+    let limits = HostLimits {
+        max_requests_per_run: pages + 1,
+        ..HostLimits::default()
+    };
     let guest = peak_guest_memory(&runtime, origin, &config, "{}", &limits, "pagination").await?;
-    let tenant = Arc::new(Tenant::builder("pages").allow(origin)?.limits(limits).build()?);
+    let tenant = Arc::new(
+        Tenant::builder("pages")
+            .allow(origin)?
+            .limits(limits)
+            .build()?,
+    );
     let before = crate::shared::status_kib("VmRSS:");
     let t = Instant::now();
-    let (result, peak) = peak_rss_during(runtime.run(&tenant, &config, "{}", Arc::new(|_: &str| {}))).await;
+    let (result, peak) =
+        peak_rss_during(runtime.run(&tenant, &config, "{}", Arc::new(|_: &str| {}))).await;
     let wall = t.elapsed();
     let items = match result? {
         Ok(outcome) => outcome.response.and_then(|r| r.json).map_or(0, |j| j.len()),
@@ -523,11 +784,15 @@ async fn pagination_memory(out: &mut String, origin: &str, pages: u32) -> Result
 /// run fits in is its high-water mark).
 async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()> {
     use base64::Engine as _;
-    let runtime = StepRuntime::builder().max_concurrency(2).max_memory_bytes(1 << 30).build()?;
+    let runtime = StepRuntime::builder()
+        .max_concurrency(2)
+        .max_memory_bytes(1 << 30)
+        .build()?;
     let file = base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; bytes]);
     // A multipart part leaves room for the framing under max_request_body_bytes.
     let part = base64::engine::general_purpose::STANDARD.encode(vec![0xa5u8; bytes - 4096]);
-    let context = |file: &str| serde_json::json!({"steps": {"download": {"body_base64": file}}}).to_string();
+    let context =
+        |file: &str| serde_json::json!({"steps": {"download": {"body_base64": file}}}).to_string();
     let upload = |body: serde_json::Value| serde_json::json!({"url": format!("{origin}/v1/orders"), "method": "POST", "body": body, "expected_status": [201]});
     let scenarios = [
         ("small JSON POST (the benchmark's step)", parse(&step_json(origin))?, "{}".to_string()),
@@ -544,10 +809,27 @@ async fn guest_memory(out: &mut String, origin: &str, bytes: usize) -> Result<()
             "{}".to_string(),
         ),
     ];
-    let _ = writeln!(out, "peak guest memory with a {:.0} MiB file (bisected tenant memory_bytes):", bytes as f64 / 1048576.0);
+    let _ = writeln!(
+        out,
+        "peak guest memory with a {:.0} MiB file (bisected tenant memory_bytes):",
+        bytes as f64 / 1048576.0
+    );
     for (label, config, context) in &scenarios {
-        let high = peak_guest_memory(&runtime, origin, config, context, &HostLimits::default(), label).await?;
-        let _ = writeln!(out, "  {label}: {:.1} MiB ({:.2}x the file)", high as f64 / 1048576.0, high as f64 / bytes as f64);
+        let high = peak_guest_memory(
+            &runtime,
+            origin,
+            config,
+            context,
+            &HostLimits::default(),
+            label,
+        )
+        .await?;
+        let _ = writeln!(
+            out,
+            "  {label}: {:.1} MiB ({:.2}x the file)",
+            high as f64 / 1048576.0,
+            high as f64 / bytes as f64
+        );
     }
     Ok(())
 }
@@ -567,4 +849,3 @@ fn parse(json: &str) -> Result<StepConfig> {
 fn config_for_slow(origin: &str) -> Result<StepConfig> {
     config(&format!("{origin}/slow"))
 }
-

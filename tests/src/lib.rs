@@ -9,10 +9,10 @@
 //! string of `step`, `context` or `args` becomes the server's origin. Run
 //! `cargo test --release -p https-step-tests -- <behaviour>`.
 
+use crate::loopback::{CertShape, LoopbackServer, Recorded, Reply, TestCert, Validity};
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use https_step_host::StepRuntime;
-use crate::loopback::{CertShape, LoopbackServer, Recorded, Reply, TestCert, Validity};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -31,8 +31,8 @@ pub mod loopback;
 #[cfg(feature = "p3-experiment")]
 pub mod p3_experiment;
 pub mod python;
-pub mod signature;
 pub mod shared;
+pub mod signature;
 pub mod soak;
 
 /// One conformance case.
@@ -160,8 +160,14 @@ impl ReplySpec {
         Ok(match self.behavior.as_deref() {
             Some("hang") => Reply::Hang,
             Some("close") => Reply::Close,
-            Some("endless") => Reply::Endless { status: self.status },
-            Some("trickle") => Reply::Trickle { status: self.status, total: self.body_repeat.unwrap_or(100), every_ms: self.delay_ms },
+            Some("endless") => Reply::Endless {
+                status: self.status,
+            },
+            Some("trickle") => Reply::Trickle {
+                status: self.status,
+                total: self.body_repeat.unwrap_or(100),
+                every_ms: self.delay_ms,
+            },
             Some("huge-headers") => {
                 let mut head = format!("HTTP/1.1 {} OK\r\n", self.status);
                 let line = format!("x-filler: {}\r\n", "f".repeat(1000));
@@ -169,7 +175,10 @@ impl ReplySpec {
                     head.push_str(&line);
                 }
                 head.push_str("content-length: 0\r\n\r\n");
-                Reply::Raw { bytes: head.into_bytes(), reset: false }
+                Reply::Raw {
+                    bytes: head.into_bytes(),
+                    reset: false,
+                }
             }
             Some(kind @ ("raw" | "raw-reset")) => Reply::Raw {
                 bytes: self.raw.clone().unwrap_or_default().into_bytes(),
@@ -190,7 +199,12 @@ impl ReplySpec {
                 } else {
                     self.body.clone().unwrap_or_default().into_bytes()
                 };
-                Reply::Respond { status: self.status, headers, body, delay_ms: self.delay_ms }
+                Reply::Respond {
+                    status: self.status,
+                    headers,
+                    body,
+                    delay_ms: self.delay_ms,
+                }
             }
         })
     }
@@ -375,8 +389,13 @@ pub struct ParsedPart {
 
 /// Parses a recorded multipart body with multer: its parts, or why not.
 async fn parse_multipart(request: &Recorded) -> Result<Vec<ParsedPart>, String> {
-    let content_type = request.header_values("content-type").first().copied().ok_or("no Content-Type")?;
-    let boundary = multer::parse_boundary(content_type).map_err(|e| format!("Content-Type {content_type:?}: {e}"))?;
+    let content_type = request
+        .header_values("content-type")
+        .first()
+        .copied()
+        .ok_or("no Content-Type")?;
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|e| format!("Content-Type {content_type:?}: {e}"))?;
     let mut parser = multer::Multipart::with_reader(&request.body[..], boundary);
     let mut parts = Vec::new();
     while let Some(field) = parser.next_field().await.map_err(|e| e.to_string())? {
@@ -384,14 +403,20 @@ async fn parse_multipart(request: &Recorded) -> Result<Vec<ParsedPart>, String> 
         let filename = field.file_name().map(str::to_string);
         let content_type = field.content_type().map(ToString::to_string);
         let bytes = field.bytes().await.map_err(|e| e.to_string())?.to_vec();
-        parts.push(ParsedPart { name, filename, content_type, bytes });
+        parts.push(ParsedPart {
+            name,
+            filename,
+            content_type,
+            bytes,
+        });
     }
     Ok(parts)
 }
 
 /// Reads a case file.
 pub fn load(path: &Path) -> Result<Case> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -410,7 +435,11 @@ fn substitute(value: &Value, origin: &str) -> Value {
     match value {
         Value::String(s) => Value::String(substitute_str(s, origin)),
         Value::Array(a) => Value::Array(a.iter().map(|v| substitute(v, origin)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), substitute(v, origin))).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), substitute(v, origin)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -449,28 +478,58 @@ pub async fn run_cli(runtime: &StepRuntime, args: &[String]) -> CliRun {
     let mut stdout = Vec::new();
     let stderr = Arc::new(Mutex::new(Vec::<u8>::new()));
     let started = Instant::now();
-    let exit = https_step_host::cli::execute(args, Some(runtime), &mut stdout, stderr.clone()).await;
+    let exit =
+        https_step_host::cli::execute(args, Some(runtime), &mut stdout, stderr.clone()).await;
     let elapsed = started.elapsed();
-    let stderr = String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
-    CliRun { exit, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr, elapsed }
+    let stderr =
+        String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    CliRun {
+        exit,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr,
+        elapsed,
+    }
 }
 
 /// Runs one case; the error lists every unmet expectation.
 pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<()> {
-    let replies: Vec<Reply> = case.server.replies.iter().map(ReplySpec::to_reply).collect::<Result<_>>()?;
+    let replies: Vec<Reply> = case
+        .server
+        .replies
+        .iter()
+        .map(ReplySpec::to_reply)
+        .collect::<Result<_>>()?;
     let served = Arc::new(AtomicUsize::new(0));
     // Reply headers may name the server ($SERVER, $PORT), known only once it runs.
     let address: Arc<std::sync::OnceLock<(String, u16)>> = Arc::default();
     let known = address.clone();
     let responder = Arc::new(move |_: &Recorded| {
         let i = served.fetch_add(1, Ordering::SeqCst);
-        let reply = replies.get(i).or(replies.last()).cloned().unwrap_or_else(|| Reply::json(200, &serde_json::json!({})));
+        let reply = replies
+            .get(i)
+            .or(replies.last())
+            .cloned()
+            .unwrap_or_else(|| Reply::json(200, &serde_json::json!({})));
         match (reply, known.get()) {
-            (Reply::Respond { status, headers, body, delay_ms }, Some((origin, port))) => Reply::Respond {
+            (
+                Reply::Respond {
+                    status,
+                    headers,
+                    body,
+                    delay_ms,
+                },
+                Some((origin, port)),
+            ) => Reply::Respond {
                 status,
                 headers: headers
                     .into_iter()
-                    .map(|(n, v)| (n, v.replace("$SERVER", origin).replace("$PORT", &port.to_string())))
+                    .map(|(n, v)| {
+                        (
+                            n,
+                            v.replace("$SERVER", origin)
+                                .replace("$PORT", &port.to_string()),
+                        )
+                    })
                     .collect(),
                 body,
                 delay_ms,
@@ -492,8 +551,22 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
             Some("ca-issued-ca") => CertShape::CaIssuedCa,
             Some(other) => bail!("unknown tls_shape {other:?}"),
         };
-        let names = case.server.tls_names.clone().unwrap_or_else(|| vec!["127.0.0.1".into(), "localhost".into()]);
-        Some(LoopbackServer::https_cert(&TestCert { names, validity, shape }, responder).await?)
+        let names = case
+            .server
+            .tls_names
+            .clone()
+            .unwrap_or_else(|| vec!["127.0.0.1".into(), "localhost".into()]);
+        Some(
+            LoopbackServer::https_cert(
+                &TestCert {
+                    names,
+                    validity,
+                    shape,
+                },
+                responder,
+            )
+            .await?,
+        )
     } else if case.server.refused {
         None
     } else {
@@ -513,7 +586,10 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
     }
     let dir = scratch(name)?;
     let step_path = dir.join("step.json");
-    std::fs::write(&step_path, serde_json::to_vec_pretty(&substitute(&case.step, &origin))?)?;
+    std::fs::write(
+        &step_path,
+        serde_json::to_vec_pretty(&substitute(&case.step, &origin))?,
+    )?;
     let mut args = vec![case.command.clone(), step_path.display().to_string()];
     if case.command == "validate" {
         // Validation needs no server, and is given no policy.
@@ -522,7 +598,13 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
         if case.allow_server {
             args.extend(["--allow".into(), origin.clone()]);
         }
-        if let (Some(pem), true) = (server.as_ref().and_then(|s| s.ca_pem()).filter(|p| !p.is_empty()), case.trust_server) {
+        if let (Some(pem), true) = (
+            server
+                .as_ref()
+                .and_then(|s| s.ca_pem())
+                .filter(|p| !p.is_empty()),
+            case.trust_server,
+        ) {
             let ca = dir.join("ca.pem");
             std::fs::write(&ca, pem)?;
             args.extend(["--ca-cert".into(), ca.display().to_string()]);
@@ -544,9 +626,13 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
         .await
         .context("the CLI did not finish within 60 s")?;
     let _ = std::fs::remove_dir_all(&dir);
-    let requests = server.as_ref().map(LoopbackServer::requests).unwrap_or_default();
+    let requests = server
+        .as_ref()
+        .map(LoopbackServer::requests)
+        .unwrap_or_default();
     let connections = server.as_ref().map_or(0, LoopbackServer::connections);
-    let expect: Expect = serde_json::from_value(substitute(&case.expect, &origin)).context("reading expect")?;
+    let expect: Expect =
+        serde_json::from_value(substitute(&case.expect, &origin)).context("reading expect")?;
     let mut multiparts = Vec::new();
     for r in &requests {
         multiparts.push(parse_multipart(r).await);
@@ -569,7 +655,13 @@ pub async fn run_case(runtime: &StepRuntime, name: &str, case: &Case) -> Result<
     }
 }
 
-fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<Vec<ParsedPart>, String>], connections: usize) -> Vec<String> {
+fn check(
+    e: &Expect,
+    run: &CliRun,
+    requests: &[Recorded],
+    multiparts: &[Result<Vec<ParsedPart>, String>],
+    connections: usize,
+) -> Vec<String> {
     let mut f = Vec::new();
     if e.exit != run.exit {
         same(&mut f, "exit code", &e.exit.into(), &run.exit.into());
@@ -600,36 +692,67 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<V
     }
     let error = field("error");
     if let Some(kind) = &e.error_kind {
-        same(&mut f, "error.kind", &Value::from(kind.as_str()), &error["kind"]);
+        same(
+            &mut f,
+            "error.kind",
+            &Value::from(kind.as_str()),
+            &error["kind"],
+        );
     }
     if let Some(code) = &e.error_code {
         same(&mut f, "error.code", code, &error["code"]);
     }
-    for (key, want) in [("wait_reason", &e.wait_reasons), ("page", &e.attempt_pages), ("poll", &e.attempt_polls)] {
+    for (key, want) in [
+        ("wait_reason", &e.wait_reasons),
+        ("page", &e.attempt_pages),
+        ("poll", &e.attempt_polls),
+    ] {
         if let Some(want) = want {
-            let got: Vec<Value> = field("attempts").as_array().map(|a| a.iter().map(|a| a[key].clone()).collect()).unwrap_or_default();
-            same(&mut f, &format!("attempts[].{key}"), &Value::from(want.clone()), &Value::from(got));
+            let got: Vec<Value> = field("attempts")
+                .as_array()
+                .map(|a| a.iter().map(|a| a[key].clone()).collect())
+                .unwrap_or_default();
+            same(
+                &mut f,
+                &format!("attempts[].{key}"),
+                &Value::from(want.clone()),
+                &Value::from(got),
+            );
         }
     }
     let message = error["message"].as_str().unwrap_or_default();
     for part in &e.error_message_contains {
         if !message.contains(part.as_str()) {
-            f.push(format!("error.message should contain {part:?}: {message:?}"));
+            f.push(format!(
+                "error.message should contain {part:?}: {message:?}"
+            ));
         }
     }
     if let Some(want) = &e.problems {
-        let got = if out.is_array() { out.clone() } else { error["problems"].clone() };
+        let got = if out.is_array() {
+            out.clone()
+        } else {
+            error["problems"].clone()
+        };
         let got = got.as_array().cloned().unwrap_or_default();
-        let paths: Vec<&str> = got.iter().map(|p| p["path"].as_str().unwrap_or("?")).collect();
+        let paths: Vec<&str> = got
+            .iter()
+            .map(|p| p["path"].as_str().unwrap_or("?"))
+            .collect();
         let want_paths: Vec<&str> = want.iter().map(|p| p.path.as_str()).collect();
         if paths != want_paths {
-            f.push(format!("problem paths: expected {want_paths:?}, got {paths:?}"));
+            f.push(format!(
+                "problem paths: expected {want_paths:?}, got {paths:?}"
+            ));
         }
         for (w, g) in want.iter().zip(&got) {
             if let Some(part) = &w.contains {
                 let msg = g["message"].as_str().unwrap_or_default();
                 if !msg.contains(part.as_str()) {
-                    f.push(format!("problem {:?} should contain {part:?}: {msg:?}", w.path));
+                    f.push(format!(
+                        "problem {:?} should contain {part:?}: {msg:?}",
+                        w.path
+                    ));
                 }
             }
         }
@@ -637,32 +760,53 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<V
     for (name, want) in &e.response_headers {
         let got = field("headers")
             .as_array()
-            .and_then(|hs| hs.iter().find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))).cloned())
+            .and_then(|hs| {
+                hs.iter()
+                    .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                    .cloned()
+            })
             .map(|h| h[1].clone())
             .unwrap_or(Value::Null);
-        same(&mut f, &format!("response header {name}"), &Value::from(want.as_str()), &got);
+        same(
+            &mut f,
+            &format!("response header {name}"),
+            &Value::from(want.as_str()),
+            &got,
+        );
     }
     if let Some(n) = e.attempts {
-        same(&mut f, "attempts", &n.into(), &field("attempts").as_array().map_or(0, Vec::len).into());
+        same(
+            &mut f,
+            "attempts",
+            &n.into(),
+            &field("attempts").as_array().map_or(0, Vec::len).into(),
+        );
     }
     if let Some(max) = e.max_elapsed_ms
-        && run.elapsed > Duration::from_millis(max) {
-            f.push(format!("took {:?}, more than {max} ms", run.elapsed));
-        }
+        && run.elapsed > Duration::from_millis(max)
+    {
+        f.push(format!("took {:?}, more than {max} ms", run.elapsed));
+    }
     if let Some(min) = e.min_elapsed_ms
-        && run.elapsed < Duration::from_millis(min) {
-            f.push(format!("took {:?}, less than {min} ms", run.elapsed));
-        }
+        && run.elapsed < Duration::from_millis(min)
+    {
+        f.push(format!("took {:?}, less than {min} ms", run.elapsed));
+    }
     for name in &e.same_header_in_all_requests {
         let values: Vec<Vec<&str>> = requests.iter().map(|r| r.header_values(name)).collect();
         if values.first().is_none_or(|v| v.len() != 1) || values.iter().any(|v| v != &values[0]) {
-            f.push(format!("header {name} should be the same single value in every request: {values:?}"));
+            f.push(format!(
+                "header {name} should be the same single value in every request: {values:?}"
+            ));
         }
     }
     for name in &e.header_changes_between_requests {
         for pair in requests.windows(2) {
             if pair[0].header_values(name) == pair[1].header_values(name) {
-                f.push(format!("header {name} should change between requests: {:?}", pair[0].header_values(name)));
+                f.push(format!(
+                    "header {name} should change between requests: {:?}",
+                    pair[0].header_values(name)
+                ));
             }
         }
     }
@@ -678,7 +822,11 @@ fn check(e: &Expect, run: &CliRun, requests: &[Recorded], multiparts: &[Result<V
     }
     if let Some(want) = &e.requests {
         if want.len() != requests.len() {
-            f.push(format!("server requests: expected {}, got {}", want.len(), requests.len()));
+            f.push(format!(
+                "server requests: expected {}, got {}",
+                want.len(),
+                requests.len()
+            ));
         }
         for (i, ((w, got), parts)) in want.iter().zip(requests).zip(multiparts).enumerate() {
             check_request(&mut f, i, w, got, parts);
@@ -703,21 +851,49 @@ fn same(f: &mut Vec<String>, what: &str, want: &Value, got: &Value) {
     }
 }
 
-fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorded, parts: &Result<Vec<ParsedPart>, String>) {
-    let mut eq = |what: &str, want: Value, have: Value| same(f, &format!("request {i} {what}"), &want, &have);
-    eq("method", w.method.as_str().into(), got.method.as_str().into());
+fn check_request(
+    f: &mut Vec<String>,
+    i: usize,
+    w: &RequestExpect,
+    got: &Recorded,
+    parts: &Result<Vec<ParsedPart>, String>,
+) {
+    let mut eq = |what: &str, want: Value, have: Value| {
+        same(f, &format!("request {i} {what}"), &want, &have)
+    };
+    eq(
+        "method",
+        w.method.as_str().into(),
+        got.method.as_str().into(),
+    );
     eq("path", w.path.as_str().into(), got.path().into());
     if let Some(q) = &w.query {
-        eq("query", q.clone(), got.query().map_or(Value::Null, Value::from));
+        eq(
+            "query",
+            q.clone(),
+            got.query().map_or(Value::Null, Value::from),
+        );
     }
     for (name, values) in &w.headers {
-        eq(&format!("header {name}"), values.clone().into(), got.header_values(name).into());
+        eq(
+            &format!("header {name}"),
+            values.clone().into(),
+            got.header_values(name).into(),
+        );
     }
     for name in &w.absent_headers {
-        eq(&format!("header {name}"), Value::Array(vec![]), got.header_values(name).into());
+        eq(
+            &format!("header {name}"),
+            Value::Array(vec![]),
+            got.header_values(name).into(),
+        );
     }
     if let Some(body) = &w.body {
-        eq("body", body.as_str().into(), String::from_utf8_lossy(&got.body).into_owned().into());
+        eq(
+            "body",
+            body.as_str().into(),
+            String::from_utf8_lossy(&got.body).into_owned().into(),
+        );
     }
     if let Some(json) = &w.json {
         let have = serde_json::from_slice::<Value>(&got.body).unwrap_or(Value::Null);
@@ -736,21 +912,47 @@ fn check_request(f: &mut Vec<String>, i: usize, w: &RequestExpect, got: &Recorde
     }
     if let Some(want) = &w.multipart {
         match parts {
-            Err(why) => f.push(format!("request {i}: the body is not multipart/form-data that multer reads: {why}")),
+            Err(why) => f.push(format!(
+                "request {i}: the body is not multipart/form-data that multer reads: {why}"
+            )),
             Ok(parts) => {
                 if parts.len() != want.len() {
-                    f.push(format!("request {i}: expected {} parts, multer read {}: {parts:?}", want.len(), parts.len()));
+                    f.push(format!(
+                        "request {i}: expected {} parts, multer read {}: {parts:?}",
+                        want.len(),
+                        parts.len()
+                    ));
                 }
                 for (k, (w, p)) in want.iter().zip(parts).enumerate() {
-                    let mut eq = |what: &str, want: Value, have: Value| same(f, &format!("request {i} part {k} {what}"), &want, &have);
+                    let mut eq = |what: &str, want: Value, have: Value| {
+                        same(f, &format!("request {i} part {k} {what}"), &want, &have)
+                    };
                     eq("name", w.name.as_str().into(), p.name.clone().into());
-                    eq("filename", w.filename.clone().into(), p.filename.clone().into());
-                    eq("content type", w.content_type.clone().into(), p.content_type.clone().into());
+                    eq(
+                        "filename",
+                        w.filename.clone().into(),
+                        p.filename.clone().into(),
+                    );
+                    eq(
+                        "content type",
+                        w.content_type.clone().into(),
+                        p.content_type.clone().into(),
+                    );
                     if let Some(text) = &w.text {
-                        eq("text", text.as_str().into(), String::from_utf8_lossy(&p.bytes).into_owned().into());
+                        eq(
+                            "text",
+                            text.as_str().into(),
+                            String::from_utf8_lossy(&p.bytes).into_owned().into(),
+                        );
                     }
                     if let Some(b64) = &w.base64 {
-                        eq("bytes (base64)", b64.as_str().into(), base64::engine::general_purpose::STANDARD.encode(&p.bytes).into());
+                        eq(
+                            "bytes (base64)",
+                            b64.as_str().into(),
+                            base64::engine::general_purpose::STANDARD
+                                .encode(&p.bytes)
+                                .into(),
+                        );
                     }
                 }
             }

@@ -158,7 +158,11 @@ pub fn in_order(replies: Vec<Reply>) -> Responder {
     let served = std::sync::atomic::AtomicUsize::new(0);
     Arc::new(move |_: &Recorded| {
         let i = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        replies.get(i).or(replies.last()).cloned().unwrap_or(Reply::Close)
+        replies
+            .get(i)
+            .or(replies.last())
+            .cloned()
+            .unwrap_or(Reply::Close)
     })
 }
 
@@ -205,9 +209,25 @@ impl LoopbackServer {
 
     /// Like [`LoopbackServer::https_for`]; with `expired`, the certificate's
     /// validity ended in 2020 (for TLS failure tests).
-    pub async fn https_with(names: &[&str], expired: bool, responder: Responder) -> std::io::Result<Self> {
-        let validity = if expired { Validity::Expired } else { Validity::Current };
-        Self::https_cert(&TestCert { names: names.iter().map(|n| n.to_string()).collect(), validity, shape: CertShape::Leaf }, responder).await
+    pub async fn https_with(
+        names: &[&str],
+        expired: bool,
+        responder: Responder,
+    ) -> std::io::Result<Self> {
+        let validity = if expired {
+            Validity::Expired
+        } else {
+            Validity::Current
+        };
+        Self::https_cert(
+            &TestCert {
+                names: names.iter().map(|n| n.to_string()).collect(),
+                validity,
+                shape: CertShape::Leaf,
+            },
+            responder,
+        )
+        .await
     }
 
     /// An HTTPS server presenting a certificate made as `cert` says;
@@ -239,7 +259,8 @@ impl LoopbackServer {
                 (c.clone(), c)
             }
             CertShape::CaIssuedCa => {
-                let mut root = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(other)?;
+                let mut root =
+                    rcgen::CertificateParams::new(Vec::<String>::new()).map_err(other)?;
                 root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
                 let root_key = rcgen::KeyPair::generate().map_err(other)?;
                 let issuer = rcgen::Issuer::new(root.clone(), root_key);
@@ -249,12 +270,14 @@ impl LoopbackServer {
             }
         };
         let der = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(vec![served.der().clone()], der)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| std::io::Error::other(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![served.der().clone()], der)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Self::start(responder, Some((acceptor, trusted.pem())), true).await
     }
@@ -262,7 +285,11 @@ impl LoopbackServer {
     /// An HTTPS server with a TLS setup of the test's own (e.g. one that
     /// requires a client certificate); `trusted_pem` is what
     /// [`LoopbackServer::ca_pem`] reports.
-    pub async fn https_acceptor(acceptor: tokio_rustls::TlsAcceptor, trusted_pem: String, responder: Responder) -> std::io::Result<Self> {
+    pub async fn https_acceptor(
+        acceptor: tokio_rustls::TlsAcceptor,
+        trusted_pem: String,
+        responder: Responder,
+    ) -> std::io::Result<Self> {
         Self::start(responder, Some((acceptor, trusted_pem)), true).await
     }
 
@@ -292,10 +319,20 @@ impl LoopbackServer {
             }
         });
         let requests = Arc::new(Mutex::new(Vec::new()));
-        Ok(LoopbackServer { port, tls_ca_pem: Some(String::new()), requests, connections, task })
+        Ok(LoopbackServer {
+            port,
+            tls_ca_pem: Some(String::new()),
+            requests,
+            connections,
+            task,
+        })
     }
 
-    async fn start(responder: Responder, tls: Option<(tokio_rustls::TlsAcceptor, String)>, record: bool) -> std::io::Result<Self> {
+    async fn start(
+        responder: Responder,
+        tls: Option<(tokio_rustls::TlsAcceptor, String)>,
+        record: bool,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -318,7 +355,10 @@ impl LoopbackServer {
                     tasks.spawn(async move {
                         let _ = tcp.set_nodelay(true);
                         // A second handle on the socket, to reset it on request.
-                        let resetter = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned().ok().map(socket2::Socket::from);
+                        let resetter = std::os::fd::AsFd::as_fd(&tcp)
+                            .try_clone_to_owned()
+                            .ok()
+                            .map(socket2::Socket::from);
                         let conn: Box<dyn Conn> = match acceptor {
                             Some(a) => match a.accept(tcp).await {
                                 Ok(tls) => Box::new(tls),
@@ -326,13 +366,26 @@ impl LoopbackServer {
                             },
                             None => Box::new(tcp),
                         };
-                        serve(conn, number, responder, record.then_some(requests), resetter).await;
+                        serve(
+                            conn,
+                            number,
+                            responder,
+                            record.then_some(requests),
+                            resetter,
+                        )
+                        .await;
                     });
                     while tasks.try_join_next().is_some() {}
                 }
             }
         });
-        Ok(LoopbackServer { port, tls_ca_pem, requests, connections, task })
+        Ok(LoopbackServer {
+            port,
+            tls_ca_pem,
+            requests,
+            connections,
+            task,
+        })
     }
 
     /// The port it listens on.
@@ -342,7 +395,11 @@ impl LoopbackServer {
 
     /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
     pub fn origin(&self) -> String {
-        let scheme = if self.tls_ca_pem.is_some() { "https" } else { "http" };
+        let scheme = if self.tls_ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
@@ -353,7 +410,10 @@ impl LoopbackServer {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Connections accepted so far (including ones that sent nothing).
@@ -371,16 +431,26 @@ async fn serve(
 ) {
     let mut buf = Vec::new();
     loop {
-        let Some(request) = read_request(&mut conn, &mut buf, number).await else { return };
+        let Some(request) = read_request(&mut conn, &mut buf, number).await else {
+            return;
+        };
         let keep_alive = !request
             .header_values("connection")
             .iter()
             .any(|v| v.eq_ignore_ascii_case("close"));
         if let Some(requests) = &requests {
-            requests.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+            requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request.clone());
         }
         match responder(&request) {
-            Reply::Respond { status, headers, body, delay_ms } => {
+            Reply::Respond {
+                status,
+                headers,
+                body,
+                delay_ms,
+            } => {
                 // A zero sleep would still wait for the timer's next 1 ms tick.
                 if delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
@@ -389,14 +459,19 @@ async fn serve(
                 for (name, value) in &headers {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
-                if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-length")) {
+                if !headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                {
                     head.push_str(&format!("content-length: {}\r\n", body.len()));
                 }
                 head.push_str("\r\n");
                 // A HEAD response announces the body's length but sends none
                 // (RFC 9110 §9.3.2).
                 let body: &[u8] = if request.method == "HEAD" { &[] } else { &body };
-                if conn.write_all(head.as_bytes()).await.is_err() || conn.write_all(body).await.is_err() {
+                if conn.write_all(head.as_bytes()).await.is_err()
+                    || conn.write_all(body).await.is_err()
+                {
                     return;
                 }
                 let _ = conn.flush().await;
@@ -410,7 +485,10 @@ async fn serve(
             }
             Reply::Close => return,
             Reply::Endless { status } => {
-                let head = format!("HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n", reason(status));
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
+                    reason(status)
+                );
                 if conn.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
@@ -418,8 +496,15 @@ async fn serve(
                 while conn.write_all(chunk.as_bytes()).await.is_ok() {}
                 return;
             }
-            Reply::Trickle { status, total, every_ms } => {
-                let head = format!("HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {total}\r\n\r\n", reason(status));
+            Reply::Trickle {
+                status,
+                total,
+                every_ms,
+            } => {
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {total}\r\n\r\n",
+                    reason(status)
+                );
                 if conn.write_all(head.as_bytes()).await.is_err() {
                     return;
                 }
@@ -449,7 +534,11 @@ async fn serve(
 }
 
 /// Reads one request; `None` at end of stream or on a malformed request.
-async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: usize) -> Option<Recorded> {
+async fn read_request(
+    conn: &mut Box<dyn Conn>,
+    buf: &mut Vec<u8>,
+    connection: usize,
+) -> Option<Recorded> {
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
@@ -466,9 +555,19 @@ async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: u
     let headers: Vec<(String, String)> = parsed
         .headers
         .iter()
-        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
         .collect();
-    let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     buf.drain(..head_end);
     let body = if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -485,7 +584,14 @@ async fn read_request(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>, connection: u
         }
         buf.drain(..len).collect()
     };
-    Some(Recorded { method, target, headers, body, head, connection })
+    Some(Recorded {
+        method,
+        target,
+        headers,
+        body,
+        head,
+        connection,
+    })
 }
 
 async fn read_chunked(conn: &mut Box<dyn Conn>, buf: &mut Vec<u8>) -> Option<Vec<u8>> {

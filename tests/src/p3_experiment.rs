@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{
+    Error, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView,
+};
 
 const P2: &[u8] = include_bytes!(env!("HTTPS_STEP_PROBE_P2_WASM"));
 const P3: &[u8] = include_bytes!(env!("HTTPS_STEP_PROBE_P3_WASM"));
@@ -39,12 +41,31 @@ impl WasiHttpHooks for Pooled {
         request: http::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
-    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>> + Send> {
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ),
+                    Error,
+                >,
+            > + Send,
+    > {
         let client = self.0.clone();
         Box::new(async move {
-            let response = client.request(request).await.map_err(|e| Error::InternalError(Some(e.to_string())))?;
-            let response = response.map(|body| body.map_err(|e| Error::InternalError(Some(e.to_string()))).boxed_unsync());
-            Ok((response, Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>))
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| Error::InternalError(Some(e.to_string())))?;
+            let response = response.map(|body| {
+                body.map_err(|e| Error::InternalError(Some(e.to_string())))
+                    .boxed_unsync()
+            });
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), Error>> + Send>,
+            ))
         })
     }
 }
@@ -58,13 +79,20 @@ struct Ctx {
 
 impl WasiView for Ctx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for Ctx {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
     }
 }
 
@@ -89,30 +117,56 @@ impl Probes {
             .linear_memory_keep_resident(4 << 20)
             .table_keep_resident(256 << 10);
         let mut config = Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)).wasm_component_model_async(true);
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .wasm_component_model_async(true);
         let engine = Engine::new(&config)?;
         let mut linker = Linker::<Ctx>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
-        let p2 = wasmtime_wasi::p2::bindings::CommandPre::new(linker.instantiate_pre(&Component::new(&engine, P2)?)?)?;
-        let p3 = wasmtime_wasi::p3::bindings::CommandPre::new(linker.instantiate_pre(&Component::new(&engine, P3)?)?)?;
+        let p2 = wasmtime_wasi::p2::bindings::CommandPre::new(
+            linker.instantiate_pre(&Component::new(&engine, P2)?)?,
+        )?;
+        let p3 = wasmtime_wasi::p3::bindings::CommandPre::new(
+            linker.instantiate_pre(&Component::new(&engine, P3)?)?,
+        )?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let hooks = Pooled(Client::builder(TokioExecutor::new()).build(connector));
-        Ok(Probes { engine, p2, p3, hooks, authority })
+        Ok(Probes {
+            engine,
+            p2,
+            p3,
+            hooks,
+            authority,
+        })
     }
 
     fn store(&self) -> Store<Ctx> {
-        let wasi = WasiCtx::builder().env("PROBE_AUTHORITY", &self.authority).build();
-        Store::new(&self.engine, Ctx { table: ResourceTable::new(), wasi, http: WasiHttpCtx::new(), hooks: self.hooks.clone() })
+        let wasi = WasiCtx::builder()
+            .env("PROBE_AUTHORITY", &self.authority)
+            .build();
+        Store::new(
+            &self.engine,
+            Ctx {
+                table: ResourceTable::new(),
+                wasi,
+                http: WasiHttpCtx::new(),
+                hooks: self.hooks.clone(),
+            },
+        )
     }
 
     async fn run_p2(&self) -> Result<()> {
         let mut store = self.store();
         let command = self.p2.instantiate_async(&mut store).await?;
-        command.wasi_cli_run().call_run(&mut store).await?.map_err(|()| anyhow::anyhow!("the 0.2 probe failed"))
+        command
+            .wasi_cli_run()
+            .call_run(&mut store)
+            .await?
+            .map_err(|()| anyhow::anyhow!("the 0.2 probe failed"))
     }
 
     /// A fresh instance of the 0.2 probe, not run: what every run pays
@@ -164,12 +218,29 @@ async fn compare(probes: &Probes, n: usize) -> Result<[(Duration, Duration); 3]>
 pub fn run(n: usize) -> Result<String> {
     let mut out = String::new();
     for (label, runtime) in [
-        ("2-thread runtime", tokio::runtime::Builder::new_multi_thread().enable_all().build()?),
-        ("current-thread runtime", tokio::runtime::Builder::new_current_thread().enable_all().build()?),
+        (
+            "2-thread runtime",
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?,
+        ),
+        (
+            "current-thread runtime",
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        ),
     ] {
         let [(p2_50, p2_99), (p3_50, p3_99), (i50, _)] = runtime.block_on(async {
-            let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| Reply::json(201, &serde_json::json!({"id": "ord_1"})))).await?;
-            let authority = server.origin().strip_prefix("http://").context("an http origin")?.to_string();
+            let server = LoopbackServer::http_unrecorded(Arc::new(|_: &_| {
+                Reply::json(201, &serde_json::json!({"id": "ord_1"}))
+            }))
+            .await?;
+            let authority = server
+                .origin()
+                .strip_prefix("http://")
+                .context("an http origin")?
+                .to_string();
             let probes = Probes::new(authority)?;
             compare(&probes, n).await
         })?;

@@ -28,7 +28,12 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting python {:?}", args.iter().map(AsRef::as_ref).collect::<Vec<_>>()))?;
+            .with_context(|| {
+                format!(
+                    "starting python {:?}",
+                    args.iter().map(AsRef::as_ref).collect::<Vec<_>>()
+                )
+            })?;
         Ok(Server { child })
     }
 
@@ -37,7 +42,9 @@ impl Server {
         let stdout = self.child.stdout.take().context("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
-        line.trim().parse().with_context(|| format!("the server printed {line:?}, not its port"))
+        line.trim()
+            .parse()
+            .with_context(|| format!("the server printed {line:?}, not its port"))
     }
 
     /// Polls `read` until it gives the port, while the process lives (at most 30 s).
@@ -74,7 +81,9 @@ pub fn venv(target_tmp: &Path) -> Result<PathBuf> {
     use sha2::Digest as _;
     // Test binaries of one run may ask at once; one installs.
     static INSTALLING: Mutex<()> = Mutex::new(());
-    let _one = INSTALLING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = INSTALLING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let hash = hex::encode(&sha2::Sha256::digest(REQUIREMENTS.as_bytes())[..8]);
     let dir = target_tmp.join("..").join("py-servers").join(hash);
     let done = dir.join("installed");
@@ -86,7 +95,13 @@ pub fn venv(target_tmp: &Path) -> Result<PathBuf> {
     run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/requirements.txt");
     run(Command::new(dir.join("bin/pip"))
-        .args(["install", "--no-input", "--disable-pip-version-check", "--quiet", "-r"])
+        .args([
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--quiet",
+            "-r",
+        ])
         .arg(&requirements))?;
     std::fs::write(&done, REQUIREMENTS)?;
     Ok(dir)

@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 /// A multi-threaded tokio runtime shared by the tests of one binary.
 pub fn tokio() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio"))
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio")
+    })
 }
 
 /// A step runtime with the embedded component and default settings.
@@ -45,7 +50,9 @@ fn proc_status_kib(process: &str, field: &str) -> u64 {
 pub fn minor_faults() -> u64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The command name (field 2) is in parentheses and may hold spaces.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok()).unwrap_or(0)
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(7)?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Resets this process's peak RSS (`VmHWM:`) to its current RSS, so a later
@@ -60,7 +67,11 @@ pub fn reset_peak_rss() -> bool {
 pub fn command_output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{cmd:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -77,15 +88,28 @@ pub fn npm_packages(sources: &Path, target_tmp: &Path) -> anyhow::Result<PathBuf
     // Tests of one binary run in parallel threads: one installs at a time.
     static INSTALLING: Mutex<()> = Mutex::new(());
     let _one = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
-    let lock = std::fs::read(sources.join("package-lock.json")).with_context(|| format!("reading {}", sources.display()))?;
-    let dir = target_tmp.join("../npm").join(hex::encode(&sha2::Sha256::digest(&lock)[..8]));
+    let lock = std::fs::read(sources.join("package-lock.json"))
+        .with_context(|| format!("reading {}", sources.display()))?;
+    let dir = target_tmp
+        .join("../npm")
+        .join(hex::encode(&sha2::Sha256::digest(&lock)[..8]));
     if !dir.join("installed").exists() {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         for file in ["package.json", "package-lock.json"] {
             std::fs::copy(sources.join(file), dir.join(file))?;
         }
-        command_output(Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&dir))?;
+        command_output(
+            Command::new("npm")
+                .args([
+                    "ci",
+                    "--ignore-scripts",
+                    "--no-audit",
+                    "--no-fund",
+                    "--loglevel=error",
+                ])
+                .current_dir(&dir),
+        )?;
         std::fs::write(dir.join("installed"), &lock)?;
     }
     Ok(dir)
@@ -94,23 +118,42 @@ pub fn npm_packages(sources: &Path, target_tmp: &Path) -> anyhow::Result<PathBuf
 /// One HTTP/1.1 exchange over a keep-alive client shared by the process,
 /// within 120 s: the status, the headers and the body as text. For tests
 /// that drive a server on 127.0.0.1 (restate-server, `wasmtime serve`).
-pub async fn http(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Vec<u8>>) -> anyhow::Result<(u16, http::HeaderMap, String)> {
+pub async fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, http::HeaderMap, String)> {
     use http_body_util::BodyExt as _;
-    type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, http_body_util::Full<bytes::Bytes>>;
+    type Client = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >;
     static CLIENT: OnceLock<Client> = OnceLock::new();
-    let client = CLIENT.get_or_init(|| hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http());
+    let client = CLIENT.get_or_init(|| {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http()
+    });
     let mut request = http::Request::builder().method(method).uri(url);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body.unwrap_or_default())))?;
+    let request = request.body(http_body_util::Full::new(bytes::Bytes::from(
+        body.unwrap_or_default(),
+    )))?;
     let answer = async {
         let response = client.request(request).await?;
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await?.to_bytes();
-        anyhow::Ok((parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&bytes).into_owned()))
+        anyhow::Ok((
+            parts.status.as_u16(),
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ))
     };
-    tokio::time::timeout(std::time::Duration::from_secs(120), answer).await.context("no answer within 120 s")?
+    tokio::time::timeout(std::time::Duration::from_secs(120), answer)
+        .await
+        .context("no answer within 120 s")?
 }
 
 /// A process a test started (an engine, a server), its stdout and stderr
@@ -124,7 +167,11 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Starts `cmd` with no stdin and its output appended to `log`.
     pub fn start(cmd: &mut Command, log: PathBuf) -> anyhow::Result<ChildProcess> {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).with_context(|| format!("opening {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -150,14 +197,28 @@ impl ChildProcess {
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(n).collect();
-        let name = self.log.file_name().map(|f| f.to_string_lossy()).unwrap_or_default();
-        format!("{name}, last lines:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        let name = self
+            .log
+            .file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default();
+        format!(
+            "{name}, last lines:\n{}",
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
     }
 
     /// Waits up to `limit` until it accepts connections at `addr`; the log's
     /// tail in the error when it does not.
-    pub fn wait_listening(&self, addr: std::net::SocketAddr, limit: Duration) -> anyhow::Result<()> {
-        wait_for(limit, &format!("a listener on {addr}"), || Ok(std::net::TcpStream::connect(addr).is_ok())).with_context(|| self.log_tail(30))
+    pub fn wait_listening(
+        &self,
+        addr: std::net::SocketAddr,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        wait_for(limit, &format!("a listener on {addr}"), || {
+            Ok(std::net::TcpStream::connect(addr).is_ok())
+        })
+        .with_context(|| self.log_tail(30))
     }
 }
 
@@ -170,7 +231,11 @@ impl Drop for ChildProcess {
 
 /// Polls `ready` every 100 ms until it holds or `limit` passes (an error of
 /// `ready` counts as not yet).
-pub fn wait_for(limit: Duration, what: &str, mut ready: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+pub fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         if ready().unwrap_or(false) {
@@ -192,8 +257,13 @@ impl TempJson {
     /// Writes `value` to a new file.
     pub fn new(prefix: &str, value: &serde_json::Value) -> anyhow::Result<TempJson> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{}.json", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst)));
-        std::fs::write(&path, value.to_string()).with_context(|| format!("writing {}", path.display()))?;
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}.json",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, value.to_string())
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(TempJson(path))
     }
 

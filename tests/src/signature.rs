@@ -3,19 +3,26 @@
 //! independent implementation written here on `ring`'s HMAC, straight from
 //! the schemes' published descriptions.
 
-use base64::Engine as _;
 use crate::loopback::Recorded;
+use base64::Engine as _;
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Verifies `request` against `signing` (a step-config `signing` object) both ways.
 pub fn verify_both(signing: &Value, request: &Recorded) -> Result<(), String> {
-    let parsed = https_step_core::parse_step_config_value(&serde_json::json!({"url": "https://x", "signing": signing}));
-    let config = parsed.config.signing.ok_or("the case's signing object is invalid")?;
+    let parsed = https_step_core::parse_step_config_value(
+        &serde_json::json!({"url": "https://x", "signing": signing}),
+    );
+    let config = parsed
+        .config
+        .signing
+        .ok_or("the case's signing object is invalid")?;
     let verifier = https_step_core::Verifier::new(&config).map_err(|p| format!("{p:?}"))?;
     verifier
         .verify(&request.headers, &request.body, now())
@@ -24,7 +31,9 @@ pub fn verify_both(signing: &Value, request: &Recorded) -> Result<(), String> {
 }
 
 fn mac(key: &[u8], message: &[u8]) -> Vec<u8> {
-    ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message).as_ref().to_vec()
+    ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key), message)
+        .as_ref()
+        .to_vec()
 }
 
 fn header<'a>(r: &'a Recorded, name: &str) -> Result<&'a str, String> {
@@ -38,7 +47,10 @@ fn header<'a>(r: &'a Recorded, name: &str) -> Result<&'a str, String> {
 fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String> {
     use https_step_core::SigningScheme;
     let scheme = s.scheme.unwrap_or(SigningScheme::Persona);
-    let header_name = s.header.clone().unwrap_or_else(|| https_step_core::signing::default_header(scheme).to_string());
+    let header_name = s
+        .header
+        .clone()
+        .unwrap_or_else(|| https_step_core::signing::default_header(scheme).to_string());
     let value = header(r, &header_name)?;
     let expected: Vec<String> = match scheme {
         SigningScheme::Persona => {
@@ -49,7 +61,12 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
                 .ok_or("no t= in the Persona signature")?;
             s.secrets
                 .iter()
-                .map(|k| format!("v1={}", hex::encode(mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))))
+                .map(|k| {
+                    format!(
+                        "v1={}",
+                        hex::encode(mac(k.as_bytes(), &[t.as_bytes(), b".", &r.body].concat()))
+                    )
+                })
                 .collect()
         }
         SigningScheme::StandardWebhooks => {
@@ -62,8 +79,14 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
                     let key = base64::engine::general_purpose::STANDARD
                         .decode(k.trim_start_matches("whsec_"))
                         .unwrap_or_default();
-                    let sig = mac(&key, &[id.as_bytes(), b".", t.as_bytes(), b".", &r.body].concat());
-                    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(sig))
+                    let sig = mac(
+                        &key,
+                        &[id.as_bytes(), b".", t.as_bytes(), b".", &r.body].concat(),
+                    );
+                    format!(
+                        "v1,{}",
+                        base64::engine::general_purpose::STANDARD.encode(sig)
+                    )
                 })
                 .collect()
         }
@@ -79,5 +102,9 @@ fn independent(s: &https_step_core::Signing, r: &Recorded) -> Result<(), String>
         // Persona: "t=..,v1=.." items split on ',', others are whole items.
         present.contains(&e.as_str()) || joined.contains(&e.as_str())
     });
-    if found { Ok(()) } else { Err(format!("none of {expected:?} is in {value:?}")) }
+    if found {
+        Ok(())
+    } else {
+        Err(format!("none of {expected:?} is in {value:?}"))
+    }
 }

@@ -20,7 +20,8 @@ fn committed_path() -> PathBuf {
 }
 
 fn compiled() -> ResponseSchema {
-    ResponseSchema::compile(&step_config_schema()).expect("the generated schema is a usable JSON Schema")
+    ResponseSchema::compile(&step_config_schema())
+        .expect("the generated schema is a usable JSON Schema")
 }
 
 #[test]
@@ -57,15 +58,24 @@ fn every_field_states_a_description() {
 
 fn readme_example() -> Value {
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
-    let section = readme.split("## Step config (JSON)").nth(1).expect("README has a Step config section");
-    let block = section.split("```json").nth(1).and_then(|b| b.split("```").next()).expect("a json block");
+    let section = readme
+        .split("## Step config (JSON)")
+        .nth(1)
+        .expect("README has a Step config section");
+    let block = section
+        .split("```json")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a json block");
     serde_json::from_str(block).expect("the README example is JSON")
 }
 
 #[test]
 fn readme_example_validates_and_reads_cleanly() {
     let example = readme_example();
-    compiled().check(&example).expect("the README's full example satisfies the schema");
+    compiled()
+        .check(&example)
+        .expect("the README's full example satisfies the schema");
     let parsed = https_step_core::parse_step_config_value(&example);
     assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
 }
@@ -75,7 +85,10 @@ fn unknown_keys_and_wrong_shapes_are_rejected() {
     let schema = compiled();
     let mut example = readme_example();
     example["retries"] = json!(3);
-    assert!(!schema.is_valid(&example), "an unknown top-level key must be rejected");
+    assert!(
+        !schema.is_valid(&example),
+        "an unknown top-level key must be rejected"
+    );
     for bad in [
         json!({"url": "https://x.test", "body": {"json": 1, "text": "x"}}),
         json!({"url": "https://x.test", "retry": {"max_attemps": 2}}),
@@ -85,7 +98,12 @@ fn unknown_keys_and_wrong_shapes_are_rejected() {
         json!({"method": "GET"}),
     ] {
         assert!(!schema.is_valid(&bad), "the schema accepts {bad}");
-        assert!(!https_step_core::parse_step_config_value(&bad).problems.is_empty(), "the reader accepts {bad}");
+        assert!(
+            !https_step_core::parse_step_config_value(&bad)
+                .problems
+                .is_empty(),
+            "the reader accepts {bad}"
+        );
     }
 }
 
@@ -98,15 +116,23 @@ fn every_readable_case_config_satisfies_the_schema() {
     for entry in std::fs::read_dir(root().join("tests/cases")).expect("cases") {
         let path = entry.expect("entry").path();
         // The suite fills `$SERVER` and `$PORT` with its own server's origin.
-        let text = std::fs::read_to_string(&path).expect("read").replace("$SERVER", "https://127.0.0.1:8443").replace("$PORT", "8443");
+        let text = std::fs::read_to_string(&path)
+            .expect("read")
+            .replace("$SERVER", "https://127.0.0.1:8443")
+            .replace("$PORT", "8443");
         let case: Value = serde_json::from_str(&text).expect("case JSON");
-        let Some(step) = case.get("step") else { continue };
+        let Some(step) = case.get("step") else {
+            continue;
+        };
         let parsed = https_step_core::parse_step_config_value(step);
         if !parsed.problems.is_empty() || !https_step_core::validate(&parsed.config).is_empty() {
             continue;
         }
         if let Err(problems) = schema.check(step) {
-            panic!("{}: the step accepts the config, the schema does not: {problems:?}", path.display());
+            panic!(
+                "{}: the step accepts the config, the schema does not: {problems:?}",
+                path.display()
+            );
         }
         checked += 1;
     }

@@ -14,7 +14,10 @@ fn main() -> anyhow::Result<()> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cases");
     let mut trials = Vec::new();
     for path in https_step_tests::case_files(&dir)? {
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         trials.push(Trial::test(format!("case::{name}"), move || {
             let case = https_step_tests::load(&path).map_err(|e| Failed::from(format!("{e:#}")))?;
             tokio()

@@ -7,16 +7,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: [&str; 8] = ["guest/core/src", "guest/src", "guest/artifact/src", "guest/build/src", "host-harness/src", "fuzz-checks/src", "tests/src", "tests/fault-guest/src"];
+const CRATES: [&str; 8] = [
+    "guest/core/src",
+    "guest/src",
+    "guest/artifact/src",
+    "guest/build/src",
+    "host-harness/src",
+    "fuzz-checks/src",
+    "tests/src",
+    "tests/fault-guest/src",
+];
 
 /// `a::b` for `src/a/b.rs` or `src/a/b/mod.rs`; `` for lib.rs/main.rs.
 fn module_of(root: &Path, file: &Path) -> Option<String> {
     let rel = file.strip_prefix(root).ok()?.with_extension("");
-    let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if parts.first().is_some_and(|p| p == "bin") {
         return None;
     }
-    if parts.last().is_some_and(|p| p == "mod" || p == "lib" || p == "main") {
+    if parts
+        .last()
+        .is_some_and(|p| p == "mod" || p == "lib" || p == "main")
+    {
         parts.pop();
     }
     Some(parts.join("::"))
@@ -47,13 +62,31 @@ fn references(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
         for (i, _) in line.match_indices("crate::") {
             let rest = &line[i + "crate::".len()..];
             let paths: Vec<String> = if let Some(group) = rest.strip_prefix('{') {
-                group.split(['}', ';']).next().unwrap_or_default().split(',').map(|p| p.trim().to_string()).collect()
+                group
+                    .split(['}', ';'])
+                    .next()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .collect()
             } else {
-                vec![rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).next().unwrap_or_default().to_string()]
+                vec![
+                    rest.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                ]
             };
             for path in paths {
-                let segments: Vec<&str> = path.split("::").filter(|s| !s.is_empty() && !s.starts_with('{')).collect();
-                if let Some(m) = (1..=segments.len()).rev().map(|n| segments[..n].join("::")).find(|m| modules.contains(m)) {
+                let segments: Vec<&str> = path
+                    .split("::")
+                    .filter(|s| !s.is_empty() && !s.starts_with('{'))
+                    .collect();
+                if let Some(m) = (1..=segments.len())
+                    .rev()
+                    .map(|n| segments[..n].join("::"))
+                    .find(|m| modules.contains(m))
+                {
                     found.insert(m);
                 }
             }
@@ -63,7 +96,12 @@ fn references(text: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
 }
 
 fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
-    fn visit(n: &str, g: &BTreeMap<String, BTreeSet<String>>, state: &mut BTreeMap<String, u8>, stack: &mut Vec<String>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         state.insert(n.to_string(), 1);
         stack.push(n.to_string());
         for next in g.get(n).into_iter().flatten() {
@@ -105,26 +143,45 @@ fn no_crate_has_a_module_import_cycle() {
         let root = workspace.join(krate);
         let mut all = Vec::new();
         files(&root, &mut all);
-        let sources: Vec<(String, String)> =
-            all.iter().filter_map(|f| Some((module_of(&root, f)?, std::fs::read_to_string(f).ok()?))).collect();
+        let sources: Vec<(String, String)> = all
+            .iter()
+            .filter_map(|f| Some((module_of(&root, f)?, std::fs::read_to_string(f).ok()?)))
+            .collect();
         let modules: BTreeSet<String> = sources.iter().map(|(m, _)| m.clone()).collect();
         let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (module, text) in &sources {
-            let edges = references(text, &modules).into_iter().filter(|t| !related(module, t)).collect();
+            let edges = references(text, &modules)
+                .into_iter()
+                .filter(|t| !related(module, t))
+                .collect();
             graph.insert(module.clone(), edges);
         }
         if let Some(c) = cycle(&graph) {
             cycles.push(format!("{krate}: {}", c.join(" -> ")));
         }
     }
-    assert!(cycles.is_empty(), "module import cycles:\n{}", cycles.join("\n"));
+    assert!(
+        cycles.is_empty(),
+        "module import cycles:\n{}",
+        cycles.join("\n")
+    );
 }
 
 #[test]
 fn the_checker_finds_a_cycle() {
     let modules: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
-    assert_eq!(references("use crate::{a, b::Thing};\nlet x = crate::c::f();\n// crate::a", &modules), modules);
-    let graph: BTreeMap<String, BTreeSet<String>> =
-        [("a", "b"), ("b", "c"), ("c", "a")].map(|(x, y)| (x.to_string(), [y.to_string()].into())).into();
-    assert_eq!(cycle(&graph), Some(["a", "b", "c", "a"].map(String::from).to_vec()));
+    assert_eq!(
+        references(
+            "use crate::{a, b::Thing};\nlet x = crate::c::f();\n// crate::a",
+            &modules
+        ),
+        modules
+    );
+    let graph: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a")]
+        .map(|(x, y)| (x.to_string(), [y.to_string()].into()))
+        .into();
+    assert_eq!(
+        cycle(&graph),
+        Some(["a", "b", "c", "a"].map(String::from).to_vec())
+    );
 }

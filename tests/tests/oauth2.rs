@@ -28,15 +28,22 @@ async fn servers(expires_in: u64) -> anyhow::Result<(LoopbackServer, Arc<AtomicU
         }
         let issued_now = count.load(Ordering::SeqCst);
         let valid = r.header_values("authorization").first().is_some_and(|v| {
-            v.strip_prefix("Bearer at_issued_").and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| (1..=issued_now).contains(&n))
+            v.strip_prefix("Bearer at_issued_")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|n| (1..=issued_now).contains(&n))
         });
-        Reply::json(if valid { 200 } else { 401 }, &serde_json::json!({"valid": valid}))
+        Reply::json(
+            if valid { 200 } else { 401 },
+            &serde_json::json!({"valid": valid}),
+        )
     });
     Ok((LoopbackServer::http(responder).await?, issued))
 }
 
 fn config(origin: &str, margin: Option<u32>) -> https_step_core::StepConfig {
-    let margin = margin.map(|m| format!(r#", "expiry_margin_s": {m}"#)).unwrap_or_default();
+    let margin = margin
+        .map(|m| format!(r#", "expiry_margin_s": {m}"#))
+        .unwrap_or_default();
     let json = format!(
         r#"{{"url": "{origin}/api", "timeout_ms": 10000, "auth": {{"oauth2_client_credentials": {{
             "token_url": "{origin}/token", "client_id": "wf", "client_secret": "{{{{ secrets.cs }}}}", "scope": "read"{margin}}}}}}}"#
@@ -51,11 +58,19 @@ const CONTEXT: &str = r#"{"secrets": {"cs": "cs_shared_secret_77"}}"#;
 /// A runtime with room for 50 concurrent runs.
 fn runtime() -> &'static StepRuntime {
     static RT: OnceLock<StepRuntime> = OnceLock::new();
-    RT.get_or_init(|| StepRuntime::builder().max_concurrency(64).build().expect("runtime"))
+    RT.get_or_init(|| {
+        StepRuntime::builder()
+            .max_concurrency(64)
+            .build()
+            .expect("runtime")
+    })
 }
 
 async fn status(tenant: &Arc<Tenant>, config: &https_step_core::StepConfig) -> Result<u16, String> {
-    match runtime().run(tenant, config, CONTEXT, Arc::new(|_: &str| {})).await {
+    match runtime()
+        .run(tenant, config, CONTEXT, Arc::new(|_: &str| {}))
+        .await
+    {
         Ok(Ok(outcome)) => Ok(outcome.response.map_or(0, |r| r.status)),
         Ok(Err(failure)) => Err(format!("{}: {}", failure.error.kind(), failure.error)),
         Err(host) => Err(host.to_string()),
@@ -63,7 +78,8 @@ async fn status(tenant: &Arc<Tenant>, config: &https_step_core::StepConfig) -> R
 }
 
 #[test]
-fn fifty_concurrent_cold_runs_of_one_tenant_make_one_token_request_and_tenants_never_share() -> anyhow::Result<()> {
+fn fifty_concurrent_cold_runs_of_one_tenant_make_one_token_request_and_tenants_never_share()
+-> anyhow::Result<()> {
     tokio().block_on(async {
         let (server, issued) = servers(3600).await?;
         let origin = server.origin();
@@ -80,14 +96,30 @@ fn fifty_concurrent_cold_runs_of_one_tenant_make_one_token_request_and_tenants_n
         for run in runs {
             assert_eq!(run.await?, Ok(200));
         }
-        assert_eq!(issued.load(Ordering::SeqCst), 1, "50 cold runs of one tenant: one token request");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "50 cold runs of one tenant: one token request"
+        );
 
         assert_eq!(status(&a, &config).await, Ok(200));
-        assert_eq!(issued.load(Ordering::SeqCst), 1, "a later run reuses the cached token");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            1,
+            "a later run reuses the cached token"
+        );
 
         assert_eq!(status(&b, &config).await, Ok(200));
-        assert_eq!(issued.load(Ordering::SeqCst), 2, "another tenant with the same grant gets its own token");
-        let tokens: Vec<Recorded> = server.requests().into_iter().filter(|r| r.path() == "/token").collect();
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "another tenant with the same grant gets its own token"
+        );
+        let tokens: Vec<Recorded> = server
+            .requests()
+            .into_iter()
+            .filter(|r| r.path() == "/token")
+            .collect();
         assert_eq!(tokens.len(), 2);
         anyhow::Ok(())
     })
@@ -106,7 +138,11 @@ fn a_token_is_replaced_ahead_of_its_expiry() -> anyhow::Result<()> {
         assert_eq!(issued.load(Ordering::SeqCst), 1, "still valid: reused");
         tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
         assert_eq!(status(&tenant, &config).await, Ok(200));
-        assert_eq!(issued.load(Ordering::SeqCst), 2, "within the margin of expiry: fetched again before use");
+        assert_eq!(
+            issued.load(Ordering::SeqCst),
+            2,
+            "within the margin of expiry: fetched again before use"
+        );
         anyhow::Ok(())
     })
 }

@@ -3,10 +3,10 @@
 //! body that expands past the cap (a "bomb", in each coding) stops there.
 
 use base64::Engine as _;
-use https_step_tests::loopback::{LoopbackServer, Reply};
-use std::io::Write as _;
 use https_step_host::Tenant;
+use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_tests::shared::{reset_peak_rss, status_kib, step_runtime, tokio};
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 /// Peak RSS is one figure per process: the tests take turns measuring it.
@@ -25,17 +25,31 @@ fn endless_body_is_cut_at_the_cap_with_bounded_host_memory() -> anyhow::Result<(
             server.origin()
         ))
         .config;
-        assert!(reset_peak_rss(), "cannot reset the peak RSS of this process");
+        assert!(
+            reset_peak_rss(),
+            "cannot reset the peak RSS of this process"
+        );
         let before = status_kib("VmRSS:");
         for _ in 0..3 {
-            let result = runtime.run(&tenant, &config, "{}", Arc::new(|_: &str| {})).await?;
+            let result = runtime
+                .run(&tenant, &config, "{}", Arc::new(|_: &str| {}))
+                .await?;
             let failure = result.expect_err("an endless body cannot succeed");
-            assert_eq!(failure.error.kind(), "response-too-large", "{}", failure.error);
+            assert_eq!(
+                failure.error.kind(),
+                "response-too-large",
+                "{}",
+                failure.error
+            );
         }
         let grown_mib = status_kib("VmHWM:").saturating_sub(before) / 1024;
         // The guest holds at most the cap (plus Vec growth) in its own linear
         // memory; the host must not buffer the stream on top of that.
-        assert!(grown_mib < 96, "peak RSS grew by {grown_mib} MiB for an {} MiB cap", cap >> 20);
+        assert!(
+            grown_mib < 96,
+            "peak RSS grew by {grown_mib} MiB for an {} MiB cap",
+            cap >> 20
+        );
         eprintln!("peak RSS growth over 3 endless-body runs with an 8 MiB cap: {grown_mib} MiB");
         Ok(())
     })
@@ -56,7 +70,10 @@ fn compression_bombs_stop_at_the_decoded_cap_with_bounded_memory() -> anyhow::Re
     let bombs = [
         ("gzip", gzip.finish()?),
         ("deflate", zlib.finish()?),
-        ("br", base64::engine::general_purpose::STANDARD.decode(BROTLI_BOMB_64_MIB)?),
+        (
+            "br",
+            base64::engine::general_purpose::STANDARD.decode(BROTLI_BOMB_64_MIB)?,
+        ),
     ];
     let _turn = MEASURING.lock().unwrap_or_else(|p| p.into_inner());
     let runtime = step_runtime();

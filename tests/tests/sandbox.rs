@@ -4,8 +4,8 @@
 //! while other tenants' concurrent runs succeed; a full runtime answers Busy
 //! and recovers.
 
-use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_host::{Error, HostLimits, StepRuntime, Tenant};
+use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_tests::shared::{step_runtime, tokio};
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
@@ -23,7 +23,9 @@ fn fault_runtime() -> &'static StepRuntime {
 }
 
 fn config(url: &str) -> https_step_core::StepConfig {
-    let parsed = https_step_core::parse_step_config(&serde_json::json!({"url": url, "timeout_ms": 5000}).to_string());
+    let parsed = https_step_core::parse_step_config(
+        &serde_json::json!({"url": url, "timeout_ms": 5000}).to_string(),
+    );
     assert!(parsed.problems.is_empty(), "{:?}", parsed.problems);
     parsed.config
 }
@@ -33,23 +35,43 @@ fn quiet() -> https_step_host::ProgressFn {
 }
 
 async fn ok_server() -> LoopbackServer {
-    LoopbackServer::https_for(&["127.0.0.1", "localhost", "mixed.test", "evil.test"], Arc::new(|_: &_| Reply::json(200, &serde_json::json!({"ok": true}))))
-        .await
-        .expect("server")
+    LoopbackServer::https_for(
+        &["127.0.0.1", "localhost", "mixed.test", "evil.test"],
+        Arc::new(|_: &_| Reply::json(200, &serde_json::json!({"ok": true}))),
+    )
+    .await
+    .expect("server")
 }
 
 /// Runs `url` for a tenant that trusts the server's certificate and has no
 /// allow entries but `allow`; returns the step's error kind (or "ok").
-async fn kind_of(server: &LoopbackServer, url: &str, allow: &[&str], resolve: &[(&str, &[&str])]) -> String {
-    let mut tenant = Tenant::builder("t").ca_certs_pem(server.ca_pem().unwrap_or_default().as_bytes()).expect("ca");
+async fn kind_of(
+    server: &LoopbackServer,
+    url: &str,
+    allow: &[&str],
+    resolve: &[(&str, &[&str])],
+) -> String {
+    let mut tenant = Tenant::builder("t")
+        .ca_certs_pem(server.ca_pem().unwrap_or_default().as_bytes())
+        .expect("ca");
     for a in allow {
         tenant = tenant.allow(a).expect("allow");
     }
     for (name, addrs) in resolve {
-        tenant = tenant.resolve(name, addrs.iter().map(|a| a.parse::<IpAddr>().expect("ip")).collect());
+        tenant = tenant.resolve(
+            name,
+            addrs
+                .iter()
+                .map(|a| a.parse::<IpAddr>().expect("ip"))
+                .collect(),
+        );
     }
     let tenant = Arc::new(tenant.build().expect("tenant"));
-    match step_runtime().run(&tenant, &config(url), "{}", quiet()).await.expect("runs") {
+    match step_runtime()
+        .run(&tenant, &config(url), "{}", quiet())
+        .await
+        .expect("runs")
+    {
         Ok(_) => "ok".into(),
         Err(f) => format!("{}: {}", f.error.kind(), f.error),
     }
@@ -72,10 +94,23 @@ fn every_blocked_address_class_is_refused_without_a_connection() {
             format!("http://127.0.0.1:{port}/"),
         ];
         for url in &cases {
-            let kind = kind_of(&server, url, &[], &[("evil.test", &["127.0.0.1"]), ("localhost", &["127.0.0.1", "::1"])]).await;
+            let kind = kind_of(
+                &server,
+                url,
+                &[],
+                &[
+                    ("evil.test", &["127.0.0.1"]),
+                    ("localhost", &["127.0.0.1", "::1"]),
+                ],
+            )
+            .await;
             assert!(kind.starts_with("denied:"), "{url}: {kind}");
         }
-        assert_eq!(server.connections(), 0, "a refused request must not connect");
+        assert_eq!(
+            server.connections(),
+            0,
+            "a refused request must not connect"
+        );
     });
 }
 
@@ -96,7 +131,13 @@ fn mixed_answers_are_dialled_only_to_allowed_addresses() {
         assert_eq!(kind, "ok");
         assert_eq!(server.connections(), 1);
         // All answers blocked: destination-IP-prohibited, no connection.
-        let kind = kind_of(&server, &format!("https://mixed.test:{port}/"), &[], &[("mixed.test", &["127.0.0.2", "127.0.0.1"])]).await;
+        let kind = kind_of(
+            &server,
+            &format!("https://mixed.test:{port}/"),
+            &[],
+            &[("mixed.test", &["127.0.0.2", "127.0.0.1"])],
+        )
+        .await;
         assert!(kind.contains("destination-IP-prohibited"), "{kind}");
         assert_eq!(server.connections(), 1);
     });
@@ -108,25 +149,55 @@ fn an_allowed_origin_unlocks_loopback() {
         let server = ok_server().await;
         let url = format!("https://127.0.0.1:{}/", server.port());
         assert_eq!(kind_of(&server, &url, &[&server.origin()], &[]).await, "ok");
-        assert_eq!(kind_of(&server, &url, &["https://127.0.0.0/8:*"], &[]).await, "ok");
+        assert_eq!(
+            kind_of(&server, &url, &["https://127.0.0.0/8:*"], &[]).await,
+            "ok"
+        );
     });
 }
 
 fn tenant_with(limits: HostLimits) -> Arc<Tenant> {
-    Arc::new(Tenant::builder("fault").limits(limits).build().expect("tenant"))
+    Arc::new(
+        Tenant::builder("fault")
+            .limits(limits)
+            .build()
+            .expect("tenant"),
+    )
 }
 
 /// Runs healthy steps for another tenant while `fault` runs; all must succeed.
-async fn others_succeed_during<F: std::future::Future<Output = Result<Result<https_step_host::StepOutcome, https_step_host::StepFailure>, Error>>>(
+async fn others_succeed_during<
+    F: std::future::Future<
+            Output = Result<
+                Result<https_step_host::StepOutcome, https_step_host::StepFailure>,
+                Error,
+            >,
+        >,
+>(
     fault: F,
 ) -> Error {
-    let server = LoopbackServer::http(Arc::new(|_: &_| Reply::json(200, &serde_json::json!({})))).await.expect("server");
-    let tenant = Arc::new(Tenant::builder("healthy").allow(&server.origin()).expect("allow").build().expect("tenant"));
+    let server = LoopbackServer::http(Arc::new(|_: &_| Reply::json(200, &serde_json::json!({}))))
+        .await
+        .expect("server");
+    let tenant = Arc::new(
+        Tenant::builder("healthy")
+            .allow(&server.origin())
+            .expect("allow")
+            .build()
+            .expect("tenant"),
+    );
     let healthy = async {
         let started = Instant::now();
         let mut done = 0;
         while started.elapsed() < Duration::from_millis(300) || done < 5 {
-            let r = step_runtime().run(&tenant, &config(&format!("{}/x", server.origin())), "{}", quiet()).await;
+            let r = step_runtime()
+                .run(
+                    &tenant,
+                    &config(&format!("{}/x", server.origin())),
+                    "{}",
+                    quiet(),
+                )
+                .await;
             assert!(matches!(r, Ok(Ok(_))), "a healthy run failed: {r:?}");
             done += 1;
         }
@@ -140,20 +211,48 @@ async fn others_succeed_during<F: std::future::Future<Output = Result<Result<htt
 #[test]
 fn an_infinite_loop_is_stopped_by_the_cpu_budget_while_others_run() {
     tokio().block_on(async {
-        let tenant = tenant_with(HostLimits { cpu_ms: 300, ..HostLimits::default() });
+        let tenant = tenant_with(HostLimits {
+            cpu_ms: 300,
+            ..HostLimits::default()
+        });
         let started = Instant::now();
-        let err = others_succeed_during(fault_runtime().run(&tenant, &config("fault://loop"), "{}", quiet())).await;
-        assert!(matches!(err, Error::ResourceLimit(ref m) if m.contains("CPU")), "{err}");
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+        let err = others_succeed_during(fault_runtime().run(
+            &tenant,
+            &config("fault://loop"),
+            "{}",
+            quiet(),
+        ))
+        .await;
+        assert!(
+            matches!(err, Error::ResourceLimit(ref m) if m.contains("CPU")),
+            "{err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     });
 }
 
 #[test]
 fn a_memory_bomb_hits_the_memory_limit_while_others_run() {
     tokio().block_on(async {
-        let tenant = tenant_with(HostLimits { memory_bytes: 32 << 20, ..HostLimits::default() });
-        let err = others_succeed_during(fault_runtime().run(&tenant, &config("fault://oom"), "{}", quiet())).await;
-        assert!(matches!(err, Error::ResourceLimit(ref m) if m.contains("memory")), "{err}");
+        let tenant = tenant_with(HostLimits {
+            memory_bytes: 32 << 20,
+            ..HostLimits::default()
+        });
+        let err = others_succeed_during(fault_runtime().run(
+            &tenant,
+            &config("fault://oom"),
+            "{}",
+            quiet(),
+        ))
+        .await;
+        assert!(
+            matches!(err, Error::ResourceLimit(ref m) if m.contains("memory")),
+            "{err}"
+        );
     });
 }
 
@@ -161,10 +260,18 @@ fn a_memory_bomb_hits_the_memory_limit_while_others_run() {
 fn a_trap_ends_only_its_own_run() {
     tokio().block_on(async {
         let tenant = tenant_with(HostLimits::default());
-        let err = others_succeed_during(fault_runtime().run(&tenant, &config("fault://trap"), "{}", quiet())).await;
+        let err = others_succeed_during(fault_runtime().run(
+            &tenant,
+            &config("fault://trap"),
+            "{}",
+            quiet(),
+        ))
+        .await;
         assert!(matches!(err, Error::GuestTrap { .. }), "{err}");
         // The same runtime keeps working.
-        let fine = fault_runtime().run(&tenant, &config("fault://nothing"), "{}", quiet()).await;
+        let fine = fault_runtime()
+            .run(&tenant, &config("fault://nothing"), "{}", quiet())
+            .await;
         assert!(matches!(fine, Ok(Ok(_))), "{fine:?}");
     });
 }
@@ -172,25 +279,65 @@ fn a_trap_ends_only_its_own_run() {
 #[test]
 fn a_full_runtime_answers_busy_and_recovers() {
     tokio().block_on(async {
-        let runtime = Arc::new(StepRuntime::builder().max_concurrency(2).build().expect("runtime"));
-        let server = Arc::new(LoopbackServer::http(Arc::new(|r: &https_step_tests::loopback::Recorded| {
-            if r.path() == "/slow" { Reply::Respond { status: 200, headers: vec![], body: vec![], delay_ms: 800 } } else { Reply::json(200, &serde_json::json!({})) }
-        }))
-        .await
-        .expect("server"));
-        let tenant = Arc::new(Tenant::builder("t").allow(&server.origin()).expect("allow").build().expect("tenant"));
+        let runtime = Arc::new(
+            StepRuntime::builder()
+                .max_concurrency(2)
+                .build()
+                .expect("runtime"),
+        );
+        let server = Arc::new(
+            LoopbackServer::http(Arc::new(|r: &https_step_tests::loopback::Recorded| {
+                if r.path() == "/slow" {
+                    Reply::Respond {
+                        status: 200,
+                        headers: vec![],
+                        body: vec![],
+                        delay_ms: 800,
+                    }
+                } else {
+                    Reply::json(200, &serde_json::json!({}))
+                }
+            }))
+            .await
+            .expect("server"),
+        );
+        let tenant = Arc::new(
+            Tenant::builder("t")
+                .allow(&server.origin())
+                .expect("allow")
+                .build()
+                .expect("tenant"),
+        );
         let slow = || {
-            let (runtime, tenant, url) = (runtime.clone(), tenant.clone(), format!("{}/slow", server.origin()));
+            let (runtime, tenant, url) = (
+                runtime.clone(),
+                tenant.clone(),
+                format!("{}/slow", server.origin()),
+            );
             tokio::spawn(async move { runtime.run(&tenant, &config(&url), "{}", quiet()).await })
         };
         let (a, b) = (slow(), slow());
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let busy = runtime.run(&tenant, &config(&format!("{}/x", server.origin())), "{}", quiet()).await;
+        let busy = runtime
+            .run(
+                &tenant,
+                &config(&format!("{}/x", server.origin())),
+                "{}",
+                quiet(),
+            )
+            .await;
         assert!(matches!(busy, Err(Error::Busy(2))), "{busy:?}");
         for h in [a, b] {
             assert!(matches!(h.await.expect("join"), Ok(Ok(_))));
         }
-        let again = runtime.run(&tenant, &config(&format!("{}/x", server.origin())), "{}", quiet()).await;
+        let again = runtime
+            .run(
+                &tenant,
+                &config(&format!("{}/x", server.origin())),
+                "{}",
+                quiet(),
+            )
+            .await;
         assert!(matches!(again, Ok(Ok(_))), "{again:?}");
     });
 }
@@ -198,18 +345,33 @@ fn a_full_runtime_answers_busy_and_recovers() {
 #[test]
 fn the_run_deadline_cancels_a_guest_blocked_on_io() {
     tokio().block_on(async {
-        let server = LoopbackServer::http(Arc::new(|_: &_| Reply::Hang)).await.expect("server");
+        let server = LoopbackServer::http(Arc::new(|_: &_| Reply::Hang))
+            .await
+            .expect("server");
         let tenant = Arc::new(
             Tenant::builder("t")
                 .allow(&server.origin())
                 .expect("allow")
-                .limits(HostLimits { max_run_ms: 500, ..HostLimits::default() })
+                .limits(HostLimits {
+                    max_run_ms: 500,
+                    ..HostLimits::default()
+                })
                 .build()
                 .expect("tenant"),
         );
         let started = Instant::now();
-        let r = step_runtime().run(&tenant, &config(&format!("{}/hang", server.origin())), "{}", quiet()).await;
-        assert!(matches!(r, Err(Error::ResourceLimit(ref m)) if m.contains("max_run_ms")), "{r:?}");
+        let r = step_runtime()
+            .run(
+                &tenant,
+                &config(&format!("{}/hang", server.origin())),
+                "{}",
+                quiet(),
+            )
+            .await;
+        assert!(
+            matches!(r, Err(Error::ResourceLimit(ref m)) if m.contains("max_run_ms")),
+            "{r:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(3));
     });
 }

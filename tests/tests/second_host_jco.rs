@@ -32,11 +32,14 @@ fn sources() -> PathBuf {
 fn transpiled() -> Result<PathBuf> {
     // The tests of this binary run in parallel threads: one prepares.
     static STEP_JS: Mutex<Option<PathBuf>> = Mutex::new(None);
-    let mut prepared = STEP_JS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut prepared = STEP_JS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(path) = &*prepared {
         return Ok(path.clone());
     }
-    let dir = https_step_tests::shared::npm_packages(&sources(), Path::new(env!("CARGO_TARGET_TMPDIR")))?;
+    let dir =
+        https_step_tests::shared::npm_packages(&sources(), Path::new(env!("CARGO_TARGET_TMPDIR")))?;
     // The component of this build, transpiled afresh (a second or so).
     let wasm = dir.join("step.wasm");
     std::fs::write(&wasm, https_step_guest_artifact::WASM)?;
@@ -46,8 +49,21 @@ fn transpiled() -> Result<PathBuf> {
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&out);
     run(Command::new(dir.join("node_modules/.bin/jco"))
-        .args(["transpile", "step.wasm", "-o", "out", "--name", "step", "--quiet"])
-        .args(["--map", "wasi:keyvalue/store=../keyvalue-store.js", "--map", "wasi:keyvalue/atomics=../keyvalue-atomics.js"])
+        .args([
+            "transpile",
+            "step.wasm",
+            "-o",
+            "out",
+            "--name",
+            "step",
+            "--quiet",
+        ])
+        .args([
+            "--map",
+            "wasi:keyvalue/store=../keyvalue-store.js",
+            "--map",
+            "wasi:keyvalue/atomics=../keyvalue-atomics.js",
+        ])
         .current_dir(&dir))?;
     std::fs::write(out.join("package.json"), r#"{"type": "module"}"#)?;
     let step_js = out.join("step.js");
@@ -59,7 +75,10 @@ fn transpiled() -> Result<PathBuf> {
 fn node(request: Value) -> Result<Value> {
     let step_js = transpiled()?;
     let file = TempJson::new("https-step-jco", &request)?;
-    let out = run(Command::new("node").arg(sources().join("run.mjs")).arg(&step_js).arg(file.path()))?;
+    let out = run(Command::new("node")
+        .arg(sources().join("run.mjs"))
+        .arg(&step_js)
+        .arg(file.path()))?;
     let line = out.lines().last().unwrap_or_default();
     serde_json::from_str(line).with_context(|| format!("node printed {out:?}"))
 }
@@ -78,12 +97,20 @@ fn upstream(replies: Vec<Reply>) -> Result<LoopbackServer> {
 #[test]
 fn get_with_query_and_a_template_from_the_context() -> Result<()> {
     let server = upstream(vec![Reply::json(200, &json!({"id": "usr_7"}))])?;
-    let mut step = config(&format!("{}/users/{{{{ user.id }}}}", server.origin()), "get");
+    let mut step = config(
+        &format!("{}/users/{{{{ user.id }}}}", server.origin()),
+        "get",
+    );
     step["query"] = json!([{"key": "fields", "value": "id name"}, {"key": "tag", "value": "a&b"}]);
-    let out = node(json!({"command": "run", "config": step, "context": json!({"user": {"id": "7/x"}}).to_string()}))?;
+    let out = node(
+        json!({"command": "run", "config": step, "context": json!({"user": {"id": "7/x"}}).to_string()}),
+    )?;
     assert_eq!(out["ok"], json!(true), "{out:#}");
     assert_eq!(out["outcome"]["response"]["status"], json!(200));
-    assert_eq!(out["outcome"]["response"]["json"], json!(r#"{"id":"usr_7"}"#));
+    assert_eq!(
+        out["outcome"]["response"]["json"],
+        json!(r#"{"id":"usr_7"}"#)
+    );
     let seen = server.requests();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].target, "/users/7%2Fx?fields=id%20name&tag=a%26b");
@@ -92,20 +119,42 @@ fn get_with_query_and_a_template_from_the_context() -> Result<()> {
 
 #[test]
 fn a_signed_post_is_retried_with_one_idempotency_key() -> Result<()> {
-    let server = upstream(vec![Reply::json(503, &json!({})), Reply::json(503, &json!({})), Reply::json(201, &json!({"id": "ord_1"}))])?;
+    let server = upstream(vec![
+        Reply::json(503, &json!({})),
+        Reply::json(503, &json!({})),
+        Reply::json(201, &json!({"id": "ord_1"})),
+    ])?;
     let mut step = config(&format!("{}/v1/orders", server.origin()), "post");
     step["body"] = json!({"tag": "json", "val": r#"{"sku":"BOOK-42"}"#});
     step["signing"] = json!({"secrets": ["jco_signing_secret"], "scheme": "persona"});
     step["retry"] = json!({"intervalsMs": [50, 50]});
     step["expectedStatus"] = json!([{"tag": "code", "val": 201}]);
     let out = node(json!({"command": "run", "config": step}))?;
-    assert_eq!((out["ok"].clone(), out["outcome"]["response"]["status"].clone()), (json!(true), json!(201)), "{out:#}");
-    let waits: Vec<Value> = out["outcome"]["attempts"].as_array().context("attempts")?.iter().map(|a| a["waitReason"].clone()).collect();
+    assert_eq!(
+        (
+            out["ok"].clone(),
+            out["outcome"]["response"]["status"].clone()
+        ),
+        (json!(true), json!(201)),
+        "{out:#}"
+    );
+    let waits: Vec<Value> = out["outcome"]["attempts"]
+        .as_array()
+        .context("attempts")?
+        .iter()
+        .map(|a| a["waitReason"].clone())
+        .collect();
     assert_eq!(waits, [json!("interval"), json!("interval"), Value::Null]);
     let seen = server.requests();
     assert_eq!(seen.len(), 3);
-    let keys: Vec<Vec<&str>> = seen.iter().map(|r| r.header_values("idempotency-key")).collect();
-    assert!(keys[0].len() == 1 && keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+    let keys: Vec<Vec<&str>> = seen
+        .iter()
+        .map(|r| r.header_values("idempotency-key"))
+        .collect();
+    assert!(
+        keys[0].len() == 1 && keys.iter().all(|k| k == &keys[0]),
+        "{keys:?}"
+    );
     let signing = json!({"secret": "jco_signing_secret", "scheme": "persona"});
     for r in &seen {
         https_step_tests::signature::verify_both(&signing, r).map_err(anyhow::Error::msg)?;
@@ -122,7 +171,11 @@ fn the_guests_own_deadline_holds_without_the_shims_timeouts() -> Result<()> {
     let out = node(json!({"command": "run", "config": step}))?;
     assert_eq!(out["ok"], json!(false), "{out:#}");
     assert_eq!(out["failure"]["error"]["tag"], json!("timeout"), "{out:#}");
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -133,8 +186,17 @@ fn validate_lists_every_problem() -> Result<()> {
     step["body"] = json!({"tag": "text", "val": {"text": "x"}});
     step["timeoutMs"] = json!(0);
     let out = node(json!({"command": "validate", "config": step}))?;
-    let paths: Vec<&str> = out["problems"].as_array().context("problems")?.iter().filter_map(|p| p["path"].as_str()).collect();
-    assert_eq!(paths, ["url", "headers[0].value", "body", "timeout_ms"], "{out:#}");
+    let paths: Vec<&str> = out["problems"]
+        .as_array()
+        .context("problems")?
+        .iter()
+        .filter_map(|p| p["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        ["url", "headers[0].value", "body", "timeout_ms"],
+        "{out:#}"
+    );
     Ok(())
 }
 
@@ -142,14 +204,25 @@ fn validate_lists_every_problem() -> Result<()> {
 fn the_component_imports_only_standard_wasi_interfaces() -> Result<()> {
     let step_js = transpiled()?;
     let dir = step_js.parent().and_then(Path::parent).context("dir")?;
-    let wit = run(Command::new(dir.join("node_modules/.bin/jco")).args(["wit", "step.wasm"]).current_dir(dir))?;
-    let imports: Vec<&str> = wit.lines().filter_map(|l| l.trim().strip_prefix("import ")).map(|l| l.trim_end_matches(';')).collect();
+    let wit = run(Command::new(dir.join("node_modules/.bin/jco"))
+        .args(["wit", "step.wasm"])
+        .current_dir(dir))?;
+    let imports: Vec<&str> = wit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("import "))
+        .map(|l| l.trim_end_matches(';'))
+        .collect();
     assert!(imports.len() > 5, "{wit}");
     for import in imports {
-        let standard = import.starts_with("wasi:") && (import.ends_with("@0.2.12") || import.starts_with("wasi:keyvalue/") && import.ends_with("@0.2.0-draft"));
+        let standard = import.starts_with("wasi:")
+            && (import.ends_with("@0.2.12")
+                || import.starts_with("wasi:keyvalue/") && import.ends_with("@0.2.0-draft"));
         // The world's own `types` interface only carries type definitions.
         let own_types = import == "workflow:https-step/types@0.2.0";
-        assert!(standard || own_types, "non-standard import {import:?} in\n{wit}");
+        assert!(
+            standard || own_types,
+            "non-standard import {import:?} in\n{wit}"
+        );
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 #[test]
 fn soak_smoke_run() -> anyhow::Result<()> {
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let report = tokio.block_on(https_step_tests::soak::run(400, 10))?;
     eprintln!("{report}");
     Ok(())

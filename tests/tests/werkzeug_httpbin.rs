@@ -28,7 +28,12 @@ fn start(dir: &Path, app: &str) -> Result<(Server, u16)> {
     std::fs::write(dir.join("cert.pem"), cert.pem())?;
     std::fs::write(dir.join("key.pem"), key.serialize_pem())?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("servers/werkzeug_server.py");
-    let args = [script, app.into(), dir.join("cert.pem"), dir.join("key.pem")];
+    let args = [
+        script,
+        app.into(),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    ];
     let mut server = Server::start(Path::new(env!("CARGO_TARGET_TMPDIR")), &args)?;
     let port = server.printed_port()?;
     Ok((server, port))
@@ -39,11 +44,19 @@ async fn step(runtime: &StepRuntime, dir: &Path, origin: &str, config: Value) ->
     let path = dir.join("step.json");
     std::fs::write(&path, config.to_string())?;
     let ca = dir.join("cert.pem");
-    let args: Vec<String> = ["run", &path.display().to_string(), "--allow", origin, "--ca-cert", &ca.display().to_string()]
-        .map(String::from)
-        .to_vec();
+    let args: Vec<String> = [
+        "run",
+        &path.display().to_string(),
+        "--allow",
+        origin,
+        "--ca-cert",
+        &ca.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
     let run = run_cli(runtime, &args).await;
-    let out: Value = serde_json::from_str(run.stdout.trim()).with_context(|| format!("stdout {:?}, stderr {:?}", run.stdout, run.stderr))?;
+    let out: Value = serde_json::from_str(run.stdout.trim())
+        .with_context(|| format!("stdout {:?}, stderr {:?}", run.stdout, run.stderr))?;
     if run.exit != 0 {
         bail!("step {config} failed: {out:#}\n{}", run.stderr);
     }
@@ -51,11 +64,16 @@ async fn step(runtime: &StepRuntime, dir: &Path, origin: &str, config: Value) ->
 }
 
 fn header<'a>(out: &'a Value, name: &str) -> Option<&'a str> {
-    out["headers"].as_array()?.iter().find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))?[1].as_str()
+    out["headers"]
+        .as_array()?
+        .iter()
+        .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))?[1]
+        .as_str()
 }
 
 #[test]
-fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_werkzeug_httpbin() -> Result<()> {
+fn every_method_body_coding_and_a_pinned_self_signed_certificate_work_against_werkzeug_httpbin()
+-> Result<()> {
     let dir = std::env::temp_dir().join(format!("https-step-httpbin-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (server, port) = start(&dir, "httpbin")?;
@@ -139,7 +157,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn multipart_and_binary_uploads_are_read_back_exactly_by_werkzeug() -> Result<()> {
     use base64::Engine as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let dir = std::env::temp_dir().join(format!("https-step-werkzeug-multipart-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "https-step-werkzeug-multipart-{}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir)?;
     let (server, port) = start(&dir, "multipart")?;
     let origin = format!("https://127.0.0.1:{port}");

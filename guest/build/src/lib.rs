@@ -50,7 +50,10 @@ pub fn proxy_component(package: &str, inputs: &[&str]) -> Result<PathBuf> {
 
 /// `OUT_DIR/<package>.wasm`.
 fn out_file(package: &str) -> Result<PathBuf> {
-    Ok(PathBuf::from(std::env::var("OUT_DIR")?).join(format!("{}.wasm", package.replace('-', "_"))))
+    Ok(
+        PathBuf::from(std::env::var("OUT_DIR")?)
+            .join(format!("{}.wasm", package.replace('-', "_"))),
+    )
 }
 
 /// Runs the nested build of `package` for `target`; the built file's path.
@@ -63,14 +66,22 @@ fn build(package: &str, target: &str, inputs: &[&str]) -> Result<PathBuf> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // One target directory for every component, beside the outer build's
     // (`target/wasm-guests`), so their common dependencies compile once.
-    let target_dir = out_dir
-        .ancestors()
-        .nth(4)
-        .map_or_else(|| out_dir.join("target"), |target| target.join("wasm-guests"));
+    let target_dir = out_dir.ancestors().nth(4).map_or_else(
+        || out_dir.join("target"),
+        |target| target.join("wasm-guests"),
+    );
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--package", package, "--target", target, "--profile", "guest"])
+        .args([
+            "build",
+            "--package",
+            package,
+            "--target",
+            target,
+            "--profile",
+            "guest",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // The host's flags are not meant for the guest.
@@ -83,7 +94,10 @@ fn build(package: &str, target: &str, inputs: &[&str]) -> Result<PathBuf> {
     if !status.success() {
         bail!("building the component {package} failed (see the output above)");
     }
-    Ok(target_dir.join(target).join("guest").join(format!("{}.wasm", package.replace('-', "_"))))
+    Ok(target_dir
+        .join(target)
+        .join("guest")
+        .join(format!("{}.wasm", package.replace('-', "_"))))
 }
 
 /// The workspace root: the nearest ancestor of the calling package whose
@@ -92,7 +106,9 @@ fn workspace_root() -> Result<PathBuf> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     manifest_dir
         .ancestors()
-        .find(|dir| std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|m| m.contains("[workspace]")))
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|m| m.contains("[workspace]"))
+        })
         .map(Path::to_path_buf)
         .context("no workspace root above the package")
 }
@@ -115,7 +131,9 @@ fn ensure_target_installed(target: &str) -> Result<()> {
     if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
         cmd.args(["--toolchain", &toolchain]);
     }
-    let status = cmd.status().with_context(|| format!("running `rustup target add {target}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("running `rustup target add {target}`"))?;
     if !status.success() {
         bail!("the {target} target is missing and `rustup target add {target}` failed");
     }

@@ -7,7 +7,10 @@
 //! [`Redactor`](crate::run) must hide.
 
 use crate::headers::{check_header, check_value};
-use crate::model::{ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Oauth2ClientAuth, Oauth2ClientCredentials, Problem, StepConfig};
+use crate::model::{
+    ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Oauth2ClientAuth, Oauth2ClientCredentials, Problem,
+    StepConfig,
+};
 use base64::Engine as _;
 
 /// Largest `expiry_margin_s`: an hour, the lifetime of most tokens.
@@ -15,7 +18,13 @@ const MAX_EXPIRY_MARGIN_S: u32 = 3600;
 /// Largest `default_lifetime_s`: a day.
 const MAX_DEFAULT_LIFETIME_S: u32 = 86_400;
 /// Token request parameters the step sets itself (RFC 6749 §4.4.2, §2.3.1).
-const RESERVED_PARAMS: [&str; 5] = ["grant_type", "client_id", "client_secret", "scope", "audience"];
+const RESERVED_PARAMS: [&str; 5] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+];
 
 impl Oauth2ClientCredentials {
     /// `client_auth` with its default (`basic`) applied.
@@ -40,25 +49,40 @@ impl ApiKeyAuth {
 
 /// Every problem of `config.auth` and of headers that would fight with it.
 pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
-    let Some(auth) = &config.auth else { return Vec::new() };
+    let Some(auth) = &config.auth else {
+        return Vec::new();
+    };
     let mut problems = Vec::new();
     let sets = |name: &str| {
-        config.headers.iter().position(|kv| kv.key.eq_ignore_ascii_case(name)).map(|i| {
-            Problem::new(
-                format!("headers[{i}].key"),
-                format!("{name} is set by auth; remove this header or the auth"),
-            )
-        })
+        config
+            .headers
+            .iter()
+            .position(|kv| kv.key.eq_ignore_ascii_case(name))
+            .map(|i| {
+                Problem::new(
+                    format!("headers[{i}].key"),
+                    format!("{name} is set by auth; remove this header or the auth"),
+                )
+            })
     };
     match auth {
         Auth::Basic(basic) => {
             if basic.username.contains(':') {
                 // RFC 7617 §2: the user-id cannot contain a colon, which separates it from the password.
-                problems.push(Problem::new("auth.basic.username", "must not contain \":\" (RFC 7617 §2)"));
+                problems.push(Problem::new(
+                    "auth.basic.username",
+                    "must not contain \":\" (RFC 7617 §2)",
+                ));
             }
-            for (field, value) in [("auth.basic.username", &basic.username), ("auth.basic.password", &basic.password)] {
+            for (field, value) in [
+                ("auth.basic.username", &basic.username),
+                ("auth.basic.password", &basic.password),
+            ] {
                 if value.chars().any(char::is_control) {
-                    problems.push(Problem::new(field, "must not contain control characters (RFC 7617 §2)"));
+                    problems.push(Problem::new(
+                        field,
+                        "must not contain control characters (RFC 7617 §2)",
+                    ));
                 }
             }
             problems.extend(sets("Authorization"));
@@ -72,12 +96,16 @@ pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
         }
         Auth::ApiKey(key) => match key.placement() {
             ApiKeyIn::Header => {
-                problems.extend(check_header("auth.api_key", &key.name, &key.value).into_iter().map(|mut p| {
-                    if p.path == "auth.api_key.key" {
-                        p.path = "auth.api_key.name".into();
-                    }
-                    p
-                }));
+                problems.extend(
+                    check_header("auth.api_key", &key.name, &key.value)
+                        .into_iter()
+                        .map(|mut p| {
+                            if p.path == "auth.api_key.key" {
+                                p.path = "auth.api_key.name".into();
+                            }
+                            p
+                        }),
+                );
                 problems.extend(sets(&key.name));
             }
             ApiKeyIn::Query => {
@@ -98,16 +126,26 @@ pub(crate) fn check(config: &StepConfig) -> Vec<Problem> {
 fn check_grant(grant: &Oauth2ClientCredentials, problems: &mut Vec<Problem>) {
     const AT: &str = "auth.oauth2_client_credentials";
     crate::checks::check_url_field(&format!("{AT}.token_url"), &grant.token_url, problems);
-    for (field, value) in [("client_id", &grant.client_id), ("client_secret", &grant.client_secret)] {
+    for (field, value) in [
+        ("client_id", &grant.client_id),
+        ("client_secret", &grant.client_secret),
+    ] {
         if value.is_empty() {
             problems.push(Problem::new(format!("{AT}.{field}"), "is empty"));
         } else if value.chars().any(char::is_control) {
-            problems.push(Problem::new(format!("{AT}.{field}"), "must not contain control characters"));
+            problems.push(Problem::new(
+                format!("{AT}.{field}"),
+                "must not contain control characters",
+            ));
         }
     }
     // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), separated by spaces.
     if let Some(scope) = &grant.scope
-        && scope.split(' ').any(|t| t.is_empty() || t.bytes().any(|b| !matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E)))
+        && scope.split(' ').any(|t| {
+            t.is_empty()
+                || t.bytes()
+                    .any(|b| !matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+        })
     {
         problems.push(Problem::new(
             format!("{AT}.scope"),
@@ -124,22 +162,44 @@ fn check_grant(grant: &Oauth2ClientCredentials, problems: &mut Vec<Problem>) {
             ));
         }
     }
-    if grant.expiry_margin_s.is_some_and(|m| m > MAX_EXPIRY_MARGIN_S) {
-        problems.push(Problem::new(format!("{AT}.expiry_margin_s"), format!("must be at most {MAX_EXPIRY_MARGIN_S}")));
+    if grant
+        .expiry_margin_s
+        .is_some_and(|m| m > MAX_EXPIRY_MARGIN_S)
+    {
+        problems.push(Problem::new(
+            format!("{AT}.expiry_margin_s"),
+            format!("must be at most {MAX_EXPIRY_MARGIN_S}"),
+        ));
     }
-    if grant.default_lifetime_s.is_some_and(|l| l == 0 || l > MAX_DEFAULT_LIFETIME_S) {
-        problems.push(Problem::new(format!("{AT}.default_lifetime_s"), format!("must be from 1 to {MAX_DEFAULT_LIFETIME_S}")));
+    if grant
+        .default_lifetime_s
+        .is_some_and(|l| l == 0 || l > MAX_DEFAULT_LIFETIME_S)
+    {
+        problems.push(Problem::new(
+            format!("{AT}.default_lifetime_s"),
+            format!("must be from 1 to {MAX_DEFAULT_LIFETIME_S}"),
+        ));
     }
     if let Some(refresh) = &grant.refresh_on {
         for (i, status) in refresh.status.iter().flatten().enumerate() {
             if !(100..=599).contains(status) {
-                problems.push(Problem::new(format!("{AT}.refresh_on.status[{i}]"), format!("{status} is not an HTTP status (100-599)")));
+                problems.push(Problem::new(
+                    format!("{AT}.refresh_on.status[{i}]"),
+                    format!("{status} is not an HTTP status (100-599)"),
+                ));
             }
         }
         if let Some(body) = &refresh.body {
-            crate::checks::check_pointer(&format!("{AT}.refresh_on.body.pointer"), &body.pointer, problems);
+            crate::checks::check_pointer(
+                &format!("{AT}.refresh_on.body.pointer"),
+                &body.pointer,
+                problems,
+            );
             if body.values.is_empty() {
-                problems.push(Problem::new(format!("{AT}.refresh_on.body.values"), "is empty; list the values that signal an expired token"));
+                problems.push(Problem::new(
+                    format!("{AT}.refresh_on.body.values"),
+                    "is empty; list the values that signal an expired token",
+                ));
             }
         }
     }
@@ -159,7 +219,10 @@ pub(crate) enum Credential {
 /// The header or query parameter that carries `auth`.
 pub(crate) fn credential(auth: &Auth) -> Credential {
     match auth {
-        Auth::Basic(b) => Credential::Header(KeyValue::new("Authorization", format!("Basic {}", basic_token(&b.username, &b.password)))),
+        Auth::Basic(b) => Credential::Header(KeyValue::new(
+            "Authorization",
+            format!("Basic {}", basic_token(&b.username, &b.password)),
+        )),
         Auth::Bearer(b) => Credential::Header(bearer(&b.token)),
         Auth::ApiKey(k) => {
             let kv = KeyValue::new(k.name.clone(), k.value.clone());
@@ -181,7 +244,9 @@ pub(crate) fn bearer(token: &str) -> KeyValue {
 /// redirect leaves the origin, like `Authorization`.
 pub(crate) fn header_name(auth: &Auth) -> Option<&str> {
     match auth {
-        Auth::Basic(_) | Auth::Bearer(_) | Auth::Oauth2ClientCredentials(_) => Some("Authorization"),
+        Auth::Basic(_) | Auth::Bearer(_) | Auth::Oauth2ClientCredentials(_) => {
+            Some("Authorization")
+        }
         Auth::ApiKey(k) => (k.placement() == ApiKeyIn::Header).then_some(k.name.as_str()),
     }
 }
@@ -213,15 +278,26 @@ mod tests {
     use crate::model::{BasicAuth, BearerAuth};
 
     fn config(auth: Auth) -> StepConfig {
-        StepConfig { auth: Some(auth), ..StepConfig::get("https://api.test/") }
+        StepConfig {
+            auth: Some(auth),
+            ..StepConfig::get("https://api.test/")
+        }
     }
 
     #[test]
     fn basic_is_rfc7617_utf8() {
         // RFC 7617 §2: "Aladdin" / "open sesame" → QWxhZGRpbjpvcGVuIHNlc2FtZQ==.
-        let auth = Auth::Basic(BasicAuth { username: "Aladdin".into(), password: "open sesame".into() });
-        let Credential::Header(h) = credential(&auth) else { panic!("a header") };
-        assert_eq!((h.key.as_str(), h.value.as_str()), ("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="));
+        let auth = Auth::Basic(BasicAuth {
+            username: "Aladdin".into(),
+            password: "open sesame".into(),
+        });
+        let Credential::Header(h) = credential(&auth) else {
+            panic!("a header")
+        };
+        assert_eq!(
+            (h.key.as_str(), h.value.as_str()),
+            ("Authorization", "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")
+        );
         // RFC 7617 §2.1 example with charset="UTF-8": "test" / "123£" → dGVzdDoxMjPCow==.
         assert_eq!(basic_token("test", "123£"), "dGVzdDoxMjPCow==");
         assert!(secrets(&auth).contains(&"QWxhZGRpbjpvcGVuIHNlc2FtZQ==".to_string()));
@@ -229,12 +305,19 @@ mod tests {
 
     #[test]
     fn problems_name_the_field() {
-        let colon = config(Auth::Basic(BasicAuth { username: "a:b".into(), password: "p".into() }));
+        let colon = config(Auth::Basic(BasicAuth {
+            username: "a:b".into(),
+            password: "p".into(),
+        }));
         assert_eq!(check(&colon)[0].path, "auth.basic.username");
         let mut both = config(Auth::Bearer(BearerAuth { token: "t".into() }));
         both.headers = vec![KeyValue::new("authorization", "Bearer x")];
         assert_eq!(check(&both)[0].path, "headers[0].key");
-        let bad_name = config(Auth::ApiKey(ApiKeyAuth { name: "X Key".into(), value: "v".into(), location: None }));
+        let bad_name = config(Auth::ApiKey(ApiKeyAuth {
+            name: "X Key".into(),
+            value: "v".into(),
+            location: None,
+        }));
         assert_eq!(check(&bad_name)[0].path, "auth.api_key.name");
         let empty = config(Auth::Bearer(BearerAuth { token: " ".into() }));
         assert_eq!(check(&empty)[0].path, "auth.bearer.token");
@@ -242,9 +325,18 @@ mod tests {
 
     #[test]
     fn api_key_goes_where_it_is_told() {
-        let key = |location| Auth::ApiKey(ApiKeyAuth { name: "api_key".into(), value: "k1".into(), location });
+        let key = |location| {
+            Auth::ApiKey(ApiKeyAuth {
+                name: "api_key".into(),
+                value: "k1".into(),
+                location,
+            })
+        };
         assert!(matches!(credential(&key(None)), Credential::Header(_)));
-        assert!(matches!(credential(&key(Some(ApiKeyIn::Query))), Credential::Query(_)));
+        assert!(matches!(
+            credential(&key(Some(ApiKeyIn::Query))),
+            Credential::Query(_)
+        ));
         assert_eq!(header_name(&key(Some(ApiKeyIn::Query))), None);
     }
 }

@@ -33,31 +33,55 @@ pub struct Encoded<'a> {
 
 /// Encodes `body`; `boundary` is asked for once, for a multipart body. A
 /// problem only for base64 that [`check_base64`] would have refused.
-pub fn encode<'a>(body: &'a Body, boundary: &mut dyn FnMut() -> String) -> Result<Encoded<'a>, Problem> {
+pub fn encode<'a>(
+    body: &'a Body,
+    boundary: &mut dyn FnMut() -> String,
+) -> Result<Encoded<'a>, Problem> {
     let (bytes, content_type): (Vec<u8>, Option<Cow<'a, str>>) = match body {
-        Body::Json(text) => (text.as_str().as_bytes().to_vec(), Some("application/json".into())),
+        Body::Json(text) => (
+            text.as_str().as_bytes().to_vec(),
+            Some("application/json".into()),
+        ),
         Body::Form(fields) => {
             let encoded = url::form_urlencoded::Serializer::new(String::new())
                 .extend_pairs(fields.iter().map(|kv| (&kv.key, &kv.value)))
                 .finish();
-            (encoded.into_bytes(), Some("application/x-www-form-urlencoded".into()))
+            (
+                encoded.into_bytes(),
+                Some("application/x-www-form-urlencoded".into()),
+            )
         }
         Body::Text(t) => (
             t.text.as_bytes().to_vec(),
-            Some(t.content_type.as_deref().unwrap_or("text/plain; charset=utf-8").into()),
+            Some(
+                t.content_type
+                    .as_deref()
+                    .unwrap_or("text/plain; charset=utf-8")
+                    .into(),
+            ),
         ),
         Body::Binary(b) => {
             let mut bytes = Vec::with_capacity(base64::decoded_len_estimate(b.base64.len()));
-            append_base64(&b.base64, &mut bytes).map_err(|e| Problem::new("body.binary.base64", e))?;
-            (bytes, Some(b.content_type.as_deref().unwrap_or(OCTET_STREAM).into()))
+            append_base64(&b.base64, &mut bytes)
+                .map_err(|e| Problem::new("body.binary.base64", e))?;
+            (
+                bytes,
+                Some(b.content_type.as_deref().unwrap_or(OCTET_STREAM).into()),
+            )
         }
         Body::Multipart(parts) => {
             let boundary = boundary();
             let bytes = multipart(parts, &boundary)?;
-            (bytes, Some(format!("multipart/form-data; boundary={boundary}").into()))
+            (
+                bytes,
+                Some(format!("multipart/form-data; boundary={boundary}").into()),
+            )
         }
     };
-    Ok(Encoded { bytes, content_type })
+    Ok(Encoded {
+        bytes,
+        content_type,
+    })
 }
 
 /// A multipart boundary from 16 random bytes: 128 bits chosen after the
@@ -70,12 +94,17 @@ pub fn boundary(random: &[u8]) -> String {
 
 /// Checks that `text` is base64 the step decodes, without keeping the bytes.
 pub fn check_base64(field: &str, text: &str) -> Option<Problem> {
-    std::io::copy(&mut decoder(text), &mut std::io::sink()).err().map(|e| Problem::new(field, describe(&e)))
+    std::io::copy(&mut decoder(text), &mut std::io::sink())
+        .err()
+        .map(|e| Problem::new(field, describe(&e)))
 }
 
 /// Decodes `text` onto the end of `out`.
 fn append_base64(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    decoder(text).read_to_end(out).map(drop).map_err(|e| describe(&e))
+    decoder(text)
+        .read_to_end(out)
+        .map(drop)
+        .map_err(|e| describe(&e))
 }
 
 fn decoder(text: &str) -> base64::read::DecoderReader<'static, GeneralPurpose, SkipWhitespace<'_>> {
@@ -90,7 +119,9 @@ impl Read for SkipWhitespace<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let mut n = 0;
         while n < buf.len() {
-            let Some((&b, rest)) = self.0.split_first() else { break };
+            let Some((&b, rest)) = self.0.split_first() else {
+                break;
+            };
             self.0 = rest;
             if !b.is_ascii_whitespace() {
                 buf[n] = b;
@@ -106,15 +137,28 @@ fn describe(e: &std::io::Error) -> String {
     use base64::DecodeError as D;
     let detail = match e.get_ref().and_then(|inner| inner.downcast_ref::<D>()) {
         Some(D::InvalidByte(offset, byte)) if matches!(byte, b'-' | b'_') => {
-            format!("{:?} at offset {offset} belongs to the URL-safe alphabet; give standard base64 (+ and /)", char::from(*byte))
+            format!(
+                "{:?} at offset {offset} belongs to the URL-safe alphabet; give standard base64 (+ and /)",
+                char::from(*byte)
+            )
         }
-        Some(D::InvalidByte(offset, byte)) => format!("{:?} at offset {offset} is not a base64 character", char::from(*byte)),
-        Some(D::InvalidLength(_)) => "its length is not a whole number of base64 groups (a character is missing or extra)".into(),
-        Some(D::InvalidLastSymbol(offset, _)) => format!("the last character (offset {offset}) has bits that encode nothing; it is truncated or altered"),
+        Some(D::InvalidByte(offset, byte)) => format!(
+            "{:?} at offset {offset} is not a base64 character",
+            char::from(*byte)
+        ),
+        Some(D::InvalidLength(_)) => {
+            "its length is not a whole number of base64 groups (a character is missing or extra)"
+                .into()
+        }
+        Some(D::InvalidLastSymbol(offset, _)) => format!(
+            "the last character (offset {offset}) has bits that encode nothing; it is truncated or altered"
+        ),
         Some(D::InvalidPadding) => "its = padding is misplaced".into(),
         None => e.to_string(),
     };
-    format!("is not valid base64 (RFC 4648 §4, white space ignored; offsets count without it): {detail}")
+    format!(
+        "is not valid base64 (RFC 4648 §4, white space ignored; offsets count without it): {detail}"
+    )
 }
 
 /// The multipart body: each part as RFC 7578 §4 frames it, in order, then
@@ -125,8 +169,15 @@ fn multipart(parts: &[MultipartPart], boundary: &str) -> Result<Vec<u8>, Problem
     let size: usize = parts
         .iter()
         .map(|p| {
-            let content = p.value.as_ref().map_or_else(|| base64::decoded_len_estimate(p.base64.as_ref().map_or(0, String::len)), String::len);
-            framing + p.name.len() + p.filename.as_ref().map_or(0, String::len) + p.content_type.as_ref().map_or(0, String::len) + content
+            let content = p.value.as_ref().map_or_else(
+                || base64::decoded_len_estimate(p.base64.as_ref().map_or(0, String::len)),
+                String::len,
+            );
+            framing
+                + p.name.len()
+                + p.filename.as_ref().map_or(0, String::len)
+                + p.content_type.as_ref().map_or(0, String::len)
+                + content
         })
         .sum();
     let mut out = Vec::with_capacity(size + boundary.len() + 8);
@@ -142,7 +193,8 @@ fn multipart(parts: &[MultipartPart], boundary: &str) -> Result<Vec<u8>, Problem
             out.push(b'"');
         }
         out.extend_from_slice(b"\r\n");
-        let default_type = (part.filename.is_some() || part.base64.is_some()).then_some(OCTET_STREAM);
+        let default_type =
+            (part.filename.is_some() || part.base64.is_some()).then_some(OCTET_STREAM);
         if let Some(content_type) = part.content_type.as_deref().or(default_type) {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(content_type.as_bytes());
@@ -151,7 +203,8 @@ fn multipart(parts: &[MultipartPart], boundary: &str) -> Result<Vec<u8>, Problem
         out.extend_from_slice(b"\r\n");
         match (&part.value, &part.base64) {
             (Some(value), _) => out.extend_from_slice(value.as_bytes()),
-            (None, Some(b64)) => append_base64(b64, &mut out).map_err(|e| Problem::new(format!("body.multipart[{i}].base64"), e))?,
+            (None, Some(b64)) => append_base64(b64, &mut out)
+                .map_err(|e| Problem::new(format!("body.multipart[{i}].base64"), e))?,
             (None, None) => {}
         }
         out.extend_from_slice(b"\r\n");
@@ -196,7 +249,13 @@ mod tests {
     use super::*;
     use crate::model::BinaryBody;
 
-    fn part(name: &str, value: Option<&str>, base64: Option<&str>, filename: Option<&str>, content_type: Option<&str>) -> MultipartPart {
+    fn part(
+        name: &str,
+        value: Option<&str>,
+        base64: Option<&str>,
+        filename: Option<&str>,
+        content_type: Option<&str>,
+    ) -> MultipartPart {
         MultipartPart {
             name: name.into(),
             value: value.map(Into::into),
@@ -237,31 +296,69 @@ mod tests {
         }
         // Offsets past the decoder's first chunk are still the input's.
         let long = format!("{}*", "A".repeat(4000));
-        assert!(check_base64("f", &long).expect("bad").message.contains("offset 4000"));
+        assert!(
+            check_base64("f", &long)
+                .expect("bad")
+                .message
+                .contains("offset 4000")
+        );
     }
 
     #[test]
     fn binary_is_decoded_with_its_type() {
-        let body = Body::Binary(BinaryBody { base64: "JVBERi0=".into(), content_type: Some("application/pdf".into()) });
+        let body = Body::Binary(BinaryBody {
+            base64: "JVBERi0=".into(),
+            content_type: Some("application/pdf".into()),
+        });
         let e = encode(&body, &mut || unreachable!()).expect("encode");
         assert_eq!(e.bytes, b"%PDF-");
         assert_eq!(e.content_type.as_deref(), Some("application/pdf"));
-        let body = Body::Binary(BinaryBody { base64: "AA==".into(), content_type: None });
-        assert_eq!(encode(&body, &mut || unreachable!()).expect("encode").content_type.as_deref(), Some(OCTET_STREAM));
+        let body = Body::Binary(BinaryBody {
+            base64: "AA==".into(),
+            content_type: None,
+        });
+        assert_eq!(
+            encode(&body, &mut || unreachable!())
+                .expect("encode")
+                .content_type
+                .as_deref(),
+            Some(OCTET_STREAM)
+        );
     }
 
     #[test]
     fn multipart_framing() {
         let body = Body::Multipart(vec![
             part("title", Some("Q3 \"final\""), None, None, None),
-            part("tag", Some("a"), None, None, Some("text/plain; charset=utf-8")),
+            part(
+                "tag",
+                Some("a"),
+                None,
+                None,
+                Some("text/plain; charset=utf-8"),
+            ),
             part("tag", Some("b"), None, None, None),
-            part("scan", None, Some("JVBERi0="), Some("scan 1.pdf"), Some("application/pdf")),
+            part(
+                "scan",
+                None,
+                Some("JVBERi0="),
+                Some("scan 1.pdf"),
+                Some("application/pdf"),
+            ),
             part("raw", None, Some("AAE="), None, None),
-            part("a\"b\r\nc\\", Some(""), None, Some("résumé \"v2\".txt"), None),
+            part(
+                "a\"b\r\nc\\",
+                Some(""),
+                None,
+                Some("résumé \"v2\".txt"),
+                None,
+            ),
         ]);
         let e = encode(&body, &mut || "BND".into()).expect("encode");
-        assert_eq!(e.content_type.as_deref(), Some("multipart/form-data; boundary=BND"));
+        assert_eq!(
+            e.content_type.as_deref(),
+            Some("multipart/form-data; boundary=BND")
+        );
         let want = concat!(
             "--BND\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\nQ3 \"final\"\r\n",
             "--BND\r\nContent-Disposition: form-data; name=\"tag\"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\na\r\n",
@@ -277,11 +374,22 @@ mod tests {
 
     #[test]
     fn multipart_buffer_is_reserved_at_its_size() {
-        let big = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, vec![7u8; 300_000]);
-        let body = Body::Multipart(vec![part("f", None, Some(&big), Some("x.bin"), None), part("n", Some("1"), None, None, None)]);
+        let big = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            vec![7u8; 300_000],
+        );
+        let body = Body::Multipart(vec![
+            part("f", None, Some(&big), Some("x.bin"), None),
+            part("n", Some("1"), None, None, None),
+        ]);
         let e = encode(&body, &mut || boundary(&[0xab; 16])).expect("encode");
         // No doubling: the reserve covered it (within the framing estimate).
-        assert!(e.bytes.capacity() < e.bytes.len() + 1024, "{} vs {}", e.bytes.capacity(), e.bytes.len());
+        assert!(
+            e.bytes.capacity() < e.bytes.len() + 1024,
+            "{} vs {}",
+            e.bytes.capacity(),
+            e.bytes.len()
+        );
     }
 
     #[test]

@@ -12,15 +12,27 @@ pub const MAX_URL_LEN: usize = 8000;
 pub(crate) fn check_url_field(field: &str, raw: &str, problems: &mut Vec<Problem>) {
     let raw = raw.trim();
     if raw.is_empty() {
-        problems.push(Problem::new(field, "is empty; give the absolute https:// URL to call"));
+        problems.push(Problem::new(
+            field,
+            "is empty; give the absolute https:// URL to call",
+        ));
         return;
     }
     if raw.len() > MAX_URL_LEN {
-        problems.push(Problem::new(field, format!("is {} characters long; at most {MAX_URL_LEN} are allowed", raw.len())));
+        problems.push(Problem::new(
+            field,
+            format!(
+                "is {} characters long; at most {MAX_URL_LEN} are allowed",
+                raw.len()
+            ),
+        ));
         return;
     }
     match url::Url::parse(raw) {
-        Err(err) => problems.push(Problem::new(field, format!("{raw:?} is not a valid absolute URL: {err}"))),
+        Err(err) => problems.push(Problem::new(
+            field,
+            format!("{raw:?} is not a valid absolute URL: {err}"),
+        )),
         Ok(url) => {
             if !matches!(url.scheme(), "https" | "http") {
                 problems.push(Problem::new(
@@ -40,7 +52,10 @@ pub(crate) fn check_url_field(field: &str, raw: &str, problems: &mut Vec<Problem
                 ));
             }
             if url.fragment().is_some() {
-                problems.push(Problem::new(field, "has a #fragment, which is never sent to the server; remove it"));
+                problems.push(Problem::new(
+                    field,
+                    "has a #fragment, which is never sent to the server; remove it",
+                ));
             }
         }
     }
@@ -48,7 +63,9 @@ pub(crate) fn check_url_field(field: &str, raw: &str, problems: &mut Vec<Problem
 
 /// The problem of a JSON Pointer (RFC 6901) in `field`, if any.
 pub(crate) fn check_pointer(field: &str, p: &str, problems: &mut Vec<Problem>) {
-    let bad_escape = p.match_indices('~').any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
+    let bad_escape = p
+        .match_indices('~')
+        .any(|(i, _)| !matches!(p.as_bytes().get(i + 1), Some(b'0' | b'1')));
     if !(p.is_empty() || p.starts_with('/')) || bad_escape {
         problems.push(Problem::new(
             field,
@@ -56,4 +73,3 @@ pub(crate) fn check_pointer(field: &str, p: &str, problems: &mut Vec<Problem>) {
         ));
     }
 }
-

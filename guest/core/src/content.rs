@@ -60,7 +60,9 @@ impl Coding {
 
 /// The `response-too-large` error for a body over `cap` bytes.
 pub fn too_large(cap: u64, detail: &str) -> StepError {
-    StepError::ResponseTooLarge(format!("the response body is larger than max_response_bytes ({cap} bytes): {detail}"))
+    StepError::ResponseTooLarge(format!(
+        "the response body is larger than max_response_bytes ({cap} bytes): {detail}"
+    ))
 }
 
 /// Output that refuses to grow past the cap: nothing beyond it is kept.
@@ -74,7 +76,10 @@ impl Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if self.out.len() as u64 + buf.len() as u64 > self.cap {
             self.over = true;
-            return Err(std::io::Error::new(std::io::ErrorKind::FileTooLarge, "max_response_bytes"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "max_response_bytes",
+            ));
         }
         self.out.extend_from_slice(buf);
         Ok(buf.len())
@@ -90,7 +95,10 @@ enum State {
     Gzip(Box<flate2::write::MultiGzDecoder<Capped>>),
     /// `deflate` until its first two bytes tell a zlib header from raw data.
     DeflateStart(Vec<u8>),
-    Deflate { inflate: Box<Decompress>, ended: bool },
+    Deflate {
+        inflate: Box<Decompress>,
+        ended: bool,
+    },
     Brotli(Box<brotli_decompressor::DecompressorWriter<Capped>>),
 }
 
@@ -110,14 +118,26 @@ impl BodyDecoder {
     /// A decoder for `coding` (`None`: the body is kept as it comes) whose
     /// output may hold at most `cap` bytes.
     pub fn new(coding: Option<Coding>, cap: u64) -> Self {
-        let capped = || Capped { out: Vec::new(), cap, over: false };
+        let capped = || Capped {
+            out: Vec::new(),
+            cap,
+            over: false,
+        };
         let state = match coding {
             None => State::Identity,
-            Some(Coding::Gzip) => State::Gzip(Box::new(flate2::write::MultiGzDecoder::new(capped()))),
+            Some(Coding::Gzip) => {
+                State::Gzip(Box::new(flate2::write::MultiGzDecoder::new(capped())))
+            }
             Some(Coding::Deflate) => State::DeflateStart(Vec::new()),
-            Some(Coding::Brotli) => State::Brotli(Box::new(brotli_decompressor::DecompressorWriter::new(capped(), BROTLI_BUFFER))),
+            Some(Coding::Brotli) => State::Brotli(Box::new(
+                brotli_decompressor::DecompressorWriter::new(capped(), BROTLI_BUFFER),
+            )),
         };
-        BodyDecoder { coding, state, out: capped() }
+        BodyDecoder {
+            coding,
+            state,
+            out: capped(),
+        }
     }
 
     /// Makes room for a body of `len` bytes (its declared `Content-Length`)
@@ -126,7 +146,9 @@ impl BodyDecoder {
     /// leaves freed halves the next allocation cannot use).
     pub fn expect(&mut self, len: u64) {
         if matches!(self.state, State::Identity) {
-            self.out.out.reserve(usize::try_from(len.min(self.out.cap)).unwrap_or(0));
+            self.out
+                .out
+                .reserve(usize::try_from(len.min(self.out.cap)).unwrap_or(0));
         }
     }
 
@@ -142,9 +164,13 @@ impl BodyDecoder {
                     return Ok(());
                 }
                 // RFC 1950 §2.2: CM = 8 and the 16-bit header a multiple of 31.
-                let zlib = head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+                let zlib =
+                    head[0] & 0x0f == 8 && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
                 let head = std::mem::take(head);
-                self.state = State::Deflate { inflate: Box::new(Decompress::new(zlib)), ended: false };
+                self.state = State::Deflate {
+                    inflate: Box::new(Decompress::new(zlib)),
+                    ended: false,
+                };
                 return self.push(&head);
             }
             State::Deflate { inflate, ended } => inflate_into(inflate, ended, chunk, &mut self.out),
@@ -159,15 +185,25 @@ impl BodyDecoder {
         match self.state {
             State::Identity => Ok(self.out.out),
             State::Gzip(mut d) => match d.try_finish() {
-                Ok(()) => d.finish().map(|c| c.out).map_err(|e| corrupt(&e.to_string())),
+                Ok(()) => d
+                    .finish()
+                    .map(|c| c.out)
+                    .map_err(|e| corrupt(&e.to_string())),
                 Err(_) if d.get_ref().over => Err(too_large(d.get_ref().cap, "it decodes to more")),
-                Err(e) => Err(corrupt(&format!("{e} (the data ends too early or its checksum is wrong)"))),
+                Err(e) => Err(corrupt(&format!(
+                    "{e} (the data ends too early or its checksum is wrong)"
+                ))),
             },
             State::DeflateStart(head) if head.is_empty() => Ok(Vec::new()),
-            State::DeflateStart(_) | State::Deflate { ended: false, .. } => Err(corrupt("the compressed data ends too early")),
+            State::DeflateStart(_) | State::Deflate { ended: false, .. } => {
+                Err(corrupt("the compressed data ends too early"))
+            }
             State::Deflate { ended: true, .. } => Ok(self.out.out),
             State::Brotli(mut d) => match d.close() {
-                Ok(()) => d.into_inner().map(|c| c.out).map_err(|_| corrupt("the stream did not end cleanly")),
+                Ok(()) => d
+                    .into_inner()
+                    .map(|c| c.out)
+                    .map_err(|_| corrupt("the stream did not end cleanly")),
                 Err(_) if d.get_ref().over => Err(too_large(d.get_ref().cap, "it decodes to more")),
                 Err(_) => Err(corrupt("the compressed data is corrupt or ends too early")),
             },
@@ -197,14 +233,22 @@ fn corrupt(coding: Option<Coding>, detail: &str) -> StepError {
 }
 
 /// Inflates `input` into `out`, through a fixed staging buffer.
-fn inflate_into(inflate: &mut Decompress, ended: &mut bool, mut input: &[u8], out: &mut Capped) -> std::io::Result<()> {
+fn inflate_into(
+    inflate: &mut Decompress,
+    ended: &mut bool,
+    mut input: &[u8],
+    out: &mut Capped,
+) -> std::io::Result<()> {
     let mut buf = [0u8; 8192];
     loop {
         if *ended {
             return if input.is_empty() {
                 Ok(())
             } else {
-                Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "data follows the end of the deflate stream"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "data follows the end of the deflate stream",
+                ))
             };
         }
         let (before_in, before_out) = (inflate.total_in(), inflate.total_out());
@@ -251,11 +295,16 @@ mod tests {
     /// "hello, hello, hello" compressed at quality 11 by the reference brotli
     /// library (Google's C implementation, through PyPI `brotlicffi` 1.2.1.0).
     const BROTLI_HELLO: &[u8] = &[
-        0x1b, 0x12, 0x00, 0xf8, 0x8d, 0x94, 0x6e, 0xde, 0x44, 0x09, 0x52, 0x86, 0x96, 0x6c, 0x2c, 0x6f, 0x11, 0x4f, 0x24, 0xd0,
-        0x71, 0x00,
+        0x1b, 0x12, 0x00, 0xf8, 0x8d, 0x94, 0x6e, 0xde, 0x44, 0x09, 0x52, 0x86, 0x96, 0x6c, 0x2c,
+        0x6f, 0x11, 0x4f, 0x24, 0xd0, 0x71, 0x00,
     ];
 
-    fn decode(coding: Option<Coding>, cap: u64, body: &[u8], chunk: usize) -> Result<Vec<u8>, StepError> {
+    fn decode(
+        coding: Option<Coding>,
+        cap: u64,
+        body: &[u8],
+        chunk: usize,
+    ) -> Result<Vec<u8>, StepError> {
         let mut d = BodyDecoder::new(coding, cap);
         for part in body.chunks(chunk.max(1)) {
             d.push(part)?;
@@ -269,7 +318,13 @@ mod tests {
         assert_eq!(Coding::of(Some(" X-GZIP ")), Some(Coding::Gzip));
         assert_eq!(Coding::of(Some("Deflate")), Some(Coding::Deflate));
         assert_eq!(Coding::of(Some("br")), Some(Coding::Brotli));
-        for passed in [None, Some("identity"), Some("zstd"), Some("gzip, br"), Some("")] {
+        for passed in [
+            None,
+            Some("identity"),
+            Some("zstd"),
+            Some("gzip, br"),
+            Some(""),
+        ] {
             assert_eq!(Coding::of(passed), None, "{passed:?}");
         }
     }
@@ -284,15 +339,28 @@ mod tests {
         ];
         for (coding, body) in cases {
             for chunk in [1, 2, 3, 100, 1 << 20] {
-                assert_eq!(decode(Some(coding), 1 << 20, &body, chunk).expect("decodes"), text.as_bytes(), "{coding:?} by {chunk}");
+                assert_eq!(
+                    decode(Some(coding), 1 << 20, &body, chunk).expect("decodes"),
+                    text.as_bytes(),
+                    "{coding:?} by {chunk}"
+                );
             }
         }
         for chunk in [1, 5, 100] {
-            assert_eq!(decode(Some(Coding::Brotli), 1 << 20, BROTLI_HELLO, chunk).expect("br"), b"hello, hello, hello");
+            assert_eq!(
+                decode(Some(Coding::Brotli), 1 << 20, BROTLI_HELLO, chunk).expect("br"),
+                b"hello, hello, hello"
+            );
         }
         let two_members = [gzip(b"ab"), gzip(b"cd")].concat();
-        assert_eq!(decode(Some(Coding::Gzip), 100, &two_members, 3).expect("multi-member"), b"abcd");
-        assert_eq!(decode(Some(Coding::Deflate), 100, b"", 1).expect("empty"), b"");
+        assert_eq!(
+            decode(Some(Coding::Gzip), 100, &two_members, 3).expect("multi-member"),
+            b"abcd"
+        );
+        assert_eq!(
+            decode(Some(Coding::Deflate), 100, b"", 1).expect("empty"),
+            b""
+        );
         assert_eq!(decode(None, 100, b"as is", 2).expect("identity"), b"as is");
     }
 
@@ -300,17 +368,27 @@ mod tests {
     fn bombs_stop_at_the_cap() {
         let zeros = vec![0u8; 10 << 20];
         let cap = 1 << 20;
-        for (coding, body) in [(Coding::Gzip, gzip(&zeros)), (Coding::Deflate, zlib(&zeros)), (Coding::Deflate, raw_deflate(&zeros))] {
+        for (coding, body) in [
+            (Coding::Gzip, gzip(&zeros)),
+            (Coding::Deflate, zlib(&zeros)),
+            (Coding::Deflate, raw_deflate(&zeros)),
+        ] {
             assert!(body.len() < 20_000, "{coding:?}: {}", body.len());
             let mut d = BodyDecoder::new(Some(coding), cap);
-            let err = body.chunks(4096).try_for_each(|c| d.push(c)).expect_err("over the cap");
+            let err = body
+                .chunks(4096)
+                .try_for_each(|c| d.push(c))
+                .expect_err("over the cap");
             assert_eq!(err.kind(), "response-too-large", "{coding:?}: {err}");
             assert!(err.to_string().contains("decodes to more"), "{err}");
             assert!(d.out.out.len() as u64 <= cap);
         }
         let err = decode(None, 4, b"12345", 1).expect_err("identity over the cap");
         assert!(err.to_string().contains("the server sent more"), "{err}");
-        assert_eq!(decode(Some(Coding::Gzip), 5, &gzip(b"12345"), 7).expect("exactly the cap"), b"12345");
+        assert_eq!(
+            decode(Some(Coding::Gzip), 5, &gzip(b"12345"), 7).expect("exactly the cap"),
+            b"12345"
+        );
     }
 
     #[test]
@@ -323,13 +401,20 @@ mod tests {
             (Coding::Deflate, z[..z.len() / 2].to_vec()),
             (Coding::Deflate, [z.clone(), b"junk".to_vec()].concat()),
             (Coding::Deflate, vec![0xff, 0xff, 0xff, 0xff]),
-            (Coding::Brotli, BROTLI_HELLO[..BROTLI_HELLO.len() - 3].to_vec()),
+            (
+                Coding::Brotli,
+                BROTLI_HELLO[..BROTLI_HELLO.len() - 3].to_vec(),
+            ),
             (Coding::Brotli, b"\xff\xff\xff\xff not brotli".to_vec()),
         ];
         for (coding, body) in cases {
             let err = decode(Some(coding), 1 << 20, &body, 3).expect_err("corrupt");
             assert_eq!(err.kind(), "invalid-response", "{coding:?} {body:?}: {err}");
-            assert!(err.to_string().contains(&format!("Content-Encoding: {}", coding.as_str())), "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("Content-Encoding: {}", coding.as_str())),
+                "{err}"
+            );
         }
     }
 }

@@ -58,13 +58,22 @@ pub fn check_header(path: &str, name: &str, value: &str) -> Vec<Problem> {
 /// split the header section (request smuggling, RFC 9110 §5.5).
 pub fn check_value(path: &str, value: &str) -> Option<Problem> {
     if value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
-        Some(Problem::new(path, "header values must not contain CR, LF or NUL characters"))
+        Some(Problem::new(
+            path,
+            "header values must not contain CR, LF or NUL characters",
+        ))
     } else if value.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
-        Some(Problem::new(path, "header values must not contain control characters"))
+        Some(Problem::new(
+            path,
+            "header values must not contain control characters",
+        ))
     } else if value.len() > MAX_HEADER_VALUE_LEN {
         Some(Problem::new(
             path,
-            format!("is {} bytes long; at most {MAX_HEADER_VALUE_LEN} are allowed", value.len()),
+            format!(
+                "is {} bytes long; at most {MAX_HEADER_VALUE_LEN} are allowed",
+                value.len()
+            ),
         ))
     } else {
         None

@@ -43,18 +43,30 @@ mod tests {
     // The texts of wasmtime-wasi-http 48.0.8's `Error` Display (src/error.rs).
     #[test]
     fn incomplete() {
-        assert_eq!(body_failure("incomplete HTTP response"), BodyFailure::Incomplete);
+        assert_eq!(
+            body_failure("incomplete HTTP response"),
+            BodyFailure::Incomplete
+        );
     }
 
     #[test]
     fn too_large() {
-        assert_eq!(body_failure("HTTP response body size exceeds limit: 1048576 bytes"), BodyFailure::TooLarge);
-        assert_eq!(body_failure("HTTP response body size exceeds limit"), BodyFailure::TooLarge);
+        assert_eq!(
+            body_failure("HTTP response body size exceeds limit: 1048576 bytes"),
+            BodyFailure::TooLarge
+        );
+        assert_eq!(
+            body_failure("HTTP response body size exceeds limit"),
+            BodyFailure::TooLarge
+        );
     }
 
     #[test]
     fn timeout() {
-        assert_eq!(body_failure("connection read timeout"), BodyFailure::Timeout);
+        assert_eq!(
+            body_failure("connection read timeout"),
+            BodyFailure::Timeout
+        );
     }
 
     #[test]

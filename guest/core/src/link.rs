@@ -14,12 +14,19 @@ pub fn targets<'a>(values: impl IntoIterator<Item = &'a str>, rel: &str) -> Vec<
     for value in values {
         let mut rest = value;
         while let Some(open) = rest.find('<') {
-            let Some(close) = rest[open..].find('>') else { break };
+            let Some(close) = rest[open..].find('>') else {
+                break;
+            };
             let target = &rest[open + 1..open + close];
             rest = &rest[open + close + 1..];
             let (params, tail) = split_params(rest);
             rest = tail;
-            if params.iter().any(|(name, value)| name.eq_ignore_ascii_case("rel") && value.split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case(rel))) {
+            if params.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("rel")
+                    && value
+                        .split_ascii_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case(rel))
+            }) {
                 out.push(target.trim().to_string());
             }
         }
@@ -40,7 +47,9 @@ fn split_params(text: &str) -> (Vec<(String, String)>, &str) {
             _ => return (params, rest),
         }
         let rest_trimmed = rest.trim_start();
-        let name_end = rest_trimmed.find(['=', ';', ',']).unwrap_or(rest_trimmed.len());
+        let name_end = rest_trimmed
+            .find(['=', ';', ','])
+            .unwrap_or(rest_trimmed.len());
         let name = rest_trimmed[..name_end].trim().to_string();
         rest = &rest_trimmed[name_end..];
         let mut value = String::new();
@@ -83,8 +92,14 @@ mod tests {
     fn github_style_links() {
         // GitHub's REST API (docs: "Using pagination in the REST API").
         let v = r#"<https://api.github.com/repositories/1300192/issues?page=2>; rel="prev", <https://api.github.com/repositories/1300192/issues?page=4>; rel="next", <https://api.github.com/repositories/1300192/issues?page=515>; rel="last""#;
-        assert_eq!(targets([v], "next"), ["https://api.github.com/repositories/1300192/issues?page=4"]);
-        assert_eq!(targets([v], "LAST"), ["https://api.github.com/repositories/1300192/issues?page=515"]);
+        assert_eq!(
+            targets([v], "next"),
+            ["https://api.github.com/repositories/1300192/issues?page=4"]
+        );
+        assert_eq!(
+            targets([v], "LAST"),
+            ["https://api.github.com/repositories/1300192/issues?page=515"]
+        );
         assert!(targets([v], "first").is_empty());
     }
 
@@ -94,7 +109,10 @@ mod tests {
         // and semicolons inside quotes, several header fields, relative targets.
         let a = r#"</items?cursor=a>; title="a; b, c"; rel=next"#;
         let b = r#"<https://x.test/p2>; rel="prefetch next", <https://x.test/help>; rel=help"#;
-        assert_eq!(targets([a, b], "next"), ["/items?cursor=a", "https://x.test/p2"]);
+        assert_eq!(
+            targets([a, b], "next"),
+            ["/items?cursor=a", "https://x.test/p2"]
+        );
         assert_eq!(targets([r#"<a>; rel="ne\"xt""#], "ne\"xt"), ["a"]);
         assert!(targets(["garbage", "<unclosed; rel=next", ""], "next").is_empty());
     }

@@ -1,7 +1,9 @@
 //! The output JSON of a run (README "CLI"): one object per run, the same
 //! from `https-step run`, the Restate service and the HTTP service component.
 
-use crate::model::{Attempt, KeyValue, PagesOutcome, Problem, Response, StepError, StepFailure, StepOutcome};
+use crate::model::{
+    Attempt, KeyValue, PagesOutcome, Problem, Response, StepError, StepFailure, StepOutcome,
+};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -25,7 +27,10 @@ fn error_json(e: &StepError) -> Value {
 /// `invalid-config` error and as `validate --json` and `POST /validate`
 /// print them.
 pub fn problems_json(problems: &[Problem]) -> Value {
-    problems.iter().map(|p| json!({"path": p.path, "message": p.message})).collect()
+    problems
+        .iter()
+        .map(|p| json!({"path": p.path, "message": p.message}))
+        .collect()
 }
 
 fn attempt_json(a: &Attempt) -> Value {
@@ -76,21 +81,40 @@ struct PagesJson<'a> {
 }
 
 impl<'a> Output<'a> {
-    fn new(ok: bool, continued: bool, response: Option<&'a Response>, outputs: &[KeyValue], attempts: &[Attempt], error: Option<&StepError>) -> Self {
+    fn new(
+        ok: bool,
+        continued: bool,
+        response: Option<&'a Response>,
+        outputs: &[KeyValue],
+        attempts: &[Attempt],
+        error: Option<&StepError>,
+    ) -> Self {
         let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
         Output {
             ok,
             continued,
             status: response.map(|r| r.status),
-            headers: response.map(|r| r.headers.iter().map(|kv| [kv.key.as_str(), kv.value.as_str()]).collect()).unwrap_or_default(),
+            headers: response
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .map(|kv| [kv.key.as_str(), kv.value.as_str()])
+                        .collect()
+                })
+                .unwrap_or_default(),
             body: response.map(|r| r.body.as_str()),
             body_base64: response.and_then(|r| r.body_base64.as_deref()),
             content_type: response.and_then(|r| r.content_type.as_deref()),
             body_sha256: response.and_then(|r| r.body_sha256.as_deref()),
             // The guest hands over JSON it serialised; text that is not (a
             // faulty guest) becomes null rather than breaking the output.
-            json: response.and_then(|r| r.json.as_deref()).and_then(|text| serde_json::from_str::<&RawValue>(text).ok()),
-            outputs: outputs.iter().map(|kv| (kv.key.clone(), parsed(&kv.value))).collect(),
+            json: response
+                .and_then(|r| r.json.as_deref())
+                .and_then(|text| serde_json::from_str::<&RawValue>(text).ok()),
+            outputs: outputs
+                .iter()
+                .map(|kv| (kv.key.clone(), parsed(&kv.value)))
+                .collect(),
             pagination: None,
             attempts: attempts.iter().map(attempt_json).collect(),
             error: error.map(error_json),
@@ -99,7 +123,11 @@ impl<'a> Output<'a> {
 
     fn paged(mut self, pages: Option<&'a PagesOutcome>) -> Self {
         self.pagination = pages.map(|p| PagesJson {
-            pages: p.pages.iter().map(|s| json!({"page": s.page, "status": s.status, "items": s.items})).collect(),
+            pages: p
+                .pages
+                .iter()
+                .map(|s| json!({"page": s.page, "status": s.status, "items": s.items}))
+                .collect(),
             truncated: p.truncated,
             stopped: p.stopped.as_str(),
         });
@@ -114,10 +142,26 @@ impl<'a> Output<'a> {
 /// The output object of a step that ran (successfully, continued or failed), as JSON text.
 pub fn step_result_json(result: &Result<StepOutcome, StepFailure>) -> String {
     match result {
-        Ok(o) => Output::new(true, o.continued_error.is_some(), o.response.as_ref(), &o.outputs, &o.attempts, o.continued_error.as_ref())
-            .paged(o.pagination.as_ref())
-            .text(),
-        Err(f) => Output::new(false, false, f.response.as_ref(), &[], &f.attempts, Some(&f.error)).paged(f.pagination.as_ref()).text(),
+        Ok(o) => Output::new(
+            true,
+            o.continued_error.is_some(),
+            o.response.as_ref(),
+            &o.outputs,
+            &o.attempts,
+            o.continued_error.as_ref(),
+        )
+        .paged(o.pagination.as_ref())
+        .text(),
+        Err(f) => Output::new(
+            false,
+            false,
+            f.response.as_ref(),
+            &[],
+            &f.attempts,
+            Some(&f.error),
+        )
+        .paged(f.pagination.as_ref())
+        .text(),
     }
 }
 

@@ -73,17 +73,30 @@ pub fn set_query_param(url: &mut url::Url, name: &str, value: &str) {
         .split('&')
         .filter(|pair| {
             let key = pair.split_once('=').map_or(*pair, |(k, _)| k);
-            !pair.is_empty() && percent_encoding::percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy() != name
+            !pair.is_empty()
+                && percent_encoding::percent_decode_str(&key.replace('+', " ")).decode_utf8_lossy()
+                    != name
         })
         .collect();
-    let added = format!("{}={}", encode_query_component(name), encode_query_component(value));
-    let query = kept.into_iter().chain([added.as_str()]).collect::<Vec<_>>().join("&");
+    let added = format!(
+        "{}={}",
+        encode_query_component(name),
+        encode_query_component(value)
+    );
+    let query = kept
+        .into_iter()
+        .chain([added.as_str()])
+        .collect::<Vec<_>>()
+        .join("&");
     url.set_query(Some(&query));
 }
 
 /// Builds the request of a config that passed [`crate::validate`];
 /// `random` gives random bytes (a multipart body's boundary).
-pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<PreparedRequest, Problem> {
+pub fn prepare(
+    config: &StepConfig,
+    random: &mut dyn FnMut(usize) -> Vec<u8>,
+) -> Result<PreparedRequest, Problem> {
     let mut url = url::Url::parse(config.url.trim())
         .map_err(|err| Problem::new("url", format!("not a valid absolute URL: {err}")))?;
     let credential = config.auth.as_ref().map(crate::auth::credential);
@@ -96,7 +109,13 @@ pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) ->
             .query
             .iter()
             .chain(key_in_query)
-            .map(|kv| format!("{}={}", encode_query_component(&kv.key), encode_query_component(&kv.value)))
+            .map(|kv| {
+                format!(
+                    "{}={}",
+                    encode_query_component(&kv.key),
+                    encode_query_component(&kv.value)
+                )
+            })
             .collect();
         let query = match url.query() {
             Some(existing) if !existing.is_empty() => format!("{existing}&{}", added.join("&")),
@@ -116,19 +135,25 @@ pub fn prepare(config: &StepConfig, random: &mut dyn FnMut(usize) -> Vec<u8>) ->
             (encoded.bytes, encoded.content_type)
         }
     };
-    let has = |headers: &[KeyValue], name: &str| headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name));
+    let has = |headers: &[KeyValue], name: &str| {
+        headers.iter().any(|kv| kv.key.eq_ignore_ascii_case(name))
+    };
     // A Content-Type configured as a header wins over the body kind's default.
     if let Some(ct) = content_type
-        && !has(&headers, "content-type") {
-            headers.push(KeyValue::new("Content-Type", ct.into_owned()));
-        }
+        && !has(&headers, "content-type")
+    {
+        headers.push(KeyValue::new("Content-Type", ct.into_owned()));
+    }
     if !has(&headers, "user-agent") {
         headers.push(KeyValue::new("User-Agent", USER_AGENT));
     }
     // Compressed responses only when asked for (RFC 9110 §12.5.3); a
     // configured Accept-Encoding is sent as it is.
     if config.decompress() && !has(&headers, "accept-encoding") {
-        headers.push(KeyValue::new("Accept-Encoding", crate::content::ACCEPT_ENCODING));
+        headers.push(KeyValue::new(
+            "Accept-Encoding",
+            crate::content::ACCEPT_ENCODING,
+        ));
     }
     Ok(PreparedRequest {
         method: config.method,
@@ -167,7 +192,8 @@ mod tests {
 
     #[test]
     fn query_params_are_replaced_keeping_the_rest() {
-        let mut url = url::Url::parse("https://x.test/items?a=1%202&page=3&b=x+y&page=4").expect("url");
+        let mut url =
+            url::Url::parse("https://x.test/items?a=1%202&page=3&b=x+y&page=4").expect("url");
         set_query_param(&mut url, "page", "5");
         assert_eq!(url.query(), Some("a=1%202&b=x+y&page=5"));
         let mut url = url::Url::parse("https://x.test/items").expect("url");
@@ -177,7 +203,8 @@ mod tests {
 
     #[test]
     fn explicit_port_and_ip_authority() {
-        let r = prepare(&StepConfig::get("http://127.0.0.1:8080"), &mut no_random).expect("prepare");
+        let r =
+            prepare(&StepConfig::get("http://127.0.0.1:8080"), &mut no_random).expect("prepare");
         assert_eq!(r.authority(), "127.0.0.1:8080");
         assert_eq!(r.path_with_query(), "/");
         let r = prepare(&StepConfig::get("https://[::1]:9443/x"), &mut no_random).expect("prepare");
@@ -194,22 +221,47 @@ mod tests {
         assert_eq!(*r.body, "{\"b\":[1,true,null],\"a\":\"é\"}".as_bytes());
         assert_eq!(r.header("content-type"), Some("application/json"));
 
-        c.body = Some(Body::Form(vec![KeyValue::new("name", "Ada Lovelace"), KeyValue::new("x", "1&2=3")]));
+        c.body = Some(Body::Form(vec![
+            KeyValue::new("name", "Ada Lovelace"),
+            KeyValue::new("x", "1&2=3"),
+        ]));
         let r = prepare(&c, &mut no_random).expect("prepare");
         assert_eq!(*r.body, b"name=Ada+Lovelace&x=1%262%3D3");
-        assert_eq!(r.header("Content-Type"), Some("application/x-www-form-urlencoded"));
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/x-www-form-urlencoded")
+        );
 
-        c.body = Some(Body::Text(TextBody { text: "a,b".into(), content_type: Some("text/csv".into()) }));
-        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("content-type"), Some("text/csv"));
-        c.body = Some(Body::Text(TextBody { text: "hi".into(), content_type: None }));
-        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("content-type"), Some("text/plain; charset=utf-8"));
+        c.body = Some(Body::Text(TextBody {
+            text: "a,b".into(),
+            content_type: Some("text/csv".into()),
+        }));
+        assert_eq!(
+            prepare(&c, &mut no_random)
+                .expect("prepare")
+                .header("content-type"),
+            Some("text/csv")
+        );
+        c.body = Some(Body::Text(TextBody {
+            text: "hi".into(),
+            content_type: None,
+        }));
+        assert_eq!(
+            prepare(&c, &mut no_random)
+                .expect("prepare")
+                .header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
     }
 
     #[test]
     fn configured_headers_win_and_keep_order() {
         let mut c = StepConfig::get("https://x.test");
         c.method = Method::Put;
-        c.headers = vec![KeyValue::new("content-type", "application/vnd.api+json"), KeyValue::new("User-Agent", "mine")];
+        c.headers = vec![
+            KeyValue::new("content-type", "application/vnd.api+json"),
+            KeyValue::new("User-Agent", "mine"),
+        ];
         c.body = Some(Body::Json(json!(1).into()));
         let r = prepare(&c, &mut no_random).expect("prepare");
         assert_eq!(r.headers[..2], c.headers[..]);
@@ -221,13 +273,29 @@ mod tests {
     #[test]
     fn accept_encoding_unless_configured_or_off() {
         let mut c = StepConfig::get("https://x.test");
-        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("accept-encoding"), Some("gzip, deflate, br"));
+        assert_eq!(
+            prepare(&c, &mut no_random)
+                .expect("prepare")
+                .header("accept-encoding"),
+            Some("gzip, deflate, br")
+        );
         c.headers = vec![KeyValue::new("Accept-Encoding", "identity")];
         let r = prepare(&c, &mut no_random).expect("prepare");
-        assert_eq!(r.headers.iter().filter(|kv| kv.key.eq_ignore_ascii_case("accept-encoding")).count(), 1);
+        assert_eq!(
+            r.headers
+                .iter()
+                .filter(|kv| kv.key.eq_ignore_ascii_case("accept-encoding"))
+                .count(),
+            1
+        );
         assert_eq!(r.header("accept-encoding"), Some("identity"));
         c.headers.clear();
         c.decompress = Some(false);
-        assert_eq!(prepare(&c, &mut no_random).expect("prepare").header("accept-encoding"), None);
+        assert_eq!(
+            prepare(&c, &mut no_random)
+                .expect("prepare")
+                .header("accept-encoding"),
+            None
+        );
     }
 }

@@ -33,14 +33,17 @@ pub fn is_json_media_type(content_type: &str) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The `charset` parameter of a `Content-Type` value (RFC 9110 §8.3.2), if any.
 fn charset_param(content_type: &str) -> Option<&str> {
     content_type.split(';').skip(1).find_map(|param| {
         let (name, value) = param.split_once('=')?;
-        name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"'))
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
     })
 }
 
@@ -62,7 +65,9 @@ fn decode_charset(encoding: &'static encoding_rs::Encoding, bytes: &[u8]) -> Opt
         Some((bom, len)) => (bom, &bytes[len..]),
         None => (encoding, bytes),
     };
-    encoding.decode_without_bom_handling_and_without_replacement(bytes).map(std::borrow::Cow::into_owned)
+    encoding
+        .decode_without_bom_handling_and_without_replacement(bytes)
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// Builds the response as `format` says.
@@ -79,7 +84,10 @@ fn decode_charset(encoding: &'static encoding_rs::Encoding, bytes: &[u8]) -> Opt
 ///
 /// serde_json refuses nesting deeper than 128 levels with an error, so a
 /// hostile body cannot overflow the stack.
-pub fn decode(raw: RawResponse, format: ResponseFormat) -> (Response, Option<serde_json::Value>, Option<StepError>) {
+pub fn decode(
+    raw: RawResponse,
+    format: ResponseFormat,
+) -> (Response, Option<serde_json::Value>, Option<StepError>) {
     let headers: Vec<KeyValue> = raw
         .headers
         .iter()
@@ -110,7 +118,9 @@ pub fn decode(raw: RawResponse, format: ResponseFormat) -> (Response, Option<ser
     };
     let reading = match content_type.as_deref().and_then(charset_param) {
         Some(label) => match encoding_rs::Encoding::for_label(label.as_bytes()) {
-            Some(encoding) if encoding != encoding_rs::UTF_8 => Text::Declared(encoding, label.to_string()),
+            Some(encoding) if encoding != encoding_rs::UTF_8 => {
+                Text::Declared(encoding, label.to_string())
+            }
             _ => Text::Utf8,
         },
         None => Text::Utf8,
@@ -150,13 +160,19 @@ pub fn decode(raw: RawResponse, format: ResponseFormat) -> (Response, Option<ser
                 }
             } else {
                 if format == ResponseFormat::Json {
-                    error = Some(StepError::InvalidResponse("response_format is json but the response body is empty".into()));
+                    error = Some(StepError::InvalidResponse(
+                        "response_format is json but the response body is empty".into(),
+                    ));
                 }
                 None
             };
             (text, None, json)
         }
-        Err(bytes) => (String::new(), Some(base64::engine::general_purpose::STANDARD.encode(bytes)), None),
+        Err(bytes) => (
+            String::new(),
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            None,
+        ),
     };
     let response = Response {
         status: raw.status,
@@ -174,7 +190,10 @@ pub fn decode(raw: RawResponse, format: ResponseFormat) -> (Response, Option<ser
 fn json_reason(format: ResponseFormat, content_type: Option<&str>) -> String {
     match format {
         ResponseFormat::Json => "response_format is json, so the response must be JSON,".into(),
-        _ => format!("the response says it is JSON ({})", content_type.unwrap_or_default()),
+        _ => format!(
+            "the response says it is JSON ({})",
+            content_type.unwrap_or_default()
+        ),
     }
 }
 
@@ -189,14 +208,21 @@ mod tests {
     fn raw(ct: Option<&str>, body: &[u8]) -> RawResponse {
         RawResponse {
             status: 200,
-            headers: ct.map(|c| ("content-type".to_string(), c.as_bytes().to_vec())).into_iter().collect(),
+            headers: ct
+                .map(|c| ("content-type".to_string(), c.as_bytes().to_vec()))
+                .into_iter()
+                .collect(),
             body: body.to_vec(),
         }
     }
 
     #[test]
     fn media_types() {
-        for yes in ["application/json", "Application/JSON; charset=utf-8", "application/problem+json"] {
+        for yes in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/problem+json",
+        ] {
             assert!(is_json_media_type(yes), "{yes}");
         }
         for no in ["text/plain", "application/jsonp", "text/json+x", ""] {
@@ -207,7 +233,14 @@ mod tests {
     #[test]
     fn json_text_and_binary() {
         let (r, v, e) = decode_auto(raw(Some("application/json"), br#"{ "id" : 7 }"#));
-        assert_eq!((r.json.as_deref(), v, e), (Some(r#"{"id":7}"#), Some(serde_json::json!({"id": 7})), None));
+        assert_eq!(
+            (r.json.as_deref(), v, e),
+            (
+                Some(r#"{"id":7}"#),
+                Some(serde_json::json!({"id": 7})),
+                None
+            )
+        );
         let (r, _, e) = decode_auto(raw(Some("text/plain"), b"{\"id\":7}"));
         assert_eq!((r.json, e, r.body.as_str()), (None, None, "{\"id\":7}"));
         let (r, _, _) = decode_auto(raw(None, b"[1,2]"));
@@ -215,7 +248,10 @@ mod tests {
         let (r, _, e) = decode_auto(raw(None, b"hello"));
         assert_eq!((r.json, e), (None, None));
         let (r, _, e) = decode_auto(raw(Some("image/png"), &[0x89, b'P', 0xff, 0]));
-        assert_eq!((r.body.as_str(), r.body_base64.as_deref(), e), ("", Some("iVD/AA=="), None));
+        assert_eq!(
+            (r.body.as_str(), r.body_base64.as_deref(), e),
+            ("", Some("iVD/AA=="), None)
+        );
     }
 
     #[test]
@@ -241,32 +277,64 @@ mod tests {
             ("text/plain; charset=ISO-8859-1", b"caf\xe9", "café"),
             // WHATWG: iso-8859-1 is read as windows-1252, as browsers do.
             ("text/plain; charset=iso-8859-1", b"\x80 5", "€ 5"),
-            ("text/plain; charset=\"windows-1252\"", b"\x93quoted\x94", "\u{201c}quoted\u{201d}"),
+            (
+                "text/plain; charset=\"windows-1252\"",
+                b"\x93quoted\x94",
+                "\u{201c}quoted\u{201d}",
+            ),
             ("text/plain;charset=utf-16le", b"h\0i\0", "hi"),
             ("text/plain; charset=UTF-16BE", b"\0h\0i", "hi"),
             ("text/plain; charset=utf-16", b"\xfe\xff\0h\0i", "hi"),
-            ("text/plain; charset=Shift_JIS", b"\x83\x65\x83\x58\x83\x67", "テスト"),
+            (
+                "text/plain; charset=Shift_JIS",
+                b"\x83\x65\x83\x58\x83\x67",
+                "テスト",
+            ),
         ];
         for (ct, body, text) in cases {
             let (r, _, e) = decode_auto(raw(Some(ct), body));
-            assert_eq!((r.body.as_str(), r.body_base64, e), (text, None, None), "{ct}");
+            assert_eq!(
+                (r.body.as_str(), r.body_base64, e),
+                (text, None, None),
+                "{ct}"
+            );
         }
-        let (r, v, e) = decode_auto(raw(Some("application/json; charset=utf-16le"), b"{\0\"\0a\0\"\0:\x001\0}\0"));
-        assert_eq!((r.json.as_deref(), v, e), (Some(r#"{"a":1}"#), Some(serde_json::json!({"a": 1})), None));
+        let (r, v, e) = decode_auto(raw(
+            Some("application/json; charset=utf-16le"),
+            b"{\0\"\0a\0\"\0:\x001\0}\0",
+        ));
+        assert_eq!(
+            (r.json.as_deref(), v, e),
+            (Some(r#"{"a":1}"#), Some(serde_json::json!({"a": 1})), None)
+        );
     }
 
     #[test]
     fn bad_or_missing_charset_never_guesses() {
         let (r, _, e) = decode_auto(raw(Some("text/plain; charset=utf-16le"), b"odd"));
-        assert_eq!((r.body.as_str(), r.body_base64.as_deref()), ("", Some("b2Rk")));
+        assert_eq!(
+            (r.body.as_str(), r.body_base64.as_deref()),
+            ("", Some("b2Rk"))
+        );
         let msg = e.expect("not UTF-16").to_string();
         assert!(msg.contains("not valid utf-16le text"), "{msg}");
         let (r, _, e) = decode_auto(raw(Some("text/plain; charset=shift_jis"), b"\x83"));
-        assert_eq!((r.body_base64.is_some(), e.map(|e| e.kind())), (true, Some("invalid-response")));
+        assert_eq!(
+            (r.body_base64.is_some(), e.map(|e| e.kind())),
+            (true, Some("invalid-response"))
+        );
         // Undeclared, or a label nobody knows: UTF-8 or base64, as before.
-        for ct in [Some("text/plain"), Some("text/plain; charset=klingon"), None] {
+        for ct in [
+            Some("text/plain"),
+            Some("text/plain; charset=klingon"),
+            None,
+        ] {
             let (r, _, e) = decode_auto(raw(ct, b"caf\xe9"));
-            assert_eq!((r.body.as_str(), r.body_base64.as_deref(), e), ("", Some("Y2Fm6Q=="), None), "{ct:?}");
+            assert_eq!(
+                (r.body.as_str(), r.body_base64.as_deref(), e),
+                ("", Some("Y2Fm6Q=="), None),
+                "{ct:?}"
+            );
         }
         let (r, _, _) = decode_auto(raw(Some("text/plain; charset=utf-8"), "café".as_bytes()));
         assert_eq!(r.body, "café");
@@ -274,7 +342,11 @@ mod tests {
 
     #[test]
     fn non_utf8_header_is_latin1() {
-        let r = RawResponse { status: 200, headers: vec![("x".into(), vec![b'c', 0xe9])], body: vec![] };
+        let r = RawResponse {
+            status: 200,
+            headers: vec![("x".into(), vec![b'c', 0xe9])],
+            body: vec![],
+        };
         assert_eq!(decode_auto(r).0.headers[0].value, "cé");
     }
 
@@ -282,7 +354,10 @@ mod tests {
     fn json_format_requires_json_whatever_the_type() {
         let json = |ct, body: &[u8]| decode(raw(ct, body), ResponseFormat::Json);
         let (r, v, e) = json(Some("text/plain"), b"{\"a\":1}");
-        assert_eq!((r.json.as_deref(), v, e), (Some("{\"a\":1}"), Some(serde_json::json!({"a": 1})), None));
+        assert_eq!(
+            (r.json.as_deref(), v, e),
+            (Some("{\"a\":1}"), Some(serde_json::json!({"a": 1})), None)
+        );
         for (ct, body, needle) in [
             (Some("text/html"), &b"<html>"[..], "not valid JSON"),
             (None, b"", "empty"),
@@ -298,7 +373,10 @@ mod tests {
 
     #[test]
     fn text_format_never_parses() {
-        let (r, v, e) = decode(raw(Some("application/json"), b"{nope"), ResponseFormat::Text);
+        let (r, v, e) = decode(
+            raw(Some("application/json"), b"{nope"),
+            ResponseFormat::Text,
+        );
         assert_eq!((r.body.as_str(), r.json, v, e), ("{nope", None, None, None));
         let (r, _, e) = decode(raw(None, &[0xff, 0]), ResponseFormat::Text);
         assert_eq!((r.body_base64.as_deref(), e), (Some("/wA="), None));
@@ -306,13 +384,25 @@ mod tests {
 
     #[test]
     fn binary_format_is_base64_with_type_and_digest() {
-        let (r, v, e) = decode(raw(Some("application/json"), b"{\"a\":1}"), ResponseFormat::Binary);
-        assert_eq!((r.body.as_str(), r.body_base64.as_deref(), r.json, v, e), ("", Some("eyJhIjoxfQ=="), None, None, None));
+        let (r, v, e) = decode(
+            raw(Some("application/json"), b"{\"a\":1}"),
+            ResponseFormat::Binary,
+        );
+        assert_eq!(
+            (r.body.as_str(), r.body_base64.as_deref(), r.json, v, e),
+            ("", Some("eyJhIjoxfQ=="), None, None, None)
+        );
         assert_eq!(r.content_type.as_deref(), Some("application/json"));
         // sha256 of {"a":1}, as `printf '{"a":1}' | sha256sum` gives it.
-        assert_eq!(r.body_sha256.as_deref(), Some("015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"));
+        assert_eq!(
+            r.body_sha256.as_deref(),
+            Some("015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862")
+        );
         let (r, _, _) = decode(raw(None, b""), ResponseFormat::Binary);
         assert_eq!((r.body_base64.as_deref(), r.content_type), (Some(""), None));
-        assert_eq!(r.body_sha256.as_deref(), Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+        assert_eq!(
+            r.body_sha256.as_deref(),
+            Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
     }
 }

@@ -80,9 +80,14 @@ impl RetryPlan {
 
     /// Checks `policy` for `method` with per-attempt `timeout_ms`, reporting
     /// every problem under `retry.…`.
-    pub fn new(policy: &RetryPolicy, method: Method, timeout_ms: u32) -> Result<Self, Vec<Problem>> {
+    pub fn new(
+        policy: &RetryPolicy,
+        method: Method,
+        timeout_ms: u32,
+    ) -> Result<Self, Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut problem = |field: &str, msg: String| problems.push(Problem::new(format!("retry.{field}"), msg));
+        let mut problem =
+            |field: &str, msg: String| problems.push(Problem::new(format!("retry.{field}"), msg));
         let exponential_fields = [
             ("initial_ms", policy.initial_ms.is_some()),
             ("multiplier", policy.multiplier.is_some()),
@@ -95,11 +100,21 @@ impl RetryPlan {
                     problem(field, "cannot be combined with intervals_ms; use either the list or the exponential form".into());
                 }
                 if intervals.len() as u32 >= MAX_ATTEMPTS {
-                    problem("intervals_ms", format!("has {} waits; at most {} are allowed ({MAX_ATTEMPTS} attempts)", intervals.len(), MAX_ATTEMPTS - 1));
+                    problem(
+                        "intervals_ms",
+                        format!(
+                            "has {} waits; at most {} are allowed ({MAX_ATTEMPTS} attempts)",
+                            intervals.len(),
+                            MAX_ATTEMPTS - 1
+                        ),
+                    );
                 }
                 for (i, &ms) in intervals.iter().enumerate() {
                     if ms > MAX_WAIT_MS {
-                        problem(&format!("intervals_ms[{i}]"), format!("{ms} ms is longer than the 1 hour allowed"));
+                        problem(
+                            &format!("intervals_ms[{i}]"),
+                            format!("{ms} ms is longer than the 1 hour allowed"),
+                        );
                     }
                 }
                 Schedule::Intervals(intervals.clone())
@@ -110,16 +125,32 @@ impl RetryPlan {
                 let max_interval_ms = policy.max_interval_ms.unwrap_or(DEFAULT_MAX_INTERVAL_MS);
                 let max_attempts = policy.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
                 if !(1.0..=MAX_MULTIPLIER).contains(&multiplier) {
-                    problem("multiplier", format!("must be from 1 to {MAX_MULTIPLIER} (waits must not shrink), not {multiplier}"));
+                    problem(
+                        "multiplier",
+                        format!(
+                            "must be from 1 to {MAX_MULTIPLIER} (waits must not shrink), not {multiplier}"
+                        ),
+                    );
                 }
                 if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
-                    problem("max_attempts", format!("must be from 1 to {MAX_ATTEMPTS}, not {max_attempts}"));
+                    problem(
+                        "max_attempts",
+                        format!("must be from 1 to {MAX_ATTEMPTS}, not {max_attempts}"),
+                    );
                 }
                 if max_interval_ms > MAX_WAIT_MS {
-                    problem("max_interval_ms", format!("{max_interval_ms} ms is longer than the 1 hour allowed"));
+                    problem(
+                        "max_interval_ms",
+                        format!("{max_interval_ms} ms is longer than the 1 hour allowed"),
+                    );
                 }
                 if initial_ms > max_interval_ms {
-                    problem("initial_ms", format!("{initial_ms} ms is longer than max_interval_ms ({max_interval_ms} ms)"));
+                    problem(
+                        "initial_ms",
+                        format!(
+                            "{initial_ms} ms is longer than max_interval_ms ({max_interval_ms} ms)"
+                        ),
+                    );
                 }
                 Schedule::Exponential {
                     initial_ms,
@@ -131,24 +162,42 @@ impl RetryPlan {
             }
         };
         if let (Some(Jitter::Full), Schedule::Intervals(_)) = (policy.jitter, &schedule) {
-            problem("jitter", "applies to the exponential form only; intervals_ms are waited exactly".into());
+            problem(
+                "jitter",
+                "applies to the exponential form only; intervals_ms are waited exactly".into(),
+            );
         }
-        let retry_on_status = policy.retry_on_status.clone().unwrap_or_else(|| DEFAULT_RETRY_ON_STATUS.to_vec());
+        let retry_on_status = policy
+            .retry_on_status
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RETRY_ON_STATUS.to_vec());
         for (i, code) in retry_on_status.iter().enumerate() {
             if !(100..=599).contains(code) {
-                problem(&format!("retry_on_status[{i}]"), format!("{code} is not an HTTP status code"));
+                problem(
+                    &format!("retry_on_status[{i}]"),
+                    format!("{code} is not an HTTP status code"),
+                );
             }
         }
         if let Some(deadline) = policy.deadline_ms
-            && deadline < timeout_ms {
-                problem(
-                    "deadline_ms",
-                    format!("{deadline} ms is shorter than one attempt's timeout_ms ({timeout_ms} ms); raise it or lower timeout_ms"),
-                );
-            }
+            && deadline < timeout_ms
+        {
+            problem(
+                "deadline_ms",
+                format!(
+                    "{deadline} ms is shorter than one attempt's timeout_ms ({timeout_ms} ms); raise it or lower timeout_ms"
+                ),
+            );
+        }
         if problems.is_empty() {
             let retries = !matches!(&schedule, Schedule::Intervals(i) if i.is_empty())
-                && !matches!(&schedule, Schedule::Exponential { max_attempts: 1, .. });
+                && !matches!(
+                    &schedule,
+                    Schedule::Exponential {
+                        max_attempts: 1,
+                        ..
+                    }
+                );
             Ok(RetryPlan {
                 schedule,
                 retry_on_status,
@@ -156,7 +205,9 @@ impl RetryPlan {
                 idempotency_key: policy
                     .idempotency_key
                     .unwrap_or(retries && matches!(method, Method::Post | Method::Patch)),
-                max_retry_after_ms: policy.max_retry_after_ms.unwrap_or(DEFAULT_MAX_RETRY_AFTER_MS),
+                max_retry_after_ms: policy
+                    .max_retry_after_ms
+                    .unwrap_or(DEFAULT_MAX_RETRY_AFTER_MS),
             })
         } else {
             Err(problems)
@@ -176,8 +227,15 @@ impl RetryPlan {
     pub fn wait_ms(&self, attempt: u32, random: f64) -> u64 {
         match &self.schedule {
             Schedule::Intervals(i) => i.get(attempt as usize - 1).map_or(0, |&ms| u64::from(ms)),
-            Schedule::Exponential { initial_ms, multiplier, max_interval_ms, jitter, .. } => {
-                let exp = f64::from(*initial_ms) * multiplier.powi(attempt.saturating_sub(1) as i32);
+            Schedule::Exponential {
+                initial_ms,
+                multiplier,
+                max_interval_ms,
+                jitter,
+                ..
+            } => {
+                let exp =
+                    f64::from(*initial_ms) * multiplier.powi(attempt.saturating_sub(1) as i32);
                 let capped = exp.min(f64::from(*max_interval_ms));
                 match jitter {
                     Jitter::None => capped as u64,
@@ -206,7 +264,10 @@ pub fn retryable(
         return Err("this failure is not retried");
     }
     // RFC 9110 §9.2.2: GET, HEAD, OPTIONS, PUT and DELETE are idempotent.
-    let idempotent = matches!(method, Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete);
+    let idempotent = matches!(
+        method,
+        Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete
+    );
     let unprocessed = match status {
         Some(s) => NOT_PROCESSED.contains(&s),
         None => !maybe_sent,
@@ -214,7 +275,9 @@ pub fn retryable(
     if idempotent || has_idempotency_key || unprocessed {
         Ok(())
     } else {
-        Err("the request may have reached the server and is not idempotent; set retry.idempotency_key to retry it safely")
+        Err(
+            "the request may have reached the server and is not idempotent; set retry.idempotency_key to retry it safely",
+        )
     }
 }
 
@@ -225,7 +288,12 @@ pub fn parse_retry_after(value: &str, now_unix_secs: u64) -> Option<u64> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Too many digits for u64 means "very long": saturate, the cap applies.
-        return Some(value.parse::<u64>().unwrap_or(u64::MAX).saturating_mul(1000));
+        return Some(
+            value
+                .parse::<u64>()
+                .unwrap_or(u64::MAX)
+                .saturating_mul(1000),
+        );
     }
     let at = httpdate::parse_http_date(value).ok()?;
     let at = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
@@ -242,7 +310,10 @@ mod tests {
 
     #[test]
     fn intervals_and_defaults() {
-        let p = plan(RetryPolicy { intervals_ms: Some(vec![100, 200]), ..Default::default() });
+        let p = plan(RetryPolicy {
+            intervals_ms: Some(vec![100, 200]),
+            ..Default::default()
+        });
         assert_eq!(p.max_attempts(), 3);
         assert_eq!((p.wait_ms(1, 0.5), p.wait_ms(2, 0.5)), (100, 200));
         assert_eq!(p.retry_on_status, DEFAULT_RETRY_ON_STATUS);
@@ -269,12 +340,33 @@ mod tests {
 
     #[test]
     fn idempotency_key_defaults_on_for_post_and_patch_with_retries() {
-        let with_retries = RetryPolicy { intervals_ms: Some(vec![10]), ..Default::default() };
-        for (m, on) in [(Method::Post, true), (Method::Patch, true), (Method::Put, false), (Method::Get, false)] {
-            assert_eq!(RetryPlan::new(&with_retries, m, 100).expect("valid").idempotency_key, on, "{m}");
+        let with_retries = RetryPolicy {
+            intervals_ms: Some(vec![10]),
+            ..Default::default()
+        };
+        for (m, on) in [
+            (Method::Post, true),
+            (Method::Patch, true),
+            (Method::Put, false),
+            (Method::Get, false),
+        ] {
+            assert_eq!(
+                RetryPlan::new(&with_retries, m, 100)
+                    .expect("valid")
+                    .idempotency_key,
+                on,
+                "{m}"
+            );
         }
-        let single = RetryPolicy { max_attempts: Some(1), ..Default::default() };
-        assert!(!RetryPlan::new(&single, Method::Post, 100).expect("valid").idempotency_key);
+        let single = RetryPolicy {
+            max_attempts: Some(1),
+            ..Default::default()
+        };
+        assert!(
+            !RetryPlan::new(&single, Method::Post, 100)
+                .expect("valid")
+                .idempotency_key
+        );
     }
 
     #[test]
@@ -292,11 +384,29 @@ mod tests {
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            ["retry.multiplier", "retry.max_attempts", "retry.initial_ms", "retry.retry_on_status[0]", "retry.deadline_ms"]
+            [
+                "retry.multiplier",
+                "retry.max_attempts",
+                "retry.initial_ms",
+                "retry.retry_on_status[0]",
+                "retry.deadline_ms"
+            ]
         );
-        let mixed = RetryPolicy { intervals_ms: Some(vec![1; 20]), max_attempts: Some(3), jitter: Some(Jitter::Full), ..Default::default() };
-        let paths: Vec<String> = RetryPlan::new(&mixed, Method::Get, 1).expect_err("invalid").into_iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["retry.max_attempts", "retry.intervals_ms", "retry.jitter"]);
+        let mixed = RetryPolicy {
+            intervals_ms: Some(vec![1; 20]),
+            max_attempts: Some(3),
+            jitter: Some(Jitter::Full),
+            ..Default::default()
+        };
+        let paths: Vec<String> = RetryPlan::new(&mixed, Method::Get, 1)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|p| p.path)
+            .collect();
+        assert_eq!(
+            paths,
+            ["retry.max_attempts", "retry.intervals_ms", "retry.jitter"]
+        );
     }
 
     #[test]
@@ -307,8 +417,28 @@ mod tests {
         let timeout = StepError::Timeout("t".into());
         assert!(retryable(&p, Method::Get, false, &status(503), Some(503), true).is_ok());
         assert!(retryable(&p, Method::Get, false, &status(404), Some(404), true).is_err());
-        assert!(retryable(&p, Method::Get, false, &StepError::Tls("x".into()), None, false).is_err());
-        assert!(retryable(&p, Method::Get, false, &StepError::Denied("x".into()), None, false).is_err());
+        assert!(
+            retryable(
+                &p,
+                Method::Get,
+                false,
+                &StepError::Tls("x".into()),
+                None,
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            retryable(
+                &p,
+                Method::Get,
+                false,
+                &StepError::Denied("x".into()),
+                None,
+                false
+            )
+            .is_err()
+        );
         // Non-idempotent: only what surely did not reach the server, or with a key.
         assert!(retryable(&p, Method::Post, false, &conn, None, false).is_ok());
         assert!(retryable(&p, Method::Post, false, &timeout, None, true).is_err());
@@ -322,11 +452,26 @@ mod tests {
         let now = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT (RFC 9110's example date)
         assert_eq!(parse_retry_after("120", now), Some(120_000));
         assert_eq!(parse_retry_after(" 0 ", now), Some(0));
-        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(u64::MAX));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(10_000));
-        assert_eq!(parse_retry_after("Sunday, 06-Nov-94 08:49:57 GMT", now), Some(20_000));
-        assert_eq!(parse_retry_after("Sun Nov  6 08:50:37 1994", now), Some(60_000));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(0));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(u64::MAX)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(10_000)
+        );
+        assert_eq!(
+            parse_retry_after("Sunday, 06-Nov-94 08:49:57 GMT", now),
+            Some(20_000)
+        );
+        assert_eq!(
+            parse_retry_after("Sun Nov  6 08:50:37 1994", now),
+            Some(60_000)
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(0)
+        );
         for bad in ["", "-1", "1.5", "soon", "Sun, 32 Nov 1994 08:49:37 GMT"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }

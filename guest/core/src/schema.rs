@@ -100,7 +100,9 @@ impl JsonType {
             | (JsonType::Number, Value::Number(_))
             | (JsonType::String, Value::String(_)) => true,
             // 2020-12 Validation §6.1.1: any number with a zero fractional part.
-            (JsonType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+            (JsonType::Integer, Value::Number(n)) => {
+                n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+            }
             _ => false,
         }
     }
@@ -146,13 +148,28 @@ struct Keywords {
 
 /// Keywords refused rather than ignored, with the reason.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("$anchor", "anchors are not supported; refer to the subschema by JSON Pointer (\"#/$defs/name\")"),
+    (
+        "$anchor",
+        "anchors are not supported; refer to the subschema by JSON Pointer (\"#/$defs/name\")",
+    ),
     ("$dynamicAnchor", "dynamic references are not supported"),
     ("$dynamicRef", "dynamic references are not supported"),
-    ("$recursiveRef", "is a draft 2019-09 keyword; draft 2020-12 is supported"),
-    ("$recursiveAnchor", "is a draft 2019-09 keyword; draft 2020-12 is supported"),
-    ("unevaluatedItems", "is not supported; use items/prefixItems"),
-    ("unevaluatedProperties", "is not supported; use additionalProperties"),
+    (
+        "$recursiveRef",
+        "is a draft 2019-09 keyword; draft 2020-12 is supported",
+    ),
+    (
+        "$recursiveAnchor",
+        "is a draft 2019-09 keyword; draft 2020-12 is supported",
+    ),
+    (
+        "unevaluatedItems",
+        "is not supported; use items/prefixItems",
+    ),
+    (
+        "unevaluatedProperties",
+        "is not supported; use additionalProperties",
+    ),
     ("$vocabulary", "custom vocabularies are not supported"),
 ];
 
@@ -187,7 +204,13 @@ impl<'a> Compiler<'a> {
             Value::Bool(b) => Node::Bool(*b),
             Value::Object(map) => Node::Keywords(Box::new(self.keywords(index, map, at))),
             other => {
-                self.problem(at, format!("a schema must be an object or a boolean, not {}", brief(other)));
+                self.problem(
+                    at,
+                    format!(
+                        "a schema must be an object or a boolean, not {}",
+                        brief(other)
+                    ),
+                );
                 Node::Bool(true)
             }
         };
@@ -196,15 +219,18 @@ impl<'a> Compiler<'a> {
     }
 
     fn sub(&mut self, map: &'a Map<String, Value>, key: &str, at: &str) -> Option<usize> {
-        map.get(key).map(|v| self.compile(v, &format!("{at}/{}", escape(key))))
+        map.get(key)
+            .map(|v| self.compile(v, &format!("{at}/{}", escape(key))))
     }
 
     fn sub_list(&mut self, map: &'a Map<String, Value>, key: &str, at: &str) -> Vec<usize> {
         match map.get(key) {
             None => Vec::new(),
-            Some(Value::Array(list)) if !list.is_empty() => {
-                list.iter().enumerate().map(|(i, s)| self.compile(s, &format!("{at}/{key}/{i}"))).collect()
-            }
+            Some(Value::Array(list)) if !list.is_empty() => list
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.compile(s, &format!("{at}/{key}/{i}")))
+                .collect(),
             Some(_) => {
                 self.problem(at, format!("{key} must be a non-empty array of schemas"));
                 Vec::new()
@@ -212,12 +238,23 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn sub_map(&mut self, map: &'a Map<String, Value>, key: &str, at: &str) -> Vec<(String, usize)> {
+    fn sub_map(
+        &mut self,
+        map: &'a Map<String, Value>,
+        key: &str,
+        at: &str,
+    ) -> Vec<(String, usize)> {
         match map.get(key) {
             None => Vec::new(),
-            Some(Value::Object(subs)) => {
-                subs.iter().map(|(name, s)| (name.clone(), self.compile(s, &format!("{at}/{key}/{}", escape(name))))).collect()
-            }
+            Some(Value::Object(subs)) => subs
+                .iter()
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        self.compile(s, &format!("{at}/{key}/{}", escape(name))),
+                    )
+                })
+                .collect(),
             Some(_) => {
                 self.problem(at, format!("{key} must be an object of schemas"));
                 Vec::new()
@@ -238,9 +275,17 @@ impl<'a> Compiler<'a> {
     fn count(&mut self, map: &Map<String, Value>, key: &str, at: &str) -> Option<u64> {
         let value = map.get(key)?;
         // 2020-12 allows 1.0 where a non-negative integer is required.
-        let n = value.as_u64().or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64));
+        let n = value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        });
         if n.is_none() {
-            self.problem(at, format!("{key} must be a non-negative integer, not {}", brief(value)));
+            self.problem(
+                at,
+                format!("{key} must be a non-negative integer, not {}", brief(value)),
+            );
         }
         n
     }
@@ -249,14 +294,21 @@ impl<'a> Compiler<'a> {
         match regex_lite::Regex::new(pattern) {
             Ok(r) => Some(r),
             Err(e) => {
-                self.problem(at, format!("{key} {pattern:?} is not a supported regular expression: {e}"));
+                self.problem(
+                    at,
+                    format!("{key} {pattern:?} is not a supported regular expression: {e}"),
+                );
                 None
             }
         }
     }
 
     fn strings(&mut self, value: &Value, key: &str, at: &str) -> Vec<String> {
-        match value.as_array().map(|l| l.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>()) {
+        match value.as_array().map(|l| {
+            l.iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+        }) {
             Some(Some(list)) => list,
             _ => {
                 self.problem(at, format!("{key} must be an array of strings"));
@@ -272,12 +324,16 @@ impl<'a> Compiler<'a> {
             }
         }
         if let Some(schema) = map.get("$schema")
-            && (!at.is_empty() || schema.as_str().map(|s| s.trim_end_matches('#')) != Some(DRAFT_2020_12))
+            && (!at.is_empty()
+                || schema.as_str().map(|s| s.trim_end_matches('#')) != Some(DRAFT_2020_12))
         {
             self.problem(at, format!("$schema must be {DRAFT_2020_12:?} (draft 2020-12 is supported), and only at the root"));
         }
         if !at.is_empty() && map.contains_key("$id") {
-            self.problem(at, "$id below the root is not supported (it would change how references resolve)");
+            self.problem(
+                at,
+                "$id below the root is not supported (it would change how references resolve)",
+            );
         }
         let mut k = Keywords::default();
         if let Some(reference) = map.get("$ref") {
@@ -305,7 +361,10 @@ impl<'a> Compiler<'a> {
         }
         k.constant = map.get("const").cloned();
         k.multiple_of = self.number(map, "multipleOf", at);
-        if k.multiple_of.as_ref().is_some_and(|m| m.as_f64().is_none_or(|f| f <= 0.0)) {
+        if k.multiple_of
+            .as_ref()
+            .is_some_and(|m| m.as_f64().is_none_or(|f| f <= 0.0))
+        {
             self.problem(at, "multipleOf must be greater than 0");
             k.multiple_of = None;
         }
@@ -317,7 +376,11 @@ impl<'a> Compiler<'a> {
         k.min_length = self.count(map, "minLength", at);
         if let Some(p) = map.get("pattern") {
             match p.as_str() {
-                Some(text) => k.pattern = self.regex(text, "pattern", at).map(|r| (r, text.to_string())),
+                Some(text) => {
+                    k.pattern = self
+                        .regex(text, "pattern", at)
+                        .map(|r| (r, text.to_string()))
+                }
                 None => self.problem(at, "pattern must be a string"),
             }
         }
@@ -367,7 +430,11 @@ impl<'a> Compiler<'a> {
         k.not = self.sub(map, "not", at);
         // then/else without if have no effect (Core §10.2.2), but are still
         // compiled so their problems are reported.
-        let (condition, then, otherwise) = (self.sub(map, "if", at), self.sub(map, "then", at), self.sub(map, "else", at));
+        let (condition, then, otherwise) = (
+            self.sub(map, "if", at),
+            self.sub(map, "then", at),
+            self.sub(map, "else", at),
+        );
         k.condition = condition.map(|c| (c, then, otherwise));
         // Definitions are compiled so their mistakes are found even when unused.
         self.sub_map(map, "$defs", at);
@@ -377,7 +444,11 @@ impl<'a> Compiler<'a> {
     /// Resolves `#`-fragment references against the root (RFC 6901 pointers,
     /// percent-decoded as URI fragments, RFC 3986 §3.5).
     fn resolve(&mut self) {
-        let root_id = self.root.get("$id").and_then(Value::as_str).map(|id| id.trim_end_matches('#'));
+        let root_id = self
+            .root
+            .get("$id")
+            .and_then(Value::as_str)
+            .map(|id| id.trim_end_matches('#'));
         while let Some((index, reference, at)) = self.pending.pop() {
             let fragment = match reference.split_once('#') {
                 Some(("", f)) => f.to_string(),
@@ -388,7 +459,9 @@ impl<'a> Compiler<'a> {
                     continue;
                 }
             };
-            let pointer = percent_encoding::percent_decode_str(&fragment).decode_utf8_lossy().into_owned();
+            let pointer = percent_encoding::percent_decode_str(&fragment)
+                .decode_utf8_lossy()
+                .into_owned();
             if !pointer.is_empty() && !pointer.starts_with('/') {
                 self.problem(&at, format!("$ref {reference:?}: anchors are not supported; use a JSON Pointer such as \"#/$defs/name\""));
                 continue;
@@ -398,7 +471,10 @@ impl<'a> Compiler<'a> {
                 None => match self.root.pointer(&pointer) {
                     Some(schema) => self.compile(schema, &pointer),
                     None => {
-                        self.problem(&at, format!("$ref {reference:?} points to nothing in the schema"));
+                        self.problem(
+                            &at,
+                            format!("$ref {reference:?} points to nothing in the schema"),
+                        );
                         continue;
                     }
                 },
@@ -414,27 +490,49 @@ impl ResponseSchema {
     /// Compiles `schema`; every mistake in it is reported at once as one
     /// problem at `response_schema`.
     pub fn compile(schema: &Value) -> Result<Self, Problem> {
-        let mut c = Compiler { root: schema, nodes: Vec::new(), by_pointer: HashMap::new(), pending: Vec::new(), problems: Vec::new() };
+        let mut c = Compiler {
+            root: schema,
+            nodes: Vec::new(),
+            by_pointer: HashMap::new(),
+            pending: Vec::new(),
+            problems: Vec::new(),
+        };
         c.compile(schema, "");
         c.resolve();
         if c.problems.is_empty() {
             Ok(ResponseSchema { nodes: c.nodes })
         } else {
-            Err(Problem::new("response_schema", format!("is not a usable JSON Schema (draft 2020-12): {}", c.problems.join("; "))))
+            Err(Problem::new(
+                "response_schema",
+                format!(
+                    "is not a usable JSON Schema (draft 2020-12): {}",
+                    c.problems.join("; ")
+                ),
+            ))
         }
     }
 
     /// Every violation of `instance`: the JSON Pointer of the offending value
     /// (`/` for the whole document) and what is wrong.
     pub fn check(&self, instance: &Value) -> Result<(), Vec<Problem>> {
-        let mut sink = Sink { problems: Vec::new(), extra: 0 };
+        let mut sink = Sink {
+            problems: Vec::new(),
+            extra: 0,
+        };
         let mut path = String::new();
         self.eval(0, instance, &mut path, &mut Some(&mut sink), 0);
-        let Sink { mut problems, extra } = sink;
+        let Sink {
+            mut problems,
+            extra,
+        } = sink;
         if extra > 0 {
             problems.push(Problem::new("/", format!("and {extra} more violations")));
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
     }
 
     /// Whether `instance` is valid: [`ResponseSchema::check`] without
@@ -450,15 +548,35 @@ impl ResponseSchema {
 
     /// Evaluates `node` against `instance` at `path`. With a sink, every
     /// violation is recorded; without one it stops at the first.
-    fn eval(&self, node: usize, instance: &Value, path: &mut String, sink: &mut Option<&mut Sink>, depth: usize) -> bool {
+    fn eval(
+        &self,
+        node: usize,
+        instance: &Value,
+        path: &mut String,
+        sink: &mut Option<&mut Sink>,
+        depth: usize,
+    ) -> bool {
         if depth > MAX_DEPTH {
-            report(sink, path, format!("the schema nests (through $ref) more than {MAX_DEPTH} levels here; it probably refers to itself without descending"));
+            report(
+                sink,
+                path,
+                format!(
+                    "the schema nests (through $ref) more than {MAX_DEPTH} levels here; it probably refers to itself without descending"
+                ),
+            );
             return false;
         }
         let k = match &self.nodes[node] {
             Node::Bool(true) => return true,
             Node::Bool(false) => {
-                report(sink, path, format!("{} is not allowed here (the schema is false)", brief(instance)));
+                report(
+                    sink,
+                    path,
+                    format!(
+                        "{} is not allowed here (the schema is false)",
+                        brief(instance)
+                    ),
+                );
                 return false;
             }
             Node::Keywords(k) => k,
@@ -492,7 +610,11 @@ impl ResponseSchema {
         if let Some(list) = &k.enumeration
             && !list.iter().any(|v| json_eq(v, instance))
         {
-            fail!("{} is not one of {}", brief(instance), brief(&Value::Array(list.clone())));
+            fail!(
+                "{} is not one of {}",
+                brief(instance),
+                brief(&Value::Array(list.clone()))
+            );
         }
         if let Some(c) = &k.constant
             && !json_eq(c, instance)
@@ -508,10 +630,26 @@ impl ResponseSchema {
                 }
                 // Which comparisons with the limit break each keyword (Validation §6.2).
                 let limits = [
-                    (&k.maximum, &[Ordering::Greater][..], "greater than the maximum of"),
-                    (&k.exclusive_maximum, &[Ordering::Greater, Ordering::Equal][..], "greater than or equal to the maximum of"),
-                    (&k.minimum, &[Ordering::Less][..], "less than the minimum of"),
-                    (&k.exclusive_minimum, &[Ordering::Less, Ordering::Equal][..], "less than or equal to the minimum of"),
+                    (
+                        &k.maximum,
+                        &[Ordering::Greater][..],
+                        "greater than the maximum of",
+                    ),
+                    (
+                        &k.exclusive_maximum,
+                        &[Ordering::Greater, Ordering::Equal][..],
+                        "greater than or equal to the maximum of",
+                    ),
+                    (
+                        &k.minimum,
+                        &[Ordering::Less][..],
+                        "less than the minimum of",
+                    ),
+                    (
+                        &k.exclusive_minimum,
+                        &[Ordering::Less, Ordering::Equal][..],
+                        "less than or equal to the minimum of",
+                    ),
                 ];
                 for (limit, breaks, words) in limits {
                     if let Some(limit) = limit
@@ -524,7 +662,8 @@ impl ResponseSchema {
             Value::String(s) => {
                 // Lengths count Unicode code points (Validation §6.3.1).
                 if (k.min_length, k.max_length) != (None, None)
-                    && let Some((than, limit)) = out_of_bounds(s.chars().count(), k.min_length, k.max_length)
+                    && let Some((than, limit)) =
+                        out_of_bounds(s.chars().count(), k.min_length, k.max_length)
                 {
                     fail!("{} has {than} {limit} characters", brief(instance));
                 }
@@ -542,7 +681,15 @@ impl ResponseSchema {
                     fail!("{} has non-unique elements", brief(instance));
                 }
                 for (i, item) in items.iter().enumerate() {
-                    let schema = k.prefix_items.get(i).copied().or(if i >= k.prefix_items.len() { k.items } else { None });
+                    let schema = k
+                        .prefix_items
+                        .get(i)
+                        .copied()
+                        .or(if i >= k.prefix_items.len() {
+                            k.items
+                        } else {
+                            None
+                        });
                     if let Some(schema) = schema {
                         let len = push(path, &i.to_string());
                         let item_ok = self.eval(schema, item, path, sink, depth + 1);
@@ -556,25 +703,39 @@ impl ResponseSchema {
                     }
                 }
                 if let Some(contains) = k.contains {
-                    let matching = items.iter().filter(|item| self.valid(contains, item, depth + 1)).count() as u64;
+                    let matching = items
+                        .iter()
+                        .filter(|item| self.valid(contains, item, depth + 1))
+                        .count() as u64;
                     // minContains 0 makes contains always pass (Validation §6.4.5).
                     let min = k.min_contains.unwrap_or(1);
                     if matching < min {
                         if min == 1 {
-                            fail!("none of the items of {} is valid under the contains schema", brief(instance));
+                            fail!(
+                                "none of the items of {} is valid under the contains schema",
+                                brief(instance)
+                            );
                         } else {
-                            fail!("{} has {matching} items valid under the contains schema, fewer than minContains {min}", brief(instance));
+                            fail!(
+                                "{} has {matching} items valid under the contains schema, fewer than minContains {min}",
+                                brief(instance)
+                            );
                         }
                     }
                     if let Some(max) = k.max_contains
                         && matching > max
                     {
-                        fail!("{} has {matching} items valid under the contains schema, more than maxContains {max}", brief(instance));
+                        fail!(
+                            "{} has {matching} items valid under the contains schema, more than maxContains {max}",
+                            brief(instance)
+                        );
                     }
                 }
             }
             Value::Object(map) => {
-                if let Some((than, limit)) = out_of_bounds(map.len(), k.min_properties, k.max_properties) {
+                if let Some((than, limit)) =
+                    out_of_bounds(map.len(), k.min_properties, k.max_properties)
+                {
                     fail!("{} has {than} {limit} properties", brief(instance));
                 }
                 for name in &k.required {
@@ -592,7 +753,9 @@ impl ResponseSchema {
                     }
                 }
                 for (name, schema) in &k.dependent_schemas {
-                    if map.contains_key(name) && !self.eval(*schema, instance, path, sink, depth + 1) {
+                    if map.contains_key(name)
+                        && !self.eval(*schema, instance, path, sink, depth + 1)
+                    {
                         ok = false;
                         if sink.is_none() {
                             return false;
@@ -602,7 +765,9 @@ impl ResponseSchema {
                 if let Some(names) = k.property_names {
                     for name in map.keys() {
                         if !self.valid(names, &Value::String(name.clone()), depth + 1) {
-                            fail!("property name {name:?} is not valid under the propertyNames schema");
+                            fail!(
+                                "property name {name:?} is not valid under the propertyNames schema"
+                            );
                         }
                     }
                 }
@@ -641,7 +806,10 @@ impl ResponseSchema {
                 }
                 if !unexpected.is_empty() {
                     let names: Vec<String> = unexpected.iter().map(|n| format!("{n:?}")).collect();
-                    fail!("additional properties are not allowed ({} unexpected)", names.join(", "));
+                    fail!(
+                        "additional properties are not allowed ({} unexpected)",
+                        names.join(", ")
+                    );
                 }
             }
             _ => {}
@@ -655,14 +823,27 @@ impl ResponseSchema {
             }
         }
         if !k.any_of.is_empty() && !k.any_of.iter().any(|s| self.valid(*s, instance, depth + 1)) {
-            fail!("{} is not valid under any of the schemas listed in anyOf", brief(instance));
+            fail!(
+                "{} is not valid under any of the schemas listed in anyOf",
+                brief(instance)
+            );
         }
         if !k.one_of.is_empty() {
-            let passing = k.one_of.iter().filter(|s| self.valid(**s, instance, depth + 1)).count();
+            let passing = k
+                .one_of
+                .iter()
+                .filter(|s| self.valid(**s, instance, depth + 1))
+                .count();
             if passing == 0 {
-                fail!("{} is not valid under any of the schemas listed in oneOf", brief(instance));
+                fail!(
+                    "{} is not valid under any of the schemas listed in oneOf",
+                    brief(instance)
+                );
             } else if passing > 1 {
-                fail!("{} is valid under {passing} of the schemas listed in oneOf, not exactly one", brief(instance));
+                fail!(
+                    "{} is valid under {passing} of the schemas listed in oneOf, not exactly one",
+                    brief(instance)
+                );
             }
         }
         if let Some(not) = k.not
@@ -671,7 +852,11 @@ impl ResponseSchema {
             fail!("{} must not be valid under the not schema", brief(instance));
         }
         if let Some((condition, then, otherwise)) = k.condition {
-            let branch = if self.valid(condition, instance, depth + 1) { then } else { otherwise };
+            let branch = if self.valid(condition, instance, depth + 1) {
+                then
+            } else {
+                otherwise
+            };
             if let Some(b) = branch
                 && !self.eval(b, instance, path, sink, depth + 1)
             {
@@ -692,7 +877,10 @@ fn report(sink: &mut Option<&mut Sink>, path: &str, message: String) {
         if sink.problems.len() == MAX_VIOLATIONS {
             sink.extra += 1;
         } else {
-            sink.problems.push(Problem::new(if path.is_empty() { "/" } else { path }, message));
+            sink.problems.push(Problem::new(
+                if path.is_empty() { "/" } else { path },
+                message,
+            ));
         }
     }
 }
@@ -727,11 +915,18 @@ fn brief(v: &Value) -> String {
 
 /// Numbers compared exactly when both are integers, as f64 otherwise.
 fn num_cmp(a: &Number, b: &Number) -> Ordering {
-    let int = |n: &Number| n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from));
+    let int = |n: &Number| {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    };
     match (int(a), int(b)) {
         (Some(x), Some(y)) => x.cmp(&y),
         _ => {
-            let (x, y) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            let (x, y) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
             x.partial_cmp(&y).unwrap_or(Ordering::Equal)
         }
     }
@@ -744,7 +939,10 @@ fn is_multiple(n: &Number, m: &Number) -> bool {
     if let (Some(x), Some(y)) = (n.as_i64(), m.as_i64()) {
         return y != 0 && x % y == 0;
     }
-    let (x, y) = (n.as_f64().unwrap_or(f64::NAN), m.as_f64().unwrap_or(f64::NAN));
+    let (x, y) = (
+        n.as_f64().unwrap_or(f64::NAN),
+        m.as_f64().unwrap_or(f64::NAN),
+    );
     let q = x / y;
     q.is_finite() && (q - q.round()).abs() <= 1e-9 * q.abs().max(1.0)
 }
@@ -753,8 +951,14 @@ fn is_multiple(n: &Number, m: &Number) -> bool {
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => num_cmp(x, y) == Ordering::Equal,
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -776,7 +980,11 @@ fn all_unique(items: &[Value]) -> bool {
 
 fn canonical(v: &Value, out: &mut String) {
     match v {
-        Value::Number(n) => match n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)) {
+        Value::Number(n) => match n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+        {
             Some(i) => {
                 let _ = write!(out, "{i}");
             }
@@ -831,19 +1039,40 @@ mod tests {
             }
         }))
         .expect("valid schema");
-        assert_eq!(schema.check(&json!({"id": "ord_1", "status": "open", "items": [1, 2]})), Ok(()));
-        let problems = schema.check(&json!({"id": "x_1", "items": [1, 0, "a"]})).expect_err("violations");
+        assert_eq!(
+            schema.check(&json!({"id": "ord_1", "status": "open", "items": [1, 2]})),
+            Ok(())
+        );
+        let problems = schema
+            .check(&json!({"id": "x_1", "items": [1, 0, "a"]}))
+            .expect_err("violations");
         let mut paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
         paths.sort_unstable();
         assert_eq!(paths, ["/", "/id", "/items/1", "/items/2"], "{problems:?}");
-        assert!(problems.iter().any(|p| p.message.contains("\"status\" is a required property")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.message.contains("\"status\" is a required property")),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn bad_schema_and_remote_refs_are_problems() {
-        assert_eq!(ResponseSchema::compile(&json!({"type": 12})).expect_err("invalid").path, "response_schema");
+        assert_eq!(
+            ResponseSchema::compile(&json!({"type": 12}))
+                .expect_err("invalid")
+                .path,
+            "response_schema"
+        );
         let remote = ResponseSchema::compile(&json!({"$ref": "https://example.com/schema.json"}));
-        assert!(remote.expect_err("remote").message.contains("nothing is fetched"), "a remote $ref must not be fetched");
+        assert!(
+            remote
+                .expect_err("remote")
+                .message
+                .contains("nothing is fetched"),
+            "a remote $ref must not be fetched"
+        );
     }
 
     #[test]
@@ -855,21 +1084,34 @@ mod tests {
             "$ref": "#/$defs/missing"
         }))
         .expect_err("invalid");
-        for needle in ["type \"text\"", "at /properties/a: minLength", "at /properties/b: pattern", "unevaluatedProperties", "#/$defs/missing"] {
+        for needle in [
+            "type \"text\"",
+            "at /properties/a: minLength",
+            "at /properties/b: pattern",
+            "unevaluatedProperties",
+            "#/$defs/missing",
+        ] {
             assert!(p.message.contains(needle), "{needle} in {}", p.message);
         }
     }
 
     #[test]
     fn a_self_referencing_schema_ends_with_a_violation_not_a_stack_overflow() {
-        let schema = ResponseSchema::compile(&json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"})).expect("compiles");
+        let schema = ResponseSchema::compile(
+            &json!({"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
+        )
+        .expect("compiles");
         let problems = schema.check(&json!(1)).expect_err("loops");
-        assert!(problems[0].message.contains("refers to itself"), "{problems:?}");
+        assert!(
+            problems[0].message.contains("refers to itself"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn violations_are_capped() {
-        let schema = ResponseSchema::compile(&json!({"items": {"type": "string"}})).expect("compiles");
+        let schema =
+            ResponseSchema::compile(&json!({"items": {"type": "string"}})).expect("compiles");
         let problems = schema.check(&json!(vec![1; 80])).expect_err("violations");
         assert_eq!(problems.len(), MAX_VIOLATIONS + 1);
         assert_eq!(problems[MAX_VIOLATIONS].message, "and 30 more violations");

@@ -2,7 +2,9 @@
 //! contradiction at once.
 
 use crate::checks::check_pointer;
-use crate::model::{Method, PageNext, Pagination, Poll, Problem, ResponseFormat, StatusUrl, StepConfig};
+use crate::model::{
+    Method, PageNext, Pagination, Poll, Problem, ResponseFormat, StatusUrl, StepConfig,
+};
 
 /// Most pages a step may fetch (`max_pages`).
 pub const MAX_PAGES: u32 = 1000;
@@ -23,15 +25,27 @@ pub(crate) fn check(config: &StepConfig, problems: &mut Vec<Problem>) {
     if let Some(total) = config.max_total_response_bytes
         && !(1..=MAX_TOTAL_RESPONSE_BYTES).contains(&total)
     {
-        problems.push(Problem::new("max_total_response_bytes", format!("must be from 1 to {MAX_TOTAL_RESPONSE_BYTES} (1 GiB), not {total}")));
+        problems.push(Problem::new(
+            "max_total_response_bytes",
+            format!("must be from 1 to {MAX_TOTAL_RESPONSE_BYTES} (1 GiB), not {total}"),
+        ));
     }
     let needs_json = |field: &str, problems: &mut Vec<Problem>| {
         let format = config.response_format();
         if matches!(format, ResponseFormat::Text | ResponseFormat::Binary) {
-            problems.push(Problem::new("response_format", format!("is {}, but {field} reads the response JSON; use \"auto\" or \"json\"", format.as_str())));
+            problems.push(Problem::new(
+                "response_format",
+                format!(
+                    "is {}, but {field} reads the response JSON; use \"auto\" or \"json\"",
+                    format.as_str()
+                ),
+            ));
         }
         if config.method == Method::Head {
-            problems.push(Problem::new("method", format!("HEAD responses have no body, which {field} needs; use GET")));
+            problems.push(Problem::new(
+                "method",
+                format!("HEAD responses have no body, which {field} needs; use GET"),
+            ));
         }
     };
     if let Some(p) = &config.pagination {
@@ -49,14 +63,23 @@ pub(crate) fn check(config: &StepConfig, problems: &mut Vec<Problem>) {
 fn check_pagination(config: &StepConfig, p: &Pagination, problems: &mut Vec<Problem>) {
     const AT: &str = "pagination";
     match p.max_pages {
-        Some(n) if !(1..=MAX_PAGES).contains(&n) => problems.push(Problem::new(format!("{AT}.max_pages"), format!("must be from 1 to {MAX_PAGES}, not {n}"))),
+        Some(n) if !(1..=MAX_PAGES).contains(&n) => problems.push(Problem::new(
+            format!("{AT}.max_pages"),
+            format!("must be from 1 to {MAX_PAGES}, not {n}"),
+        )),
         _ => {}
     }
     if p.max_items == Some(0) {
-        problems.push(Problem::new(format!("{AT}.max_items"), "must be at least 1 (leave it out for no limit)"));
+        problems.push(Problem::new(
+            format!("{AT}.max_items"),
+            "must be at least 1 (leave it out for no limit)",
+        ));
     }
     if let Some(ms) = p.interval_ms.filter(|&ms| ms > MAX_PAGE_INTERVAL_MS) {
-        problems.push(Problem::new(format!("{AT}.interval_ms"), format!("must be at most {MAX_PAGE_INTERVAL_MS}, not {ms}")));
+        problems.push(Problem::new(
+            format!("{AT}.interval_ms"),
+            format!("must be at most {MAX_PAGE_INTERVAL_MS}, not {ms}"),
+        ));
     }
     match &p.items {
         Some(items) => check_pointer(&format!("{AT}.items"), items, problems),
@@ -68,8 +91,14 @@ fn check_pagination(config: &StepConfig, p: &Pagination, problems: &mut Vec<Prob
     }
     let (field, param) = match &p.next {
         PageNext::LinkHeader(l) => {
-            if l.rel.as_ref().is_some_and(|r| r.trim().is_empty() || r.contains(char::is_whitespace)) {
-                problems.push(Problem::new(format!("{AT}.next.link_header.rel"), "must be one relation type, such as \"next\""));
+            if l.rel
+                .as_ref()
+                .is_some_and(|r| r.trim().is_empty() || r.contains(char::is_whitespace))
+            {
+                problems.push(Problem::new(
+                    format!("{AT}.next.link_header.rel"),
+                    "must be one relation type, such as \"next\"",
+                ));
             }
             (None, None)
         }
@@ -84,7 +113,10 @@ fn check_pagination(config: &StepConfig, p: &Pagination, problems: &mut Vec<Prob
         PageNext::Page(n) => (Some("page"), Some(n.param.as_str())),
         PageNext::Offset(o) => {
             if o.step == Some(0) {
-                problems.push(Problem::new(format!("{AT}.next.offset.step"), "must be at least 1 (leave it out to step by the items of each page)"));
+                problems.push(Problem::new(
+                    format!("{AT}.next.offset.step"),
+                    "must be at least 1 (leave it out to step by the items of each page)",
+                ));
             }
             (Some("offset"), Some(o.param.as_str()))
         }
@@ -92,7 +124,10 @@ fn check_pagination(config: &StepConfig, p: &Pagination, problems: &mut Vec<Prob
     if let (Some(mode), Some(param)) = (field, param) {
         let path = format!("{AT}.next.{mode}.param");
         if param.is_empty() {
-            problems.push(Problem::new(path, "is empty; give the query parameter's name"));
+            problems.push(Problem::new(
+                path,
+                "is empty; give the query parameter's name",
+            ));
         } else if query_sets(config, param) {
             problems.push(Problem::new(
                 path,
@@ -100,12 +135,17 @@ fn check_pagination(config: &StepConfig, p: &Pagination, problems: &mut Vec<Prob
             ));
         }
     }
-    check_origins(&format!("{AT}.allowed_origins"), &p.allowed_origins, problems);
+    check_origins(
+        &format!("{AT}.allowed_origins"),
+        &p.allowed_origins,
+        problems,
+    );
 }
 
 /// Whether the configured URL or `query` already sets parameter `name`.
 fn query_sets(config: &StepConfig, name: &str) -> bool {
-    let in_url = url::Url::parse(config.url.trim()).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == name));
+    let in_url =
+        url::Url::parse(config.url.trim()).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == name));
     in_url || config.query.iter().any(|kv| kv.key == name)
 }
 
@@ -113,11 +153,17 @@ fn check_poll(p: &Poll, problems: &mut Vec<Problem>) {
     const AT: &str = "poll";
     if let Some(statuses) = &p.on_status {
         if statuses.is_empty() {
-            problems.push(Problem::new(format!("{AT}.on_status"), "is empty; list the statuses that mean \"still running\", e.g. [202]"));
+            problems.push(Problem::new(
+                format!("{AT}.on_status"),
+                "is empty; list the statuses that mean \"still running\", e.g. [202]",
+            ));
         }
         for (i, s) in statuses.iter().enumerate() {
             if !(100..=599).contains(s) {
-                problems.push(Problem::new(format!("{AT}.on_status[{i}]"), format!("{s} is not an HTTP status (100 to 599)")));
+                problems.push(Problem::new(
+                    format!("{AT}.on_status[{i}]"),
+                    format!("{s} is not an HTTP status (100 to 599)"),
+                ));
             }
         }
     }
@@ -127,37 +173,66 @@ fn check_poll(p: &Poll, problems: &mut Vec<Problem>) {
     if let Some(until) = &p.until {
         check_pointer(&format!("{AT}.until.pointer"), &until.pointer, problems);
         if until.success.is_empty() {
-            problems.push(Problem::new(format!("{AT}.until.success"), "is empty; list the states that mean the job is done, e.g. [\"succeeded\"]"));
+            problems.push(Problem::new(
+                format!("{AT}.until.success"),
+                "is empty; list the states that mean the job is done, e.g. [\"succeeded\"]",
+            ));
         }
         if let Some(both) = until.success.iter().find(|s| until.failure.contains(s)) {
-            problems.push(Problem::new(format!("{AT}.until.failure"), format!("{both:?} is listed as success too")));
+            problems.push(Problem::new(
+                format!("{AT}.until.failure"),
+                format!("{both:?} is listed as success too"),
+            ));
         }
     }
     match p.max_polls {
-        Some(n) if !(1..=MAX_POLLS).contains(&n) => problems.push(Problem::new(format!("{AT}.max_polls"), format!("must be from 1 to {MAX_POLLS}, not {n}"))),
+        Some(n) if !(1..=MAX_POLLS).contains(&n) => problems.push(Problem::new(
+            format!("{AT}.max_polls"),
+            format!("must be from 1 to {MAX_POLLS}, not {n}"),
+        )),
         _ => {}
     }
     if let Some(ms) = p.interval_ms.filter(|&ms| ms > MAX_POLL_INTERVAL_MS) {
-        problems.push(Problem::new(format!("{AT}.interval_ms"), format!("must be at most {MAX_POLL_INTERVAL_MS} (1 hour), not {ms}")));
+        problems.push(Problem::new(
+            format!("{AT}.interval_ms"),
+            format!("must be at most {MAX_POLL_INTERVAL_MS} (1 hour), not {ms}"),
+        ));
     }
-    check_origins(&format!("{AT}.allowed_origins"), &p.allowed_origins, problems);
+    check_origins(
+        &format!("{AT}.allowed_origins"),
+        &p.allowed_origins,
+        problems,
+    );
 }
 
 /// Each entry must be an origin: `https://host[:port]` (or `http://`), nothing more.
 fn check_origins(field: &str, origins: &[String], problems: &mut Vec<Problem>) {
     for (i, origin) in origins.iter().enumerate() {
         let ok = url::Url::parse(origin).is_ok_and(|u| {
-            matches!(u.scheme(), "https" | "http") && u.host_str().is_some() && u.path() == "/" && u.query().is_none() && u.fragment().is_none() && u.username().is_empty()
+            matches!(u.scheme(), "https" | "http")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && u.username().is_empty()
         }) && !origin.trim_end_matches('/').ends_with(':');
         if !ok {
-            problems.push(Problem::new(format!("{field}[{i}]"), format!("{origin:?} is not an origin; write \"https://host\" or \"https://host:port\"")));
+            problems.push(Problem::new(
+                format!("{field}[{i}]"),
+                format!(
+                    "{origin:?} is not an origin; write \"https://host\" or \"https://host:port\""
+                ),
+            ));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{CursorNext, KeyValue, PageNext, PageNumberNext, Pagination, Poll, PollUntil, Problem, StepConfig};
+    use crate::model::{
+        CursorNext, KeyValue, PageNext, PageNumberNext, Pagination, Poll, PollUntil, Problem,
+        StepConfig,
+    };
 
     fn validate(c: &StepConfig) -> Vec<Problem> {
         let mut problems = Vec::new();
@@ -170,30 +245,57 @@ mod tests {
         let mut c = StepConfig::get("https://api.test/items?page=1");
         c.query = vec![KeyValue::new("cursor", "x")];
         c.pagination = Some(Pagination {
-            next: PageNext::Page(PageNumberNext { param: "page".into(), start: None }),
+            next: PageNext::Page(PageNumberNext {
+                param: "page".into(),
+                start: None,
+            }),
             items: None,
             max_pages: Some(0),
             max_items: Some(0),
             interval_ms: None,
             allowed_origins: vec!["https://ok.test".into(), "https://x.test/path".into()],
         });
-        c.poll = Some(Poll { on_status: Some(vec![]), status_url: None, until: Some(PollUntil { pointer: "status".into(), success: vec![], failure: vec![] }), interval_ms: None, max_polls: Some(0), allowed_origins: vec![] });
+        c.poll = Some(Poll {
+            on_status: Some(vec![]),
+            status_url: None,
+            until: Some(PollUntil {
+                pointer: "status".into(),
+                success: vec![],
+                failure: vec![],
+            }),
+            interval_ms: None,
+            max_polls: Some(0),
+            allowed_origins: vec![],
+        });
         let paths: Vec<String> = validate(&c).into_iter().map(|p| p.path).collect();
-        assert_eq!(paths, [
-            "poll",
-            "pagination.max_pages",
-            "pagination.max_items",
-            "pagination.items",
-            "pagination.next.page.param",
-            "pagination.allowed_origins[1]",
-            "poll.on_status",
-            "poll.until.pointer",
-            "poll.until.success",
-            "poll.max_polls"
-        ]);
+        assert_eq!(
+            paths,
+            [
+                "poll",
+                "pagination.max_pages",
+                "pagination.max_items",
+                "pagination.items",
+                "pagination.next.page.param",
+                "pagination.allowed_origins[1]",
+                "poll.on_status",
+                "poll.until.pointer",
+                "poll.until.success",
+                "poll.max_polls"
+            ]
+        );
         let mut c = StepConfig::get("https://api.test/items");
         c.query = vec![KeyValue::new("cursor", "x")];
-        c.pagination = Some(Pagination { next: PageNext::Cursor(CursorNext { pointer: "/next".into(), param: "cursor".into() }), items: None, max_pages: None, max_items: None, interval_ms: None, allowed_origins: vec![] });
+        c.pagination = Some(Pagination {
+            next: PageNext::Cursor(CursorNext {
+                pointer: "/next".into(),
+                param: "cursor".into(),
+            }),
+            items: None,
+            max_pages: None,
+            max_items: None,
+            interval_ms: None,
+            allowed_origins: vec![],
+        });
         assert!(validate(&c)[0].message.contains("already set"));
     }
 }

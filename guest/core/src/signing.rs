@@ -59,19 +59,19 @@ impl std::fmt::Debug for Signer {
 
 fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC accepts keys of any length (RFC 2104 §2), so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     for part in parts {
         mac.update(part);
     }
     mac
 }
 
-
 /// Decodes a `whsec_<base64>` secret into its key.
 fn whsec_key(secret: &str) -> Result<Vec<u8>, String> {
-    let encoded = secret
-        .strip_prefix("whsec_")
-        .ok_or("standard-webhooks secrets look like whsec_<base64>; this one lacks the whsec_ prefix")?;
+    let encoded = secret.strip_prefix("whsec_").ok_or(
+        "standard-webhooks secrets look like whsec_<base64>; this one lacks the whsec_ prefix",
+    )?;
     let key = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|_| "the part after whsec_ is not valid base64".to_string())?;
@@ -95,7 +95,11 @@ impl Signer {
         }
         let mut keys = Vec::new();
         for (i, secret) in signing.secrets.iter().enumerate() {
-            let path = if signing.secrets.len() == 1 { "signing.secret".to_string() } else { format!("signing.secret[{i}]") };
+            let path = if signing.secrets.len() == 1 {
+                "signing.secret".to_string()
+            } else {
+                format!("signing.secret[{i}]")
+            };
             if secret.is_empty() {
                 problems.push(Problem::new(path, "is empty"));
                 continue;
@@ -108,16 +112,34 @@ impl Signer {
                 _ => keys.push(secret.as_bytes().to_vec()),
             }
         }
-        let header = signing.header.clone().unwrap_or_else(|| default_header(scheme).to_string());
+        let header = signing
+            .header
+            .clone()
+            .unwrap_or_else(|| default_header(scheme).to_string());
         if !is_valid_name(&header) {
-            problems.push(Problem::new("signing.header", format!("{header:?} is not a valid header name")));
+            problems.push(Problem::new(
+                "signing.header",
+                format!("{header:?} is not a valid header name"),
+            ));
         } else if RESERVED_HEADERS.contains(&header.to_ascii_lowercase().as_str())
             || (scheme == SigningScheme::StandardWebhooks
-                && ["webhook-id", "webhook-timestamp"].contains(&header.to_ascii_lowercase().as_str()))
+                && ["webhook-id", "webhook-timestamp"]
+                    .contains(&header.to_ascii_lowercase().as_str()))
         {
-            problems.push(Problem::new("signing.header", format!("{header} cannot carry the signature")));
+            problems.push(Problem::new(
+                "signing.header",
+                format!("{header} cannot carry the signature"),
+            ));
         }
-        if problems.is_empty() { Ok(Signer { scheme, header, keys }) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(Signer {
+                scheme,
+                header,
+                keys,
+            })
+        } else {
+            Err(problems)
+        }
     }
 
     /// The scheme.
@@ -144,7 +166,14 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("t={t},v1={}", hex::encode(hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes())))
+                    .map(|k| {
+                        format!(
+                            "t={t},v1={}",
+                            hex::encode(
+                                hmac(k, &[t.as_bytes(), b".", body]).finalize().into_bytes()
+                            )
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
@@ -155,7 +184,11 @@ impl Signer {
                     .iter()
                     .map(|k| {
                         let mac = hmac(k, &[message_id.as_bytes(), b".", t.as_bytes(), b".", body]);
-                        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+                        format!(
+                            "v1,{}",
+                            base64::engine::general_purpose::STANDARD
+                                .encode(mac.finalize().into_bytes())
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join(" ");
@@ -169,7 +202,12 @@ impl Signer {
                 let value = self
                     .keys
                     .iter()
-                    .map(|k| format!("sha256={}", hex::encode(hmac(k, &[body]).finalize().into_bytes())))
+                    .map(|k| {
+                        format!(
+                            "sha256={}",
+                            hex::encode(hmac(k, &[body]).finalize().into_bytes())
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join(" ");
                 vec![KeyValue::new(&self.header, value)]
@@ -214,7 +252,10 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier for the same settings the step was given.
     pub fn new(signing: &Signing) -> Result<Verifier, Vec<Problem>> {
-        Ok(Verifier { signer: Signer::new(signing)?, tolerance_secs: DEFAULT_TOLERANCE_SECS })
+        Ok(Verifier {
+            signer: Signer::new(signing)?,
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+        })
     }
 
     /// Changes the timestamp tolerance (default [`DEFAULT_TOLERANCE_SECS`]).
@@ -225,7 +266,12 @@ impl Verifier {
 
     /// Checks the signature headers of a request with `body`, at `now`
     /// (unix seconds). `headers` are name/value pairs, names in any case.
-    pub fn verify(&self, headers: &[(String, String)], body: &[u8], now: u64) -> Result<(), VerifyError> {
+    pub fn verify(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), VerifyError> {
         let get = |name: &str| {
             headers
                 .iter()
@@ -239,7 +285,11 @@ impl Verifier {
         let fresh = |t: &str| -> Result<(), VerifyError> {
             let timestamp: u64 = t.parse().map_err(|_| malformed())?;
             if timestamp.abs_diff(now) > self.tolerance_secs {
-                return Err(VerifyError::Stale { timestamp, now, tolerance: self.tolerance_secs });
+                return Err(VerifyError::Stale {
+                    timestamp,
+                    now,
+                    tolerance: self.tolerance_secs,
+                });
             }
             Ok(())
         };
@@ -260,7 +310,8 @@ impl Verifier {
                     let t = t.ok_or_else(malformed)?;
                     fresh(t)?;
                     for s in v1 {
-                        candidates.push((vec![t.as_bytes().to_vec(), b".".to_vec(), body.to_vec()], s));
+                        candidates
+                            .push((vec![t.as_bytes().to_vec(), b".".to_vec(), body.to_vec()], s));
                     }
                 }
             }
@@ -271,15 +322,22 @@ impl Verifier {
                 for sig in value.split_whitespace() {
                     // Other versions (e.g. v1a) are skipped, as the spec allows.
                     if let Some(b64) = sig.strip_prefix("v1,") {
-                        let s = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| malformed())?;
-                        let msg = [id.as_bytes(), b".", t.as_bytes(), b".", body].map(<[u8]>::to_vec).to_vec();
+                        let s = base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .map_err(|_| malformed())?;
+                        let msg = [id.as_bytes(), b".", t.as_bytes(), b".", body]
+                            .map(<[u8]>::to_vec)
+                            .to_vec();
                         candidates.push((msg, s));
                     }
                 }
             }
             SigningScheme::Github => {
                 for sig in value.split_whitespace() {
-                    let s = sig.strip_prefix("sha256=").and_then(|s| hex::decode(s).ok()).ok_or_else(malformed)?;
+                    let s = sig
+                        .strip_prefix("sha256=")
+                        .and_then(|s| hex::decode(s).ok())
+                        .ok_or_else(malformed)?;
                     candidates.push((vec![body.to_vec()], s));
                 }
             }
@@ -289,9 +347,16 @@ impl Verifier {
         }
         let matches = candidates.iter().any(|(parts, sig)| {
             let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            self.signer.keys.iter().any(|k| hmac(k, &parts).verify_slice(sig).is_ok())
+            self.signer
+                .keys
+                .iter()
+                .any(|k| hmac(k, &parts).verify_slice(sig).is_ok())
         });
-        if matches { Ok(()) } else { Err(VerifyError::Mismatch) }
+        if matches {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
     }
 }
 
@@ -300,18 +365,28 @@ mod tests {
     use super::*;
 
     fn signing(scheme: SigningScheme, secrets: &[&str]) -> Signing {
-        Signing { secrets: secrets.iter().map(|s| s.to_string()).collect(), scheme: Some(scheme), header: None }
+        Signing {
+            secrets: secrets.iter().map(|s| s.to_string()).collect(),
+            scheme: Some(scheme),
+            header: None,
+        }
     }
 
     fn pairs(kvs: &[KeyValue]) -> Vec<(String, String)> {
-        kvs.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect()
+        kvs.iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect()
     }
 
     /// Standard Webhooks spec test vector (standard-webhooks/standard-webhooks,
     /// spec/standard-webhooks.md and the reference libraries' tests).
     #[test]
     fn standard_webhooks_spec_vector() {
-        let signer = Signer::new(&signing(SigningScheme::StandardWebhooks, &["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"])).expect("valid");
+        let signer = Signer::new(&signing(
+            SigningScheme::StandardWebhooks,
+            &["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"],
+        ))
+        .expect("valid");
         let body = br#"{"email":"test@example.com","username":"test_user"}"#;
         let headers = signer.sign(body, 1649367553, "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk");
         assert_eq!(
@@ -319,7 +394,10 @@ mod tests {
             vec![
                 KeyValue::new("webhook-id", "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk"),
                 KeyValue::new("webhook-timestamp", "1649367553"),
-                KeyValue::new("webhook-signature", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="),
+                KeyValue::new(
+                    "webhook-signature",
+                    "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+                ),
             ]
         );
     }
@@ -327,7 +405,11 @@ mod tests {
     /// GitHub docs, "Validating webhook deliveries", testing section.
     #[test]
     fn github_docs_vector() {
-        let signer = Signer::new(&signing(SigningScheme::Github, &["It's a Secret to Everybody"])).expect("valid");
+        let signer = Signer::new(&signing(
+            SigningScheme::Github,
+            &["It's a Secret to Everybody"],
+        ))
+        .expect("valid");
         assert_eq!(
             signer.sign(b"Hello, World!", 0, ""),
             vec![KeyValue::new(
@@ -341,8 +423,13 @@ mod tests {
     /// `hmac.new(b"wbhsec_5f2b2c7e-persona-test", b"1700000000." + body, hashlib.sha256).hexdigest()`.
     #[test]
     fn persona_vector_cross_checked_with_python() {
-        let signer = Signer::new(&signing(SigningScheme::Persona, &["wbhsec_5f2b2c7e-persona-test"])).expect("valid");
-        let body = br#"{"data":{"attributes":{"status":"approved"},"id":"inq_4QKc8SNRXmULmkPbEkyv8wKs"}}"#;
+        let signer = Signer::new(&signing(
+            SigningScheme::Persona,
+            &["wbhsec_5f2b2c7e-persona-test"],
+        ))
+        .expect("valid");
+        let body =
+            br#"{"data":{"attributes":{"status":"approved"},"id":"inq_4QKc8SNRXmULmkPbEkyv8wKs"}}"#;
         assert_eq!(
             signer.sign(body, 1_700_000_000, ""),
             vec![KeyValue::new(
@@ -357,18 +444,39 @@ mod tests {
         for (scheme, secrets) in [
             (SigningScheme::Persona, ["old-secret", "new-secret"]),
             (SigningScheme::Github, ["old-secret", "new-secret"]),
-            (SigningScheme::StandardWebhooks, ["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
+            (
+                SigningScheme::StandardWebhooks,
+                [
+                    "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                ],
+            ),
         ] {
             let both = signing(scheme, &secrets);
-            let headers = pairs(&Signer::new(&both).expect("valid").sign(b"{}", 1000, "msg_1"));
+            let headers = pairs(
+                &Signer::new(&both)
+                    .expect("valid")
+                    .sign(b"{}", 1000, "msg_1"),
+            );
             let value = &headers.last().expect("signature").1;
             assert_eq!(value.split(' ').count(), 2, "{value}");
             for one in secrets {
                 let verifier = Verifier::new(&signing(scheme, &[one])).expect("valid");
                 assert_eq!(verifier.verify(&headers, b"{}", 1000), Ok(()), "{scheme:?}");
             }
-            let stranger = Verifier::new(&signing(scheme, &[if scheme == SigningScheme::StandardWebhooks { "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" } else { "x" }])).expect("valid");
-            assert_eq!(stranger.verify(&headers, b"{}", 1000), Err(VerifyError::Mismatch));
+            let stranger = Verifier::new(&signing(
+                scheme,
+                &[if scheme == SigningScheme::StandardWebhooks {
+                    "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                } else {
+                    "x"
+                }],
+            ))
+            .expect("valid");
+            assert_eq!(
+                stranger.verify(&headers, b"{}", 1000),
+                Err(VerifyError::Mismatch)
+            );
         }
     }
 
@@ -377,17 +485,36 @@ mod tests {
         let s = signing(SigningScheme::Persona, &["k"]);
         let headers = pairs(&Signer::new(&s).expect("valid").sign(b"body", 1000, ""));
         let v = Verifier::new(&s).expect("valid");
-        assert_eq!(v.verify(&headers, b"body!", 1000), Err(VerifyError::Mismatch));
-        assert!(matches!(v.verify(&headers, b"body", 1301), Err(VerifyError::Stale { .. })));
-        assert_eq!(v.clone().tolerance_secs(400).verify(&headers, b"body", 1301), Ok(()));
-        assert_eq!(v.verify(&[], b"body", 1000), Err(VerifyError::MissingHeader("Persona-Signature".into())));
+        assert_eq!(
+            v.verify(&headers, b"body!", 1000),
+            Err(VerifyError::Mismatch)
+        );
+        assert!(matches!(
+            v.verify(&headers, b"body", 1301),
+            Err(VerifyError::Stale { .. })
+        ));
+        assert_eq!(
+            v.clone()
+                .tolerance_secs(400)
+                .verify(&headers, b"body", 1301),
+            Ok(())
+        );
+        assert_eq!(
+            v.verify(&[], b"body", 1000),
+            Err(VerifyError::MissingHeader("Persona-Signature".into()))
+        );
         let bad = vec![("persona-signature".to_string(), "t=1000,v1=zz".to_string())];
-        assert_eq!(v.verify(&bad, b"body", 1000), Err(VerifyError::Malformed("Persona-Signature".into())));
+        assert_eq!(
+            v.verify(&bad, b"body", 1000),
+            Err(VerifyError::Malformed("Persona-Signature".into()))
+        );
     }
 
     #[test]
     fn invalid_secrets_are_problems_without_the_secret() {
-        let sw = |secret: &str| Signer::new(&signing(SigningScheme::StandardWebhooks, &[secret])).expect_err("invalid");
+        let sw = |secret: &str| {
+            Signer::new(&signing(SigningScheme::StandardWebhooks, &[secret])).expect_err("invalid")
+        };
         for (secret, needle) in [
             ("C2FVsBQIhrscChlQIMV+b5sSYspob7oD", "prefix"),
             ("whsec_not*base64!", "base64"),
@@ -395,12 +522,24 @@ mod tests {
             ("", "empty"),
         ] {
             let problems = sw(secret);
-            assert!(problems[0].message.contains(needle), "{secret}: {problems:?}");
+            assert!(
+                problems[0].message.contains(needle),
+                "{secret}: {problems:?}"
+            );
             assert!(secret.is_empty() || !problems[0].message.contains(secret));
         }
-        let none = Signer::new(&Signing { secrets: vec![], scheme: None, header: None }).expect_err("no secret");
+        let none = Signer::new(&Signing {
+            secrets: vec![],
+            scheme: None,
+            header: None,
+        })
+        .expect_err("no secret");
         assert_eq!(none[0].path, "signing.secret");
-        let bad_header = Signer::new(&Signing { secrets: vec!["k".into()], scheme: None, header: Some("Content-Length".into()) });
+        let bad_header = Signer::new(&Signing {
+            secrets: vec!["k".into()],
+            scheme: None,
+            header: Some("Content-Length".into()),
+        });
         assert_eq!(bad_header.expect_err("reserved")[0].path, "signing.header");
         let signer = Signer::new(&signing(SigningScheme::Persona, &["hunter2"])).expect("valid");
         assert!(!format!("{signer:?}").contains("hunter2"));

@@ -65,7 +65,9 @@ fn parse_one(pattern: &StatusPattern) -> Result<RangeInclusive<u16>, String> {
             } else if let Some(code) = parse_code(t) {
                 Ok(code..=code)
             } else {
-                Err(format!("{text:?} is not a status code, class (\"2xx\") or range (\"200-299\")"))
+                Err(format!(
+                    "{text:?} is not a status code, class (\"2xx\") or range (\"200-299\")"
+                ))
             }
         }
     }
@@ -112,7 +114,12 @@ mod tests {
 
     #[test]
     fn codes_classes_ranges() {
-        let s = set(&[Code(201), Pattern("4XX".into()), Pattern(" 300 - 302 ".into()), Pattern("204".into())]);
+        let s = set(&[
+            Code(201),
+            Pattern("4XX".into()),
+            Pattern(" 300 - 302 ".into()),
+            Pattern("204".into()),
+        ]);
         for ok in [201, 400, 499, 300, 302, 204] {
             assert!(s.contains(ok), "{ok}");
         }
@@ -124,10 +131,24 @@ mod tests {
 
     #[test]
     fn bad_entries_are_all_reported() {
-        let err = parse_patterns(&[Code(99), Pattern("6xx".into()), Pattern("299-200".into()), Pattern("abc".into()), Code(200)])
-            .expect_err("invalid");
+        let err = parse_patterns(&[
+            Code(99),
+            Pattern("6xx".into()),
+            Pattern("299-200".into()),
+            Pattern("abc".into()),
+            Code(200),
+        ])
+        .expect_err("invalid");
         let paths: Vec<_> = err.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["expected_status[0]", "expected_status[1]", "expected_status[2]", "expected_status[3]"]);
+        assert_eq!(
+            paths,
+            [
+                "expected_status[0]",
+                "expected_status[1]",
+                "expected_status[2]",
+                "expected_status[3]"
+            ]
+        );
         assert!(parse_patterns(&[]).is_err());
     }
 }

@@ -52,15 +52,22 @@ impl ContextPath {
     pub fn parse(text: &str) -> Result<ContextPath, String> {
         let text = text.trim();
         if text.is_empty() {
-            return Err("an empty {{ }} names nothing; write a path such as {{ steps.create.id }}".into());
+            return Err(
+                "an empty {{ }} names nothing; write a path such as {{ steps.create.id }}".into(),
+            );
         }
         let mut parts = Vec::new();
         let mut rest = text;
         let mut expect_key = true;
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('[') {
-                let (index, tail) = after.split_once(']').ok_or_else(|| format!("{text:?}: a [ is not closed"))?;
-                let n = index.trim().parse::<usize>().map_err(|_| format!("{text:?}: [{index}] is not an array index"))?;
+                let (index, tail) = after
+                    .split_once(']')
+                    .ok_or_else(|| format!("{text:?}: a [ is not closed"))?;
+                let n = index
+                    .trim()
+                    .parse::<usize>()
+                    .map_err(|_| format!("{text:?}: [{index}] is not an array index"))?;
                 parts.push(PathPart::Index(n));
                 rest = tail;
                 expect_key = false;
@@ -76,7 +83,9 @@ impl ContextPath {
                 }
                 let end = rest.find(['.', '[']).unwrap_or(rest.len());
                 let key = &rest[..end];
-                if key.is_empty() || key.contains(|c: char| c.is_whitespace() || matches!(c, ']' | '{' | '}')) {
+                if key.is_empty()
+                    || key.contains(|c: char| c.is_whitespace() || matches!(c, ']' | '{' | '}'))
+                {
                     return Err(format!("{text:?}: {key:?} is not a valid key"));
                 }
                 parts.push(PathPart::Key(key.to_string()));
@@ -107,8 +116,14 @@ impl ContextPath {
                 let found = ContextPath(self.0[..i].to_vec());
                 match (i, value) {
                     (0, _) => format!("the workflow context has no {self}"),
-                    (_, Value::Array(a)) => format!("the workflow context has no {self}: {found} has {} items", a.len()),
-                    _ => format!("the workflow context has no {self}: {found} has no {}", ContextPath(vec![part.clone()])),
+                    (_, Value::Array(a)) => format!(
+                        "the workflow context has no {self}: {found} has {} items",
+                        a.len()
+                    ),
+                    _ => format!(
+                        "the workflow context has no {self}: {found} has no {}",
+                        ContextPath(vec![part.clone()])
+                    ),
                 }
             })?;
         }
@@ -144,7 +159,9 @@ impl Template {
                 continue;
             }
             let inner = &after[2..];
-            let end = inner.find("}}").ok_or("a {{ is not closed by }} (write {{{{ for a literal {{)")?;
+            let end = inner
+                .find("}}")
+                .ok_or("a {{ is not closed by }} (write {{{{ for a literal {{)")?;
             if !literal.is_empty() {
                 segments.push(Segment::Literal(std::mem::take(&mut literal)));
             }
@@ -204,7 +221,12 @@ impl Source<'_> {
 }
 
 /// Renders a template as text.
-fn render_text(text: &str, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> String {
+fn render_text(
+    text: &str,
+    field: &str,
+    source: &Source<'_>,
+    problems: &mut Vec<Problem>,
+) -> String {
     let template = match Template::parse(text) {
         Ok(t) => t,
         Err(e) => {
@@ -266,32 +288,51 @@ fn render_url(url: &str, field: &str, source: &Source<'_>, problems: &mut Vec<Pr
 fn secret_in_url(field: &str, p: &ContextPath) -> Problem {
     Problem::new(
         field,
-        format!("{{{{ {p} }}}} would put a secret into the URL, which servers and proxies log; send it in a header or the body instead"),
+        format!(
+            "{{{{ {p} }}}} would put a secret into the URL, which servers and proxies log; send it in a header or the body instead"
+        ),
     )
 }
 
 /// Renders strings inside a JSON body; a string that is exactly one
 /// placeholder takes the value's JSON type.
-fn render_json(value: &Value, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) -> Value {
+fn render_json(
+    value: &Value,
+    field: &str,
+    source: &Source<'_>,
+    problems: &mut Vec<Problem>,
+) -> Value {
     match value {
         Value::String(s) => {
             if let Ok(t) = Template::parse(s)
-                && let Some(p) = t.sole_path() {
-                    return match source.get(p) {
-                        Ok(v) => v.into_owned(),
-                        Err(e) => {
-                            problems.push(Problem::new(field, format!("{{{{ {p} }}}}: {e}")));
-                            Value::Null
-                        }
-                    };
-                }
+                && let Some(p) = t.sole_path()
+            {
+                return match source.get(p) {
+                    Ok(v) => v.into_owned(),
+                    Err(e) => {
+                        problems.push(Problem::new(field, format!("{{{{ {p} }}}}: {e}")));
+                        Value::Null
+                    }
+                };
+            }
             Value::String(render_text(s, field, source, problems))
         }
         Value::Array(items) => Value::Array(
-            items.iter().enumerate().map(|(i, v)| render_json(v, &format!("{field}[{i}]"), source, problems)).collect(),
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| render_json(v, &format!("{field}[{i}]"), source, problems))
+                .collect(),
         ),
         Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.clone(), render_json(v, &format!("{field}.{k}"), source, problems))).collect(),
+            map.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        render_json(v, &format!("{field}.{k}"), source, problems),
+                    )
+                })
+                .collect(),
         ),
         other => other.clone(),
     }
@@ -307,7 +348,12 @@ fn render_field(value: &mut String, field: &str, source: &Source<'_>, problems: 
 
 /// Renders a base64 field. Without a context, a templated one stands in as
 /// empty (valid base64), so only its template syntax is checked.
-fn render_base64(value: &mut String, field: &str, source: &Source<'_>, problems: &mut Vec<Problem>) {
+fn render_base64(
+    value: &mut String,
+    field: &str,
+    source: &Source<'_>,
+    problems: &mut Vec<Problem>,
+) {
     let templated = value.contains("{{");
     render_field(value, field, source, problems);
     if templated && matches!(source, Source::StandIn) {
@@ -328,18 +374,24 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
         let templated = kv.value.contains("{{");
         render_field(&mut kv.value, &field, source, &mut problems);
         // Only a rendered value is checked here; literal values are validate's.
-        if problems.len() == before && templated
-            && let Some(p) = check_value(&field, &kv.value) {
-                problems.push(Problem::new(field, format!("a {{{{ }}}} value here is unusable: {}", p.message)));
-            }
+        if problems.len() == before
+            && templated
+            && let Some(p) = check_value(&field, &kv.value)
+        {
+            problems.push(Problem::new(
+                field,
+                format!("a {{{{ }}}} value here is unusable: {}", p.message),
+            ));
+        }
     }
     for (i, kv) in config.query.iter_mut().enumerate() {
         let field = format!("query[{i}].value");
         if let Ok(t) = Template::parse(&kv.value)
-            && let Some(p) = t.paths().find(|p| p.is_secret()) {
-                problems.push(secret_in_url(&field, p));
-                continue;
-            }
+            && let Some(p) = t.paths().find(|p| p.is_secret())
+        {
+            problems.push(secret_in_url(&field, p));
+            continue;
+        }
         // Encoded later, with every other query value.
         render_field(&mut kv.value, &field, source, &mut problems);
     }
@@ -351,7 +403,12 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
         },
         Some(Body::Form(fields)) => {
             for (i, kv) in fields.iter_mut().enumerate() {
-                render_field(&mut kv.value, &format!("body.form[{i}].value"), source, &mut problems);
+                render_field(
+                    &mut kv.value,
+                    &format!("body.form[{i}].value"),
+                    source,
+                    &mut problems,
+                );
             }
         }
         Some(Body::Text(t)) => render_field(&mut t.text, "body.text", source, &mut problems),
@@ -370,7 +427,10 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
                 if let Some(b64) = &mut part.base64 {
                     render_base64(b64, &at("base64"), source, &mut problems);
                 }
-                for (value, field) in [(&mut part.filename, "filename"), (&mut part.content_type, "content_type")] {
+                for (value, field) in [
+                    (&mut part.filename, "filename"),
+                    (&mut part.content_type, "content_type"),
+                ] {
                     if let Some(value) = value {
                         render_field(value, &at(field), source, &mut problems);
                     }
@@ -382,12 +442,19 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
         let scheme = signing.scheme.unwrap_or(SigningScheme::Persona);
         for (i, secret) in signing.secrets.iter_mut().enumerate() {
             let templated = secret.contains("{{");
-            render_field(secret, &format!("signing.secret[{i}]"), source, &mut problems);
+            render_field(
+                secret,
+                &format!("signing.secret[{i}]"),
+                source,
+                &mut problems,
+            );
             if templated && matches!(source, Source::StandIn) {
                 // A stand-in for a secret that only the context can give: any
                 // valid secret of the scheme, so the rest of the config is checked.
                 *secret = match scheme {
-                    SigningScheme::StandardWebhooks => "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+                    SigningScheme::StandardWebhooks => {
+                        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()
+                    }
                     _ => "stand-in".into(),
                 };
             }
@@ -402,7 +469,9 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
 /// Renders the credentials of `auth`. A key sent in the query may not come
 /// from `secrets` (the URL is logged), as for `query`.
 fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>) {
-    let render = |value: &mut String, field: &str, problems: &mut Vec<Problem>| render_field(value, field, source, problems);
+    let render = |value: &mut String, field: &str, problems: &mut Vec<Problem>| {
+        render_field(value, field, source, problems)
+    };
     match auth {
         Auth::Basic(b) => {
             render(&mut b.username, "auth.basic.username", problems);
@@ -411,7 +480,10 @@ fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>
         Auth::Bearer(b) => render(&mut b.token, "auth.bearer.token", problems),
         Auth::ApiKey(k) => {
             let in_query = k.placement() == ApiKeyIn::Query;
-            for (value, field) in [(&mut k.name, "auth.api_key.name"), (&mut k.value, "auth.api_key.value")] {
+            for (value, field) in [
+                (&mut k.name, "auth.api_key.name"),
+                (&mut k.value, "auth.api_key.value"),
+            ] {
                 if in_query
                     && let Ok(t) = Template::parse(value)
                     && let Some(p) = t.paths().find(|p| p.is_secret())
@@ -426,7 +498,11 @@ fn render_auth(auth: &mut Auth, source: &Source<'_>, problems: &mut Vec<Problem>
             const AT: &str = "auth.oauth2_client_credentials";
             o.token_url = render_url(&o.token_url, &format!("{AT}.token_url"), source, problems);
             render(&mut o.client_id, &format!("{AT}.client_id"), problems);
-            render(&mut o.client_secret, &format!("{AT}.client_secret"), problems);
+            render(
+                &mut o.client_secret,
+                &format!("{AT}.client_secret"),
+                problems,
+            );
             for (value, field) in [(&mut o.scope, "scope"), (&mut o.audience, "audience")] {
                 if let Some(value) = value {
                     render(value, &format!("{AT}.{field}"), problems);
@@ -470,9 +546,24 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(ContextPath::parse(" steps.create_user.output.id ").expect("ok").to_string(), "steps.create_user.output.id");
-        assert_eq!(ContextPath::parse("items[0].sku").expect("ok").0, vec![PathPart::Key("items".into()), PathPart::Index(0), PathPart::Key("sku".into())]);
-        assert_eq!(ContextPath::parse("a[1][2]").expect("ok").to_string(), "a[1][2]");
+        assert_eq!(
+            ContextPath::parse(" steps.create_user.output.id ")
+                .expect("ok")
+                .to_string(),
+            "steps.create_user.output.id"
+        );
+        assert_eq!(
+            ContextPath::parse("items[0].sku").expect("ok").0,
+            vec![
+                PathPart::Key("items".into()),
+                PathPart::Index(0),
+                PathPart::Key("sku".into())
+            ]
+        );
+        assert_eq!(
+            ContextPath::parse("a[1][2]").expect("ok").to_string(),
+            "a[1][2]"
+        );
         for bad in ["", "a..b", ".a", "a.", "a[x]", "a[1", "a b", "a[0]b"] {
             assert!(ContextPath::parse(bad).is_err(), "{bad:?}");
         }
@@ -481,7 +572,10 @@ mod tests {
     #[test]
     fn templates_and_escape() {
         let t = Template::parse("a {{x}} b {{{{ literal }} {{ y[1] }}").expect("ok");
-        assert_eq!(t.paths().map(ToString::to_string).collect::<Vec<_>>(), ["x", "y[1]"]);
+        assert_eq!(
+            t.paths().map(ToString::to_string).collect::<Vec<_>>(),
+            ["x", "y[1]"]
+        );
         assert_eq!(t.0[2], Segment::Literal(" b {{ literal }} ".into()));
         assert!(Template::parse("a {{ x").is_err());
         assert!(Template::parse("{{ }}").is_err());
@@ -489,11 +583,19 @@ mod tests {
 
     #[test]
     fn url_values_are_encoded_where_they_land() {
-        let mut c = StepConfig::get("https://api.test/users/{{ steps.create_user.output.id }}/n/{{name}}?q={{ steps.create_user.output.id }}&a={{items[0].qty}}");
+        let mut c = StepConfig::get(
+            "https://api.test/users/{{ steps.create_user.output.id }}/n/{{name}}?q={{ steps.create_user.output.id }}&a={{items[0].qty}}",
+        );
         c.query = vec![KeyValue::new("who", "{{ name }}")];
         let r = rendered(&c, &Source::Context(&ctx()));
-        assert_eq!(r.url, "https://api.test/users/usr%201%2F2%3Fx%23y%40z/n/Zo%C3%AB%20%C3%85ngstr%C3%B6m?q=usr%201%2F2%3Fx%23y%40z&a=2");
-        assert_eq!(r.query[0].value, "Zoë Ångström", "query values are encoded with the rest later");
+        assert_eq!(
+            r.url,
+            "https://api.test/users/usr%201%2F2%3Fx%23y%40z/n/Zo%C3%AB%20%C3%85ngstr%C3%B6m?q=usr%201%2F2%3Fx%23y%40z&a=2"
+        );
+        assert_eq!(
+            r.query[0].value, "Zoë Ångström",
+            "query values are encoded with the rest later"
+        );
         let parsed = url::Url::parse(&r.url).expect("valid");
         assert_eq!((parsed.host_str(), parsed.port()), (Some("api.test"), None));
     }
@@ -501,13 +603,20 @@ mod tests {
     #[test]
     fn host_templates_and_secrets_in_urls_are_refused() {
         let c = StepConfig::get("https://{{ name }}.test/x");
-        assert!(problems(&c, &Source::StandIn)[0].message.contains("scheme, host or port"));
+        assert!(
+            problems(&c, &Source::StandIn)[0]
+                .message
+                .contains("scheme, host or port")
+        );
         let c = StepConfig::get("https://api.test:{{ port }}/x");
         problems(&c, &Source::StandIn);
         let mut c = StepConfig::get("https://api.test/{{ secrets.api_key }}");
         c.query = vec![KeyValue::new("key", "{{ secrets.api_key }}")];
         let problems = problems(&c, &Source::StandIn);
-        assert_eq!(problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(), ["url", "query[0].value"]);
+        assert_eq!(
+            problems.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+            ["url", "query[0].value"]
+        );
         assert!(problems[0].message.contains("secret"));
     }
 
@@ -515,14 +624,17 @@ mod tests {
     fn json_bodies_keep_types() {
         let mut c = StepConfig::get("https://api.test/");
         c.method = Method::Post;
-        c.body = Some(Body::Json(json!({
-            "id": "{{ steps.create_user.output.age }}",
-            "vip": "{{steps.create_user.output.vip}}",
-            "tags": "{{ steps.create_user.output.tags }}",
-            "label": "user {{ steps.create_user.output.age }}",
-            "nested": [{"sku": "{{ items[0].sku }}"}],
-            "literal": "{{{{ not a template }}"
-        }).into()));
+        c.body = Some(Body::Json(
+            json!({
+                "id": "{{ steps.create_user.output.age }}",
+                "vip": "{{steps.create_user.output.vip}}",
+                "tags": "{{ steps.create_user.output.tags }}",
+                "label": "user {{ steps.create_user.output.age }}",
+                "nested": [{"sku": "{{ items[0].sku }}"}],
+                "literal": "{{{{ not a template }}"
+            })
+            .into(),
+        ));
         let r = rendered(&c, &Source::Context(&ctx()));
         assert_eq!(
             r.body,
@@ -533,36 +645,73 @@ mod tests {
     #[test]
     fn unknown_paths_and_unsafe_header_values_name_the_field() {
         let mut c = StepConfig::get("https://api.test/{{ steps.nope.id }}");
-        c.headers = vec![KeyValue::new("X-Name", "{{ evil }}"), KeyValue::new("X-Item", "{{ items[3].sku }}")];
+        c.headers = vec![
+            KeyValue::new("X-Name", "{{ evil }}"),
+            KeyValue::new("X-Item", "{{ items[3].sku }}"),
+        ];
         let problems = problems(&c, &Source::Context(&ctx()));
-        let got: Vec<(&str, &str)> = problems.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
-        assert_eq!(got[0], ("url", "{{ steps.nope.id }}: the workflow context has no steps.nope.id: steps has no nope"));
+        let got: Vec<(&str, &str)> = problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                "url",
+                "{{ steps.nope.id }}: the workflow context has no steps.nope.id: steps has no nope"
+            )
+        );
         assert_eq!(got[1].0, "headers[0].value");
         assert!(got[1].1.contains("CR, LF"), "{}", got[1].1);
         assert!(!got[1].1.contains("Injected"), "the value is never echoed");
-        assert_eq!(got[2], ("headers[1].value", "{{ items[3].sku }}: the workflow context has no items[3].sku: items has 1 items"));
+        assert_eq!(
+            got[2],
+            (
+                "headers[1].value",
+                "{{ items[3].sku }}: the workflow context has no items[3].sku: items has 1 items"
+            )
+        );
     }
 
     #[test]
     fn secrets_render_into_signing_and_headers() {
         let mut c = StepConfig::get("https://api.test/");
-        c.headers = vec![KeyValue::new("Authorization", "Bearer {{ secrets.api_key }}")];
-        c.signing = Some(Signing { secrets: vec!["{{ secrets.nested[0] }}".into()], scheme: None, header: None });
+        c.headers = vec![KeyValue::new(
+            "Authorization",
+            "Bearer {{ secrets.api_key }}",
+        )];
+        c.signing = Some(Signing {
+            secrets: vec!["{{ secrets.nested[0] }}".into()],
+            scheme: None,
+            header: None,
+        });
         let context = ctx();
         let r = rendered(&c, &Source::Context(&context));
         assert_eq!(r.headers[0].value, "Bearer sk_live_abcdef");
-        let secrets = r.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
+        let secrets = r
+            .signing
+            .as_ref()
+            .map(|s| s.secrets.clone())
+            .unwrap_or_default();
         assert_eq!(secrets, ["pa\"ss\\word"]);
     }
 
     #[test]
     fn stand_in_checks_without_a_context() {
         let mut c = StepConfig::get("https://api.test/{{ a.b }}");
-        c.signing = Some(Signing { secrets: vec!["{{ secrets.whsec }}".into()], scheme: Some(SigningScheme::StandardWebhooks), header: None });
+        c.signing = Some(Signing {
+            secrets: vec!["{{ secrets.whsec }}".into()],
+            scheme: Some(SigningScheme::StandardWebhooks),
+            header: None,
+        });
         let r = rendered(&c, &Source::StandIn);
         assert_eq!(r.url, "https://api.test/x");
         // The stand-in secret is a usable Standard Webhooks key.
-        assert!(r.signing.as_ref().is_some_and(|s| crate::signing::Signer::new(s).is_ok()));
+        assert!(
+            r.signing
+                .as_ref()
+                .is_some_and(|s| crate::signing::Signer::new(s).is_ok())
+        );
         c.headers = vec![KeyValue::new("X", "{{ a. }}")];
         assert_eq!(problems(&c, &Source::StandIn)[0].path, "headers[0].value");
     }

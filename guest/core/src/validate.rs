@@ -3,7 +3,8 @@
 use crate::headers::check_header;
 use crate::model::read::ParsedConfig;
 use crate::model::{
-    Auth, BinaryBody, Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Method, MultipartPart, Problem, ResponseFormat, StepConfig, TextBody,
+    Auth, BinaryBody, Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Method, MultipartPart, Problem,
+    ResponseFormat, StepConfig, TextBody,
 };
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
@@ -31,7 +32,9 @@ pub struct Checked {
 /// Returns every problem of `config`, templates included, without a
 /// workflow context; empty when it can run.
 pub fn validate(config: &StepConfig) -> Vec<Problem> {
-    render_and_check(config.clone(), &Source::StandIn).err().unwrap_or_default()
+    render_and_check(config.clone(), &Source::StandIn)
+        .err()
+        .unwrap_or_default()
 }
 
 /// A config read from JSON, ready to hand to the step — which validates it
@@ -40,7 +43,11 @@ pub fn validate(config: &StepConfig) -> Vec<Problem> {
 /// JSON object, [`validate`]'s of what could be read. Hosts use it so a
 /// config the guest cannot even receive still gets a complete answer.
 pub fn ready(parsed: ParsedConfig) -> Result<StepConfig, Vec<Problem>> {
-    if parsed.problems.is_empty() { Ok(parsed.config) } else { Err(every_problem(parsed)) }
+    if parsed.problems.is_empty() {
+        Ok(parsed.config)
+    } else {
+        Err(every_problem(parsed))
+    }
 }
 
 /// Every problem of a config read from JSON, at once: the shape's and, when
@@ -55,7 +62,10 @@ pub fn every_problem(parsed: ParsedConfig) -> Vec<Problem> {
 
 /// Renders `config`'s templates from `source` and checks the result: the
 /// rendered config and its checked parts, or every problem of both stages.
-pub fn render_and_check(config: StepConfig, source: &Source<'_>) -> Result<(StepConfig, Checked), Vec<Problem>> {
+pub fn render_and_check(
+    config: StepConfig,
+    source: &Source<'_>,
+) -> Result<(StepConfig, Checked), Vec<Problem>> {
     let (rendered, mut problems) = render_config(config, source);
     match check(&rendered) {
         Ok(checked) if problems.is_empty() => Ok((rendered, checked)),
@@ -63,7 +73,10 @@ pub fn render_and_check(config: StepConfig, source: &Source<'_>) -> Result<(Step
         Err(rest) => {
             // A field whose template is broken is reported once, for the template.
             let related = |a: &str, b: &str| a.starts_with(b) || b.starts_with(a);
-            let rest: Vec<Problem> = rest.into_iter().filter(|p| !problems.iter().any(|t| related(&t.path, &p.path))).collect();
+            let rest: Vec<Problem> = rest
+                .into_iter()
+                .filter(|p| !problems.iter().any(|t| related(&t.path, &p.path)))
+                .collect();
             problems.extend(rest);
             Err(problems)
         }
@@ -86,15 +99,25 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
         Some(patterns) => keep(parse_patterns(patterns), &mut problems),
         None => Some(StatusSet::default()),
     };
-    let signer = config.signing.as_ref().map(|s| keep(Signer::new(s), &mut problems));
+    let signer = config
+        .signing
+        .as_ref()
+        .map(|s| keep(Signer::new(s), &mut problems));
     let retry = match &config.retry {
-        Some(policy) => keep(RetryPlan::new(policy, config.method, config.timeout_ms()), &mut problems),
+        Some(policy) => keep(
+            RetryPlan::new(policy, config.method, config.timeout_ms()),
+            &mut problems,
+        ),
         None => Some(RetryPlan::none()),
     };
-    let schema = config
-        .response_schema
-        .as_ref()
-        .map(|s| keep(s.parse("response_schema").and_then(|s| ResponseSchema::compile(&s)).map_err(|p| vec![p]), &mut problems));
+    let schema = config.response_schema.as_ref().map(|s| {
+        keep(
+            s.parse("response_schema")
+                .and_then(|s| ResponseSchema::compile(&s))
+                .map_err(|p| vec![p]),
+            &mut problems,
+        )
+    });
     check_outputs(config, &mut problems);
     match (expected, signer, retry, schema) {
         (Some(expected), signer, Some(retry), schema) if problems.is_empty() => Ok(Checked {
@@ -112,8 +135,16 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
 fn check_outputs(config: &StepConfig, problems: &mut Vec<Problem>) {
     for kv in &config.outputs {
         let path = format!("outputs.{}", kv.key);
-        if kv.key.is_empty() || !kv.key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            problems.push(Problem::new(&path, "output names may hold only letters, digits, _ and -"));
+        if kv.key.is_empty()
+            || !kv
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.push(Problem::new(
+                &path,
+                "output names may hold only letters, digits, _ and -",
+            ));
         }
         crate::checks::check_pointer(&path, &kv.value, problems);
     }
@@ -132,7 +163,10 @@ fn check_headers(config: &StepConfig, problems: &mut Vec<Problem>) {
     if config.headers.len() > MAX_HEADERS {
         problems.push(Problem::new(
             "headers",
-            format!("has {} entries; at most {MAX_HEADERS} are allowed", config.headers.len()),
+            format!(
+                "has {} entries; at most {MAX_HEADERS} are allowed",
+                config.headers.len()
+            ),
         ));
     }
     for (i, kv) in config.headers.iter().enumerate() {
@@ -156,7 +190,10 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
             format!("a {} request cannot carry a body; use POST, PUT, PATCH, DELETE or OPTIONS, or remove the body", config.method),
         ));
     }
-    let content_type_header = config.headers.iter().position(|kv| kv.key.eq_ignore_ascii_case("content-type"));
+    let content_type_header = config
+        .headers
+        .iter()
+        .position(|kv| kv.key.eq_ignore_ascii_case("content-type"));
     match body {
         Body::Json(_) => {}
         Body::Form(fields) => {
@@ -166,10 +203,19 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
                 }
             }
         }
-        Body::Text(TextBody { content_type, .. }) => check_media_type("body.content_type", content_type.as_deref(), problems),
-        Body::Binary(BinaryBody { base64, content_type }) => {
+        Body::Text(TextBody { content_type, .. }) => {
+            check_media_type("body.content_type", content_type.as_deref(), problems)
+        }
+        Body::Binary(BinaryBody {
+            base64,
+            content_type,
+        }) => {
             problems.extend(crate::body::check_base64("body.binary.base64", base64));
-            check_media_type("body.binary.content_type", content_type.as_deref(), problems);
+            check_media_type(
+                "body.binary.content_type",
+                content_type.as_deref(),
+                problems,
+            );
             if content_type.is_some() && content_type_header.is_some() {
                 problems.push(Problem::new(
                     "body.binary.content_type",
@@ -196,24 +242,43 @@ fn check_body(config: &StepConfig, problems: &mut Vec<Problem>) {
 
 fn check_part(at: &str, part: &MultipartPart, problems: &mut Vec<Problem>) {
     if part.name.is_empty() {
-        problems.push(Problem::new(format!("{at}.name"), "is empty; every part needs a field name"));
+        problems.push(Problem::new(
+            format!("{at}.name"),
+            "is empty; every part needs a field name",
+        ));
     }
     match (&part.value, &part.base64) {
-        (Some(_), Some(_)) => problems.push(Problem::new(at, "give either \"value\" (text) or \"base64\" (bytes), not both")),
-        (None, None) => problems.push(Problem::new(at, "has no content; give \"value\" (text) or \"base64\" (bytes)")),
-        (None, Some(b64)) => problems.extend(crate::body::check_base64(&format!("{at}.base64"), b64)),
+        (Some(_), Some(_)) => problems.push(Problem::new(
+            at,
+            "give either \"value\" (text) or \"base64\" (bytes), not both",
+        )),
+        (None, None) => problems.push(Problem::new(
+            at,
+            "has no content; give \"value\" (text) or \"base64\" (bytes)",
+        )),
+        (None, Some(b64)) => {
+            problems.extend(crate::body::check_base64(&format!("{at}.base64"), b64))
+        }
         (Some(_), None) => {}
     }
-    check_media_type(&format!("{at}.content_type"), part.content_type.as_deref(), problems);
+    check_media_type(
+        &format!("{at}.content_type"),
+        part.content_type.as_deref(),
+        problems,
+    );
 }
 
 /// A media type given as a body field goes into a header: the header rules apply.
 fn check_media_type(path: &str, value: Option<&str>, problems: &mut Vec<Problem>) {
     if let Some(value) = value {
-        problems.extend(check_header(path, "Content-Type", value).into_iter().map(|mut p| {
-            p.path = path.into();
-            p
-        }));
+        problems.extend(
+            check_header(path, "Content-Type", value)
+                .into_iter()
+                .map(|mut p| {
+                    p.path = path.into();
+                    p
+                }),
+        );
     }
 }
 
@@ -225,7 +290,10 @@ fn check_response_format(config: &StepConfig, problems: &mut Vec<Problem>) {
         for (given, field) in [
             (config.response_schema.is_some(), "response_schema"),
             (!config.outputs.is_empty(), "outputs"),
-            (body_signal, "auth.oauth2_client_credentials.refresh_on.body"),
+            (
+                body_signal,
+                "auth.oauth2_client_credentials.refresh_on.body",
+            ),
         ] {
             if given {
                 problems.push(Problem::new(
@@ -236,25 +304,30 @@ fn check_response_format(config: &StepConfig, problems: &mut Vec<Problem>) {
         }
     }
     if format == ResponseFormat::Json && config.method == Method::Head {
-        problems.push(Problem::new("response_format", "is json, but a HEAD response has no body; use \"auto\" or another method"));
+        problems.push(Problem::new(
+            "response_format",
+            "is json, but a HEAD response has no body; use \"auto\" or another method",
+        ));
     }
 }
 
 fn check_limits(config: &StepConfig, problems: &mut Vec<Problem>) {
     if let Some(t) = config.timeout_ms
-        && (t == 0 || t > MAX_TIMEOUT_MS) {
-            problems.push(Problem::new(
-                "timeout_ms",
-                format!("must be from 1 to {MAX_TIMEOUT_MS} milliseconds (5 minutes), not {t}"),
-            ));
-        }
+        && (t == 0 || t > MAX_TIMEOUT_MS)
+    {
+        problems.push(Problem::new(
+            "timeout_ms",
+            format!("must be from 1 to {MAX_TIMEOUT_MS} milliseconds (5 minutes), not {t}"),
+        ));
+    }
     if let Some(m) = config.max_response_bytes
-        && (m == 0 || m > MAX_MAX_RESPONSE_BYTES) {
-            problems.push(Problem::new(
-                "max_response_bytes",
-                format!("must be from 1 to {MAX_MAX_RESPONSE_BYTES} (64 MiB), not {m}"),
-            ));
-        }
+        && (m == 0 || m > MAX_MAX_RESPONSE_BYTES)
+    {
+        problems.push(Problem::new(
+            "max_response_bytes",
+            format!("must be from 1 to {MAX_MAX_RESPONSE_BYTES} (64 MiB), not {m}"),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -275,10 +348,16 @@ mod tests {
     #[test]
     fn reports_several_problems_at_once() {
         let mut c = StepConfig::get("htp//nope");
-        c.headers = vec![KeyValue::new("X-Evil", "a\r\nInjected: 1"), KeyValue::new("Bad Name", "v")];
+        c.headers = vec![
+            KeyValue::new("X-Evil", "a\r\nInjected: 1"),
+            KeyValue::new("Bad Name", "v"),
+        ];
         c.body = Some(Body::Json(json!({"a": 1}).into()));
         c.timeout_ms = Some(3_600_000);
-        c.expected_status = Some(vec![StatusPattern::Code(99), StatusPattern::Pattern("7xx".into())]);
+        c.expected_status = Some(vec![
+            StatusPattern::Code(99),
+            StatusPattern::Pattern("7xx".into()),
+        ]);
         c.max_response_bytes = Some(0);
         assert_eq!(
             paths(&c),
@@ -311,7 +390,11 @@ mod tests {
             );
         }
         let long = format!("https://x.test/{}", "a".repeat(MAX_URL_LEN));
-        assert!(validate(&StepConfig::get(long))[0].message.contains("characters long"));
+        assert!(
+            validate(&StepConfig::get(long))[0]
+                .message
+                .contains("characters long")
+        );
     }
 
     #[test]
@@ -319,40 +402,84 @@ mod tests {
         for m in Method::ALL {
             let mut c = StepConfig::get("https://x.test");
             c.method = m;
-            c.body = Some(Body::Text(TextBody { text: "x".into(), content_type: None }));
+            c.body = Some(Body::Text(TextBody {
+                text: "x".into(),
+                content_type: None,
+            }));
             assert_eq!(validate(&c).is_empty(), m.allows_body(), "{m}");
-            assert_eq!(m.allows_body(), !matches!(m, Method::Get | Method::Head), "{m}");
+            assert_eq!(
+                m.allows_body(),
+                !matches!(m, Method::Get | Method::Head),
+                "{m}"
+            );
         }
     }
 
     #[test]
     fn templates_schema_and_outputs_are_checked_without_context() {
         let mut c = StepConfig::get("https://{{ host }}/x");
-        c.headers = vec![KeyValue::new("X-A", "{{ a..b }}"), KeyValue::new("Bad Name", "v")];
+        c.headers = vec![
+            KeyValue::new("X-A", "{{ a..b }}"),
+            KeyValue::new("Bad Name", "v"),
+        ];
         c.response_schema = Some(json!({"type": 7}).into());
-        c.outputs = vec![KeyValue::new("id", "data/id"), KeyValue::new("bad name", "/x~2")];
+        c.outputs = vec![
+            KeyValue::new("id", "data/id"),
+            KeyValue::new("bad name", "/x~2"),
+        ];
         let paths: Vec<String> = validate(&c).into_iter().map(|p| p.path).collect();
-        assert_eq!(paths, ["url", "headers[0].value", "headers[1].key", "response_schema", "outputs.id", "outputs.bad name", "outputs.bad name"]);
+        assert_eq!(
+            paths,
+            [
+                "url",
+                "headers[0].value",
+                "headers[1].key",
+                "response_schema",
+                "outputs.id",
+                "outputs.bad name",
+                "outputs.bad name"
+            ]
+        );
     }
 
     fn part(name: &str, value: Option<&str>, base64: Option<&str>) -> crate::model::MultipartPart {
-        crate::model::MultipartPart { name: name.into(), value: value.map(Into::into), base64: base64.map(Into::into), filename: None, content_type: None }
+        crate::model::MultipartPart {
+            name: name.into(),
+            value: value.map(Into::into),
+            base64: base64.map(Into::into),
+            filename: None,
+            content_type: None,
+        }
     }
 
     #[test]
     fn every_body_misuse_at_once() {
         let mut c = StepConfig::get("https://x.test");
-        c.headers = vec![KeyValue::new("Content-Type", "multipart/form-data; boundary=mine")];
+        c.headers = vec![KeyValue::new(
+            "Content-Type",
+            "multipart/form-data; boundary=mine",
+        )];
         c.body = Some(Body::Multipart(vec![
             part("", Some("a"), None),
             part("both", Some("a"), Some("AA==")),
             part("none", None, None),
             part("bad", None, Some("not base64!")),
-            crate::model::MultipartPart { content_type: Some("text/plain\r\nX: y".into()), ..part("ct", Some("v"), None) },
+            crate::model::MultipartPart {
+                content_type: Some("text/plain\r\nX: y".into()),
+                ..part("ct", Some("v"), None)
+            },
         ]));
         assert_eq!(
             paths(&c),
-            ["body", "headers[0].key", "body.multipart[0].name", "body.multipart[1]", "body.multipart[2]", "body.multipart[3].base64", "body.multipart[4].content_type"]
+            [
+                "body",
+                "headers[0].key",
+                "body.multipart[0].name",
+                "body.multipart[1]",
+                "body.multipart[2]",
+                "body.multipart[3].base64",
+                "body.multipart[4].content_type"
+            ]
         );
         c.method = Method::Post;
         c.headers.clear();
@@ -364,14 +491,26 @@ mod tests {
     fn binary_bodies_and_response_formats() {
         let mut c = StepConfig::get("https://x.test");
         c.method = Method::Put;
-        c.body = Some(Body::Binary(BinaryBody { base64: "JVBERi0xLjQ=".into(), content_type: Some("application/pdf".into()) }));
+        c.body = Some(Body::Binary(BinaryBody {
+            base64: "JVBERi0xLjQ=".into(),
+            content_type: Some("application/pdf".into()),
+        }));
         assert!(validate(&c).is_empty());
         c.headers = vec![KeyValue::new("content-type", "application/pdf")];
-        c.body = Some(Body::Binary(BinaryBody { base64: "JVBERi0xLjQ*".into(), content_type: Some("application/pdf".into()) }));
-        assert_eq!(paths(&c), ["body.binary.base64", "body.binary.content_type"]);
+        c.body = Some(Body::Binary(BinaryBody {
+            base64: "JVBERi0xLjQ*".into(),
+            content_type: Some("application/pdf".into()),
+        }));
+        assert_eq!(
+            paths(&c),
+            ["body.binary.base64", "body.binary.content_type"]
+        );
         // A template stands in as valid base64 until the context gives it.
         c.headers.clear();
-        c.body = Some(Body::Binary(BinaryBody { base64: "{{ steps.download.body_base64 }}".into(), content_type: None }));
+        c.body = Some(Body::Binary(BinaryBody {
+            base64: "{{ steps.download.body_base64 }}".into(),
+            content_type: None,
+        }));
         assert!(validate(&c).is_empty());
 
         let mut c = StepConfig::get("https://x.test");
@@ -385,4 +524,3 @@ mod tests {
         assert_eq!(paths(&c), ["response_format"]);
     }
 }
-

@@ -30,12 +30,21 @@ const SKIPPED: &[&str] = &[
 #[test]
 fn official_test_suite_draft_2020_12() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/json-schema-test-suite");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("suite dir").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("suite dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
     files.sort();
     let (mut passed, mut failures, mut skipped) = (0usize, Vec::new(), Vec::new());
     for file in &files {
-        let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
-        let groups: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(file).expect("read")).expect("json");
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let groups: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(file).expect("read")).expect("json");
         for group in &groups {
             let description = group["description"].as_str().unwrap_or_default();
             let id = format!("{name}: {description}");
@@ -53,17 +62,46 @@ fn official_test_suite_draft_2020_12() {
                 if got.is_ok() == expected && schema.is_valid(&test["data"]) == expected {
                     passed += 1;
                 } else {
-                    failures.push(format!("{id} / {}: expected valid={expected}, got {got:?}", test["description"]));
+                    failures.push(format!(
+                        "{id} / {}: expected valid={expected}, got {got:?}",
+                        test["description"]
+                    ));
                 }
             }
         }
     }
     let skipped_ids: Vec<&str> = skipped.iter().map(|(id, _)| id.as_str()).collect();
-    let unexpected: Vec<&(String, String)> = skipped.iter().filter(|(id, _)| !SKIPPED.contains(&id.as_str())).collect();
-    let stale: Vec<&&str> = SKIPPED.iter().filter(|id| !skipped_ids.contains(id)).collect();
-    assert!(failures.is_empty(), "{} of {} suite tests fail:\n{}", failures.len(), passed + failures.len(), failures.join("\n"));
-    assert!(unexpected.is_empty(), "groups refused at compile time but not in SKIPPED:\n{}", unexpected.iter().map(|(id, why)| format!("{id:?} — {why}")).collect::<Vec<_>>().join("\n"));
-    assert!(stale.is_empty(), "SKIPPED lists groups that now compile: {stale:?}");
+    let unexpected: Vec<&(String, String)> = skipped
+        .iter()
+        .filter(|(id, _)| !SKIPPED.contains(&id.as_str()))
+        .collect();
+    let stale: Vec<&&str> = SKIPPED
+        .iter()
+        .filter(|id| !skipped_ids.contains(id))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {} suite tests fail:\n{}",
+        failures.len(),
+        passed + failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        unexpected.is_empty(),
+        "groups refused at compile time but not in SKIPPED:\n{}",
+        unexpected
+            .iter()
+            .map(|(id, why)| format!("{id:?} — {why}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        stale.is_empty(),
+        "SKIPPED lists groups that now compile: {stale:?}"
+    );
     assert!(passed > 700, "only {passed} suite tests ran");
-    eprintln!("JSON-Schema-Test-Suite draft 2020-12: {passed} tests passed, {} groups skipped on purpose", skipped.len());
+    eprintln!(
+        "JSON-Schema-Test-Suite draft 2020-12: {passed} tests passed, {} groups skipped on purpose",
+        skipped.len()
+    );
 }

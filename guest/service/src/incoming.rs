@@ -30,7 +30,11 @@ pub enum BodyError {
 }
 
 /// The request's body: at most `cap` bytes, within `timeout_ms`.
-pub fn read_body(request: IncomingRequest, cap: usize, timeout_ms: u64) -> Result<Vec<u8>, BodyError> {
+pub fn read_body(
+    request: IncomingRequest,
+    cap: usize,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, BodyError> {
     let declared = request
         .headers()
         .get(&"content-length".to_string())
@@ -41,8 +45,12 @@ pub fn read_body(request: IncomingRequest, cap: usize, timeout_ms: u64) -> Resul
     if let Some(len) = declared.filter(|&len| len > cap.saturating_add(DRAIN_BYTES)) {
         return Err(BodyError::TooLarge(len));
     }
-    let body = request.consume().map_err(|()| BodyError::Broken("the body was already taken".into()))?;
-    let stream = body.stream().map_err(|()| BodyError::Broken("no body stream".into()))?;
+    let body = request
+        .consume()
+        .map_err(|()| BodyError::Broken("the body was already taken".into()))?;
+    let stream = body
+        .stream()
+        .map_err(|()| BodyError::Broken("no body stream".into()))?;
     let ready = stream.subscribe();
     let deadline = monotonic_clock::subscribe_duration(timeout_ms.saturating_mul(1_000_000));
     // Kept only while within the cap; counted on past it.
@@ -68,7 +76,9 @@ pub fn read_body(request: IncomingRequest, cap: usize, timeout_ms: u64) -> Resul
             }
             Err(StreamError::Closed) if seen > cap => break Err(BodyError::TooLarge(seen)),
             Err(StreamError::Closed) => break Ok(bytes),
-            Err(StreamError::LastOperationFailed(e)) => break Err(BodyError::Broken(e.to_debug_string())),
+            Err(StreamError::LastOperationFailed(e)) => {
+                break Err(BodyError::Broken(e.to_debug_string()));
+            }
         }
     };
     // A body drained past the cap but cut off by the deadline is still too

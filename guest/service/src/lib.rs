@@ -29,8 +29,8 @@ mod incoming;
 
 use https_step_core::{StepFailure, parse_step_config};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use waki::bindings::wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 
@@ -54,7 +54,10 @@ impl waki::bindings::exports::wasi::http::incoming_handler::Guest for Service {
             .status_code(reply.status)
             .header("content-type", "application/json")
             .body(reply.body);
-        let response = reply.allow.iter().fold(response, |r, allow| r.header("allow", *allow));
+        let response = reply
+            .allow
+            .iter()
+            .fold(response, |r, allow| r.header("allow", *allow));
         match response.build() {
             Ok(response) => waki::handle_response(response_out, response),
             Err(code) => ResponseOutparam::set(response_out, Err(code)),
@@ -71,13 +74,20 @@ struct Reply {
 
 impl Reply {
     fn json(status: u16, body: String) -> Reply {
-        Reply { status, body, allow: None }
+        Reply {
+            status,
+            body,
+            allow: None,
+        }
     }
 
     /// An error of the service itself (not of a step): `{"ok": false,
     /// "error": {"kind", "message"}}`.
     fn error(status: u16, kind: &str, message: &str) -> Reply {
-        Reply::json(status, json!({"ok": false, "error": {"kind": kind, "message": message}}).to_string())
+        Reply::json(
+            status,
+            json!({"ok": false, "error": {"kind": kind, "message": message}}).to_string(),
+        )
     }
 }
 
@@ -88,12 +98,30 @@ fn route(request: IncomingRequest) -> Reply {
     let (allowed, handler): (&'static str, fn(&[u8]) -> Reply) = match path.as_str() {
         "/run" => ("POST", run),
         "/validate" => ("POST", validate),
-        "/health" => ("GET", |_| Reply::json(200, json!({"ok": true, "service": "https-step", "version": env!("CARGO_PKG_VERSION")}).to_string())),
-        other => return Reply::error(404, "not-found", &format!("no route {other:?}; use POST /run, POST /validate or GET /health")),
+        "/health" => {
+            ("GET", |_| {
+                Reply::json(200, json!({"ok": true, "service": "https-step", "version": env!("CARGO_PKG_VERSION")}).to_string())
+            })
+        }
+        other => {
+            return Reply::error(
+                404,
+                "not-found",
+                &format!("no route {other:?}; use POST /run, POST /validate or GET /health"),
+            );
+        }
     };
-    let wanted = if allowed == "GET" { Method::Get } else { Method::Post };
+    let wanted = if allowed == "GET" {
+        Method::Get
+    } else {
+        Method::Post
+    };
     if !same_method(&method, &wanted) {
-        let mut reply = Reply::error(405, "method-not-allowed", &format!("{path} takes {allowed}"));
+        let mut reply = Reply::error(
+            405,
+            "method-not-allowed",
+            &format!("{path} takes {allowed}"),
+        );
         reply.allow = Some(allowed);
         return reply;
     }
@@ -102,14 +130,31 @@ fn route(request: IncomingRequest) -> Reply {
     }
     match incoming::read_body(request, MAX_REQUEST_BYTES, REQUEST_BODY_TIMEOUT_MS) {
         Ok(body) => handler(&body),
-        Err(incoming::BodyError::TooLarge(n)) => Reply::error(413, "request-too-large", &format!("the request body is {n} bytes or more; at most {MAX_REQUEST_BYTES} are accepted")),
-        Err(incoming::BodyError::Timeout) => Reply::error(408, "request-timeout", &format!("the request body did not arrive within {REQUEST_BODY_TIMEOUT_MS} ms")),
-        Err(incoming::BodyError::Broken(why)) => Reply::error(400, "bad-request", &format!("the request body could not be read: {why}")),
+        Err(incoming::BodyError::TooLarge(n)) => Reply::error(
+            413,
+            "request-too-large",
+            &format!(
+                "the request body is {n} bytes or more; at most {MAX_REQUEST_BYTES} are accepted"
+            ),
+        ),
+        Err(incoming::BodyError::Timeout) => Reply::error(
+            408,
+            "request-timeout",
+            &format!("the request body did not arrive within {REQUEST_BODY_TIMEOUT_MS} ms"),
+        ),
+        Err(incoming::BodyError::Broken(why)) => Reply::error(
+            400,
+            "bad-request",
+            &format!("the request body could not be read: {why}"),
+        ),
     }
 }
 
 fn same_method(a: &Method, b: &Method) -> bool {
-    matches!((a, b), (Method::Get, Method::Get) | (Method::Post, Method::Post))
+    matches!(
+        (a, b),
+        (Method::Get, Method::Get) | (Method::Post, Method::Post)
+    )
 }
 
 /// `POST /run`'s body.
@@ -132,7 +177,13 @@ struct ValidateRequest<'a> {
 
 /// The request body as `T`, or the 400 that says why it is not.
 fn body_as<'a, T: Deserialize<'a>>(body: &'a [u8], shape: &str) -> Result<T, Reply> {
-    serde_json::from_slice(body).map_err(|e| Reply::error(400, "bad-request", &format!("the request body is not {shape}: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        Reply::error(
+            400,
+            "bad-request",
+            &format!("the request body is not {shape}: {e}"),
+        )
+    })
 }
 
 fn run(body: &[u8]) -> Reply {
@@ -142,10 +193,17 @@ fn run(body: &[u8]) -> Reply {
     };
     let context = request.context.map_or("{}", RawValue::get).to_string();
     let result = match https_step_core::validate::ready(parse_step_config(request.step.get())) {
-        Ok(config) => https_step_core::run(config, context, &mut https_step_wasi::Wasi::new(MemoryStore::default())),
+        Ok(config) => https_step_core::run(
+            config,
+            context,
+            &mut https_step_wasi::Wasi::new(MemoryStore::default()),
+        ),
         Err(problems) => Err(StepFailure::invalid_config(problems)),
     };
-    Reply::json(if result.is_ok() { 200 } else { 422 }, https_step_core::output::step_result_json(&result))
+    Reply::json(
+        if result.is_ok() { 200 } else { 422 },
+        https_step_core::output::step_result_json(&result),
+    )
 }
 
 fn validate(body: &[u8]) -> Reply {
@@ -154,7 +212,10 @@ fn validate(body: &[u8]) -> Reply {
         Err(reply) => return reply,
     };
     let problems = https_step_core::validate::every_problem(parse_step_config(request.step.get()));
-    Reply::json(200, https_step_core::output::problems_json(&problems).to_string())
+    Reply::json(
+        200,
+        https_step_core::output::problems_json(&problems).to_string(),
+    )
 }
 
 /// OAuth 2.0 tokens for one request only: the proxy world has no
@@ -179,7 +240,12 @@ impl https_step_wasi::TokenStore for MemoryStore {
     }
 
     fn increment(&mut self, key: &str) -> Result<u64, String> {
-        let n = self.0.get(key).and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok()).unwrap_or(0) + 1;
+        let n = self
+            .0
+            .get(key)
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
         self.0.insert(key.to_string(), n.to_string().into_bytes());
         Ok(n)
     }

@@ -66,7 +66,11 @@ impl<S: TokenStore> Wasi<S> {
 const WRITE_MAX: usize = 4096;
 
 impl<S: TokenStore> Effects for Wasi<S> {
-    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
+    fn send(
+        &mut self,
+        request: &PreparedRequest,
+        limits: AttemptLimits,
+    ) -> Result<RawResponse, SendError> {
         let deadline = Deadline::after_ms(limits.timeout_ms);
         send(request, limits, &deadline)
     }
@@ -150,7 +154,9 @@ impl Deadline {
 
     /// Waits until `pollable` is ready; false when the deadline came first.
     fn wait(&self, pollable: &Pollable) -> bool {
-        let timer = self.timer.get_or_init(|| monotonic_clock::subscribe_instant(self.at_ns));
+        let timer = self
+            .timer
+            .get_or_init(|| monotonic_clock::subscribe_instant(self.at_ns));
         let ready = poll(&[pollable, timer]);
         ready.contains(&0)
     }
@@ -158,15 +164,25 @@ impl Deadline {
 
 /// A failure of a request that surely never reached the server.
 fn unsent(error: StepError) -> SendError {
-    SendError { error, maybe_sent: false }
+    SendError {
+        error,
+        maybe_sent: false,
+    }
 }
 
 /// A failure of a request that may have reached the server.
 fn sent(error: StepError) -> SendError {
-    SendError { error, maybe_sent: true }
+    SendError {
+        error,
+        maybe_sent: true,
+    }
 }
 
-fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -> Result<RawResponse, SendError> {
+fn send(
+    request: &PreparedRequest,
+    limits: AttemptLimits,
+    deadline: &Deadline,
+) -> Result<RawResponse, SendError> {
     let internal = |what: &str| unsent(StepError::Internal(format!("wasi:http refused {what}")));
     let entries: Vec<(String, Vec<u8>)> = request
         .headers
@@ -177,12 +193,18 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
             // never chunked coding, which some servers refuse (RFC 9112 §6.3).
             // No body: no Content-Length either, unless the method
             // anticipates content (RFC 9110 §8.6) — then `0`.
-            (request.method.anticipates_body() || !request.body.is_empty())
-                .then(|| ("Content-Length".to_string(), request.body.len().to_string().into_bytes())),
+            (request.method.anticipates_body() || !request.body.is_empty()).then(|| {
+                (
+                    "Content-Length".to_string(),
+                    request.body.len().to_string().into_bytes(),
+                )
+            }),
         )
         .collect();
     let headers = Fields::from_list(&entries).map_err(|e| {
-        unsent(StepError::InvalidConfig(vec![https_step_core::Problem::new("headers", format!("refused by the host: {e:?}"))]))
+        unsent(StepError::InvalidConfig(vec![
+            https_step_core::Problem::new("headers", format!("refused by the host: {e:?}")),
+        ]))
     })?;
     let outgoing = OutgoingRequest::new(headers);
     outgoing
@@ -196,8 +218,14 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
             Method::Options => WasiMethod::Options,
         })
         .map_err(|()| internal("the method"))?;
-    let scheme = if request.url.scheme() == "https" { Scheme::Https } else { Scheme::Http };
-    outgoing.set_scheme(Some(&scheme)).map_err(|()| internal("the scheme"))?;
+    let scheme = if request.url.scheme() == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
+    outgoing
+        .set_scheme(Some(&scheme))
+        .map_err(|()| internal("the scheme"))?;
     outgoing
         .set_authority(Some(&request.authority()))
         .map_err(|()| internal("the authority"))?;
@@ -220,7 +248,8 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
     let _ = options.set_first_byte_timeout(Some(remaining));
     let _ = options.set_between_bytes_timeout(Some(remaining));
 
-    let future = outgoing_handler::handle(outgoing, Some(options)).map_err(|c| classify(map_error_code(&c, deadline), &c))?;
+    let future = outgoing_handler::handle(outgoing, Some(options))
+        .map_err(|c| classify(map_error_code(&c, deadline), &c))?;
     // A failed body write is reported only when the response future has no
     // better explanation: when the host refuses or times out the request, it
     // closes the body stream, and the future then carries the real reason.
@@ -228,7 +257,11 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
 
     let pollable = future.subscribe();
     if !deadline.wait(&pollable) {
-        return Err(sent(write_result.err().unwrap_or_else(|| deadline.timeout("no response"))));
+        return Err(sent(
+            write_result
+                .err()
+                .unwrap_or_else(|| deadline.timeout("no response")),
+        ));
     }
     drop(pollable);
     let response = match future.get() {
@@ -245,20 +278,35 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     };
-    let coding = if limits.decompress { Coding::of(header("content-encoding")) } else { None };
+    let coding = if limits.decompress {
+        Coding::of(header("content-encoding"))
+    } else {
+        None
+    };
     // A HEAD response's Content-Length describes a body that is not sent
     // (RFC 9110 §9.3.2); an encoded body's says nothing of its decoded size.
     let declared_len = header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(len) = declared_len.filter(|&len| len > limits.max_response_bytes && coding.is_none() && request.method != Method::Head) {
-        return Err(sent(too_large(limits.max_response_bytes, &format!("it declares {len} bytes"))));
+    if let Some(len) = declared_len.filter(|&len| {
+        len > limits.max_response_bytes && coding.is_none() && request.method != Method::Head
+    }) {
+        return Err(sent(too_large(
+            limits.max_response_bytes,
+            &format!("it declares {len} bytes"),
+        )));
     }
-    let incoming = response.consume().map_err(|()| internal("the response body"))?;
+    let incoming = response
+        .consume()
+        .map_err(|()| internal("the response body"))?;
     let mut decoder = BodyDecoder::new(coding, limits.max_response_bytes);
     if let Some(len) = declared_len.filter(|_| request.method != Method::Head) {
         decoder.expect(len);
     }
     let body = read_body(incoming, decoder, limits, deadline).map_err(sent)?;
-    Ok(RawResponse { status, headers, body })
+    Ok(RawResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// Classifies a response-body failure from the host's description, the one
@@ -266,23 +314,34 @@ fn send(request: &PreparedRequest, limits: AttemptLimits, deadline: &Deadline) -
 fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepError {
     use https_step_core::host_text::{BodyFailure, body_failure};
     match body_failure(detail) {
-        BodyFailure::Incomplete => StepError::Protocol(format!("the response body ended before its announced length ({detail})")),
-        BodyFailure::TooLarge => too_large(limits.max_response_bytes, "the host's limit stopped it"),
+        BodyFailure::Incomplete => StepError::Protocol(format!(
+            "the response body ended before its announced length ({detail})"
+        )),
+        BodyFailure::TooLarge => {
+            too_large(limits.max_response_bytes, "the host's limit stopped it")
+        }
         BodyFailure::Timeout => deadline.timeout("the response body did not arrive"),
-        BodyFailure::Broken => StepError::Connection(format!("the connection broke while the response body was read ({detail})")),
-        BodyFailure::Other => StepError::Connection(format!("reading the response body failed: {detail}")),
+        BodyFailure::Broken => StepError::Connection(format!(
+            "the connection broke while the response body was read ({detail})"
+        )),
+        BodyFailure::Other => {
+            StepError::Connection(format!("reading the response body failed: {detail}"))
+        }
     }
 }
 
 /// Writes the body without blocking past the deadline, then finishes it.
 fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(), StepError> {
     if !bytes.is_empty() {
-        let stream = body.write().map_err(|()| StepError::Internal("wasi:http gave no body stream".into()))?;
+        let stream = body
+            .write()
+            .map_err(|()| StepError::Internal("wasi:http gave no body stream".into()))?;
         let mut rest = bytes;
         while !rest.is_empty() {
             let n = writable(&stream, deadline)?;
             // As much as `check-write` grants (wasi:io 0.2 `output-stream`).
-            let (chunk, tail) = rest.split_at(usize::try_from(n).unwrap_or(usize::MAX).min(rest.len()));
+            let (chunk, tail) =
+                rest.split_at(usize::try_from(n).unwrap_or(usize::MAX).min(rest.len()));
             stream.write(chunk).map_err(write_error)?;
             rest = tail;
         }
@@ -310,18 +369,28 @@ fn writable(stream: &OutputStream, deadline: &Deadline) -> Result<u64, StepError
 
 fn write_error(e: StreamError) -> StepError {
     match e {
-        StreamError::Closed => StepError::Connection("the connection closed while sending the request body".into()),
-        StreamError::LastOperationFailed(err) => {
-            StepError::Connection(format!("sending the request body failed: {}", err.to_debug_string()))
+        StreamError::Closed => {
+            StepError::Connection("the connection closed while sending the request body".into())
         }
+        StreamError::LastOperationFailed(err) => StepError::Connection(format!(
+            "sending the request body failed: {}",
+            err.to_debug_string()
+        )),
     }
 }
 
 /// Reads the body to its end through `body`, which decodes it and keeps it
 /// under the cap as the chunks arrive.
-fn read_body(incoming: IncomingBody, mut body: BodyDecoder, limits: AttemptLimits, deadline: &Deadline) -> Result<Vec<u8>, StepError> {
+fn read_body(
+    incoming: IncomingBody,
+    mut body: BodyDecoder,
+    limits: AttemptLimits,
+    deadline: &Deadline,
+) -> Result<Vec<u8>, StepError> {
     {
-        let stream: InputStream = incoming.stream().map_err(|()| StepError::Internal("wasi:http gave no response stream".into()))?;
+        let stream: InputStream = incoming
+            .stream()
+            .map_err(|()| StepError::Internal("wasi:http gave no response stream".into()))?;
         let pollable = stream.subscribe();
         loop {
             match stream.read(READ_CHUNK) {
@@ -372,7 +441,10 @@ fn classify(error: StepError, code: &ErrorCode) -> SendError {
             | C::TlsAlertReceived(_)
             | C::HttpRequestBodySize(_)
     );
-    SendError { error, maybe_sent: !before_sending }
+    SendError {
+        error,
+        maybe_sent: !before_sending,
+    }
 }
 
 /// Maps a `wasi:http` error to the step's error, in words a workflow author

@@ -5,9 +5,9 @@
 mod server;
 
 use crate::{StepRuntime, Tenant};
-use server::{Answer, EchoServer, Received};
 use https_step_core::parse_step_config_value;
 use serde_json::{Value, json};
+use server::{Answer, EchoServer, Received};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,7 +22,10 @@ fn respond(request: &Received, webhooks_seen: &AtomicUsize) -> Answer {
         },
         ("POST", "/v1/orders") => {
             let item: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
-            (201, json!({"id": "ord_1001", "status": "created", "order": item}))
+            (
+                201,
+                json!({"id": "ord_1001", "status": "created", "order": item}),
+            )
         }
         ("GET", "/v1/orders") => (
             200,
@@ -145,11 +148,23 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bo
         let progress_lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
         let sink = progress_lines.clone();
         let result = runtime
-            .run(&tenant, &parsed.config, "{}", Arc::new(move |l: &str| sink.lock().unwrap_or_else(|p| p.into_inner()).push(l.to_string())))
+            .run(
+                &tenant,
+                &parsed.config,
+                "{}",
+                Arc::new(move |l: &str| {
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(l.to_string())
+                }),
+            )
             .await?;
         w.push_str(&format!("\n── Step {}: {} ──\n", i + 1, step.title));
         for request in server.received().iter().skip(seen_before) {
-            w.push_str(&format!("→ the server received: {} {}\n", request.method, request.target));
+            w.push_str(&format!(
+                "→ the server received: {} {}\n",
+                request.method, request.target
+            ));
             for (name, value) in &request.headers {
                 w.push_str(&format!("    {name}: {}\n", shown(name, value)));
             }
@@ -166,20 +181,30 @@ pub(crate) async fn run(runtime: &StepRuntime, out: &mut dyn Write) -> Result<bo
                     Some(e) => format!("continued after error ({}): {e}", e.kind()),
                 },
             ),
-            Err(f) => (f.response.as_ref(), &f.attempts, format!("FAILED ({}): {}", f.error.kind(), f.error)),
+            Err(f) => (
+                f.response.as_ref(),
+                &f.attempts,
+                format!("FAILED ({}): {}", f.error.kind(), f.error),
+            ),
         };
         for a in attempts.iter().filter(|a| a.wait_ms.is_some()) {
             w.push_str(&format!(
                 "  attempt {} got {}; waited {} ms ({}) before retrying\n",
                 a.number,
-                a.status.map_or_else(|| "no response".to_string(), |s| s.to_string()),
+                a.status
+                    .map_or_else(|| "no response".to_string(), |s| s.to_string()),
                 a.wait_ms.unwrap_or_default(),
                 a.wait_reason.map_or("", |r| r.as_str())
             ));
         }
         if let Some(r) = response {
             let ms = attempts.last().map_or(0, |a| a.elapsed_ms);
-            w.push_str(&format!("← {} in {ms} ms (attempt {})\n    {}\n", r.status, attempts.len(), r.body));
+            w.push_str(&format!(
+                "← {} in {ms} ms (attempt {})\n    {}\n",
+                r.status,
+                attempts.len(),
+                r.body
+            ));
         }
         w.push_str(&format!("= outcome: {verdict}\n"));
         let as_expected = match &result {

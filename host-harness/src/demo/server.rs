@@ -60,15 +60,20 @@ impl EchoServer {
     /// `127.0.0.1` and `localhost`.
     pub async fn start(respond: Respond) -> std::io::Result<EchoServer> {
         let other = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
-        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-            .map_err(|e| other(&e))?;
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| other(&e))?;
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| other(&e))?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.cert.der().clone()], key)
-            .map_err(|e| other(&e))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| other(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .map_err(|e| other(&e))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let origin = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
@@ -82,16 +87,28 @@ impl EchoServer {
                 count.fetch_add(1, Ordering::SeqCst);
                 let (acceptor, respond, log) = (acceptor.clone(), respond.clone(), log.clone());
                 conns.spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
                     let service = service_fn(move |request| {
                         let (respond, log) = (respond.clone(), log.clone());
-                        async move { Ok::<_, std::convert::Infallible>(answer(request, &respond, &log).await) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(answer(request, &respond, &log).await)
+                        }
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
-        Ok(EchoServer { origin, ca_pem: cert.cert.pem(), received, connections, _tasks: tasks })
+        Ok(EchoServer {
+            origin,
+            ca_pem: cert.cert.pem(),
+            received,
+            connections,
+            _tasks: tasks,
+        })
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -127,18 +144,30 @@ async fn answer(
     };
     let received = Received {
         method: parts.method.to_string(),
-        target: parts.uri.path_and_query().map_or_else(|| "/".to_string(), |pq| pq.to_string()),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |pq| pq.to_string()),
         headers: parts
             .headers
             .iter()
-            .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body,
     };
     let (status, json) = respond(&received);
     log.lock().unwrap_or_else(|p| p.into_inner()).push(received);
     let mut response = hyper::Response::new(Full::new(Bytes::from(json.to_string())));
-    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }

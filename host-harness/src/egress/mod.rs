@@ -29,7 +29,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-
 /// The `WasiHttpHooks` of one run.
 pub struct Egress {
     tenant: Arc<Tenant>,
@@ -41,7 +40,11 @@ pub struct Egress {
 impl Egress {
     /// Hooks for a run of `tenant`, reporting host-side events to `events`.
     pub fn new(tenant: Arc<Tenant>, events: ProgressFn) -> Self {
-        Egress { tenant, events, requests: 0 }
+        Egress {
+            tenant,
+            events,
+            requests: 0,
+        }
     }
 
     /// The same hooks for the tenant's next run: a new event sink and a
@@ -76,7 +79,8 @@ impl WasiHttpHooks for Egress {
             // The URI is logged without its query, which may carry values
             // from the workflow context.
             let span = tracing::debug_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
-            let result = tracing::Instrument::instrument(send(&tenant, request, options), span).await;
+            let result =
+                tracing::Instrument::instrument(send(&tenant, request, options), span).await;
             match &result {
                 Err(Refusal::Policy(denial)) => {
                     tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
@@ -98,7 +102,10 @@ enum Refusal {
     Policy(Denial),
     /// The tenant's proxy could not be used; `denied` when the proxy's own
     /// policy refused the destination (CONNECT 403).
-    Proxy { message: String, denied: bool },
+    Proxy {
+        message: String,
+        denied: bool,
+    },
     Other(Error),
 }
 
@@ -108,7 +115,10 @@ impl Refusal {
             Refusal::Policy(Denial::Address { .. }) => Error::DestinationIpProhibited,
             Refusal::Policy(_) => Error::HttpRequestDenied,
             Refusal::Proxy { denied: true, .. } => Error::HttpRequestDenied,
-            Refusal::Proxy { message, denied: false } => Error::InternalError(Some(message)),
+            Refusal::Proxy {
+                message,
+                denied: false,
+            } => Error::InternalError(Some(message)),
             Refusal::Other(e) => e,
         }
     }
@@ -135,7 +145,10 @@ fn hyper_error(e: hyper::Error) -> Error {
     // finish as `Canceled`, caused by the connection's own I/O error.
     let tls = std::iter::successors(std::error::Error::source(&e), |s| s.source())
         .filter_map(|s| s.downcast_ref::<std::io::Error>())
-        .find(|io| io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()));
+        .find(|io| {
+            io.get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        });
     if let Some(io) = tls {
         // A TLS alert after the handshake: in TLS 1.3 the server checks the
         // client's certificate after the client has finished (RFC 8446
@@ -146,7 +159,14 @@ fn hyper_error(e: hyper::Error) -> Error {
     } else if e.is_incomplete_message() || io_kind == Some(std::io::ErrorKind::UnexpectedEof) {
         // The body ended before its Content-Length (RFC 9112 §8).
         Error::HttpResponseIncomplete
-    } else if matches!(io_kind, Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::BrokenPipe)) {
+    } else if matches!(
+        io_kind,
+        Some(
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        )
+    ) {
         Error::ConnectionTerminated
     } else {
         Error::from(e)
@@ -169,7 +189,8 @@ impl Timeouts {
             connect: pick(o.connect_timeout, limits.connect_timeout()),
             first_byte: pick(o.first_byte_timeout, limits.first_byte_timeout()),
             // tokio's timers need a non-zero period.
-            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout()).max(Duration::from_millis(1)),
+            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout())
+                .max(Duration::from_millis(1)),
         }
     }
 }
@@ -178,9 +199,16 @@ trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// A response and the worker future wasmtime keeps alive alongside it.
-type Exchange = (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>);
+type Exchange = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
 
-async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option<RequestOptions>) -> Result<Exchange, Refusal> {
+async fn send(
+    tenant: &Tenant,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<Exchange, Refusal> {
     let uri = request.uri().clone();
     let origin = admit(tenant, &uri)?;
     let timeouts = Timeouts::new(tenant, options);
@@ -193,7 +221,16 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
             url::Host::Domain(_) => None,
         };
         if let Some(ip) = ip {
-            tenant.egress.check_address(origin.admission, origin.scheme, origin.port, &origin.host.to_string(), ip).map_err(Refusal::Policy)?;
+            tenant
+                .egress
+                .check_address(
+                    origin.admission,
+                    origin.scheme,
+                    origin.port,
+                    &origin.host.to_string(),
+                    ip,
+                )
+                .map_err(Refusal::Policy)?;
         }
     }
 
@@ -212,17 +249,23 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
         // Plain http through a proxy: the absolute form (RFC 9112 §3.2.2) and
         // the proxy's credentials; the guest's own Proxy-Authorization is not sent on.
         Some(proxy) if origin.scheme == Scheme::Http => {
-            request.headers_mut().remove(http::header::PROXY_AUTHORIZATION);
+            request
+                .headers_mut()
+                .remove(http::header::PROXY_AUTHORIZATION);
             if let Some(auth) = proxy.authorization() {
-                let value = http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?;
-                request.headers_mut().insert(http::header::PROXY_AUTHORIZATION, value);
+                let value =
+                    http::HeaderValue::from_str(auth).map_err(|_| Error::HttpRequestUriInvalid)?;
+                request
+                    .headers_mut()
+                    .insert(http::header::PROXY_AUTHORIZATION, value);
             }
         }
         // Otherwise the request line carries only the path (origin-form, RFC
         // 9112 §3.2.1); wasmtime has already set the Host header from the authority.
         _ => {
             let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            *request.uri_mut() = http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
+            *request.uri_mut() =
+                http::Uri::try_from(path).map_err(|_| Error::HttpRequestUriInvalid)?;
         }
     }
 
@@ -241,7 +284,9 @@ async fn send(tenant: &Tenant, request: http::Request<WasiBody>, options: Option
     }
 
     let lease = dial(tenant, &origin, via, &timeouts).await?;
-    exchange(tenant, lease, request, &timeouts).await.map_err(|(e, _)| e)
+    exchange(tenant, lease, request, &timeouts)
+        .await
+        .map_err(|(e, _)| e)
 }
 
 /// Where a request goes, as admitted by the tenant's policy.
@@ -254,7 +299,11 @@ struct Origin {
 
 impl Origin {
     fn pool_key(&self) -> PoolKey {
-        PoolKey { tls: self.scheme == Scheme::Https, host: self.host.to_string(), port: self.port }
+        PoolKey {
+            tls: self.scheme == Scheme::Https,
+            host: self.host.to_string(),
+            port: self.port,
+        }
     }
 }
 
@@ -269,24 +318,42 @@ fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
     let raw_host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
     let host = parse_host(raw_host).ok_or(Error::HttpRequestUriInvalid)?;
     let port = uri.port_u16().unwrap_or(scheme.default_port());
-    let admission = tenant.egress.admit(scheme, &host, port).map_err(Refusal::Policy)?;
-    Ok(Origin { scheme, host, port, admission })
+    let admission = tenant
+        .egress
+        .admit(scheme, &host, port)
+        .map_err(Refusal::Policy)?;
+    Ok(Origin {
+        scheme,
+        host,
+        port,
+        admission,
+    })
 }
 
 /// A new connection to `origin` (directly, or through `via`), TLS for https,
 /// and the HTTP/1.1 handshake, each step within the connect timeout.
-async fn dial(tenant: &Tenant, origin: &Origin, via: Option<&Proxy>, timeouts: &Timeouts) -> Result<Lease<WasiBody>, Refusal> {
+async fn dial(
+    tenant: &Tenant,
+    origin: &Origin,
+    via: Option<&Proxy>,
+    timeouts: &Timeouts,
+) -> Result<Lease<WasiBody>, Refusal> {
     let tcp = match via {
         None => connect_direct(tenant, origin, timeouts).await?,
         Some(proxy) => connect_proxy(tenant, proxy, timeouts).await?,
     };
     let stream: Box<dyn Stream> = match (origin.scheme, via) {
         (Scheme::Http, _) => Box::new(tcp),
-        (Scheme::Https, None) => Box::new(tls_handshake(tenant, &origin.host, origin.port, tcp, timeouts).await?),
+        (Scheme::Https, None) => {
+            Box::new(tls_handshake(tenant, &origin.host, origin.port, tcp, timeouts).await?)
+        }
         (Scheme::Https, Some(proxy)) => {
             let tunnel = tokio::time::timeout(timeouts.connect, open_tunnel(proxy, origin, tcp))
                 .await
-                .map_err(|_| Refusal::Proxy { message: format!("the proxy {proxy} did not answer CONNECT in time"), denied: false })??;
+                .map_err(|_| Refusal::Proxy {
+                    message: format!("the proxy {proxy} did not answer CONNECT in time"),
+                    denied: false,
+                })??;
             Box::new(tls_handshake(tenant, &origin.host, origin.port, tunnel, timeouts).await?)
         }
     };
@@ -297,14 +364,28 @@ async fn dial(tenant: &Tenant, origin: &Origin, via: Option<&Proxy>, timeouts: &
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
     let reuse = tenant.limits.reuse();
-    Ok(Lease::new(Connection::spawn(sender, conn, reuse), &tenant.pool, origin.pool_key(), reuse))
+    Ok(Lease::new(
+        Connection::spawn(sender, conn, reuse),
+        &tenant.pool,
+        origin.pool_key(),
+        reuse,
+    ))
 }
 
 /// Resolves the name (the host's own resolver, not the guest's), keeps only
 /// the addresses the policy allows (so a DNS answer cannot change between the
 /// check and the connection) and connects to one of them.
-async fn connect_direct(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -> Result<TcpStream, Refusal> {
-    let Origin { scheme, host, port, admission } = origin;
+async fn connect_direct(
+    tenant: &Tenant,
+    origin: &Origin,
+    timeouts: &Timeouts,
+) -> Result<TcpStream, Refusal> {
+    let Origin {
+        scheme,
+        host,
+        port,
+        admission,
+    } = origin;
     let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, host, *port))
         .await
         .map_err(|_| Error::DnsTimeout)??;
@@ -312,7 +393,10 @@ async fn connect_direct(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -
     let mut checked = Vec::new();
     let mut first_denial = None;
     for addr in addrs {
-        match tenant.egress.check_address(*admission, *scheme, *port, &host_name, addr.ip()) {
+        match tenant
+            .egress
+            .check_address(*admission, *scheme, *port, &host_name, addr.ip())
+        {
             Ok(()) => checked.push(addr),
             Err(d) => {
                 first_denial.get_or_insert(d);
@@ -332,30 +416,58 @@ async fn connect_direct(tenant: &Tenant, origin: &Origin, timeouts: &Timeouts) -
 
 /// Connects to the tenant's proxy. Its address is not checked against the
 /// private-network rule: the policy names it (proxies are usually internal).
-async fn connect_proxy(tenant: &Tenant, proxy: &Proxy, timeouts: &Timeouts) -> Result<TcpStream, Refusal> {
-    let unreachable = |why: &str| Refusal::Proxy { message: format!("the proxy {proxy} is unreachable: {why}"), denied: false };
+async fn connect_proxy(
+    tenant: &Tenant,
+    proxy: &Proxy,
+    timeouts: &Timeouts,
+) -> Result<TcpStream, Refusal> {
+    let unreachable = |why: &str| Refusal::Proxy {
+        message: format!("the proxy {proxy} is unreachable: {why}"),
+        denied: false,
+    };
     let (name, port) = proxy.address();
     let host = parse_host(name).ok_or_else(|| unreachable("its host is not a valid name"))?;
     let attempt = async {
-        let addrs = resolve(tenant, &host, port).await.map_err(|_| unreachable("its name does not resolve"))?;
-        connect(&addrs).await.map_err(|_| unreachable("the connection failed"))
+        let addrs = resolve(tenant, &host, port)
+            .await
+            .map_err(|_| unreachable("its name does not resolve"))?;
+        connect(&addrs)
+            .await
+            .map_err(|_| unreachable("the connection failed"))
     };
-    tokio::time::timeout(timeouts.connect, attempt).await.map_err(|_| unreachable("no connection in time"))?
+    tokio::time::timeout(timeouts.connect, attempt)
+        .await
+        .map_err(|_| unreachable("no connection in time"))?
 }
 
 /// `CONNECT host:port` on `tcp` (RFC 9110 §9.3.6); the stream is the tunnel
 /// once the proxy answers 2xx.
-async fn open_tunnel(proxy: &Proxy, origin: &Origin, mut tcp: TcpStream) -> Result<TcpStream, Refusal> {
+async fn open_tunnel(
+    proxy: &Proxy,
+    origin: &Origin,
+    mut tcp: TcpStream,
+) -> Result<TcpStream, Refusal> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let authority = format!("{}:{}", origin.host, origin.port);
-    let failed = |why: String, denied: bool| Refusal::Proxy { message: format!("the proxy {proxy} {why}"), denied };
-    tcp.write_all(&proxy.connect_request(&authority)).await.map_err(|e| failed(format!("closed the connection: {e}"), false))?;
+    let failed = |why: String, denied: bool| Refusal::Proxy {
+        message: format!("the proxy {proxy} {why}"),
+        denied,
+    };
+    tcp.write_all(&proxy.connect_request(&authority))
+        .await
+        .map_err(|e| failed(format!("closed the connection: {e}"), false))?;
     let mut head = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
-        let n = tcp.read(&mut chunk).await.map_err(|e| failed(format!("closed the connection: {e}"), false))?;
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|e| failed(format!("closed the connection: {e}"), false))?;
         if n == 0 {
-            return Err(failed(format!("closed the connection instead of answering CONNECT {authority}"), false));
+            return Err(failed(
+                format!("closed the connection instead of answering CONNECT {authority}"),
+                false,
+            ));
         }
         head.extend_from_slice(&chunk[..n]);
         match connect_answer(&head) {
@@ -363,15 +475,33 @@ async fn open_tunnel(proxy: &Proxy, origin: &Origin, mut tcp: TcpStream) -> Resu
             ConnectAnswer::Open { extra: 0 } => return Ok(tcp),
             ConnectAnswer::Refused { status: 407, .. } => {
                 return Err(failed(
-                    format!("requires authentication (407) for CONNECT {authority}; check the credentials of proxy in the tenant policy"),
+                    format!(
+                        "requires authentication (407) for CONNECT {authority}; check the credentials of proxy in the tenant policy"
+                    ),
                     false,
                 ));
             }
             // The proxy's own policy refused the destination.
-            ConnectAnswer::Refused { status: 403, reason } => return Err(failed(format!("refused CONNECT {authority} (403 {reason})"), true)),
-            ConnectAnswer::Refused { status, reason } => return Err(failed(format!("answered CONNECT {authority} with {status} {reason}"), false)),
+            ConnectAnswer::Refused {
+                status: 403,
+                reason,
+            } => {
+                return Err(failed(
+                    format!("refused CONNECT {authority} (403 {reason})"),
+                    true,
+                ));
+            }
+            ConnectAnswer::Refused { status, reason } => {
+                return Err(failed(
+                    format!("answered CONNECT {authority} with {status} {reason}"),
+                    false,
+                ));
+            }
             ConnectAnswer::Partial | ConnectAnswer::Open { .. } | ConnectAnswer::Garbled => {
-                return Err(failed(format!("answered CONNECT {authority} with something that is not a tunnel"), false));
+                return Err(failed(
+                    format!("answered CONNECT {authority} with something that is not a tunnel"),
+                    false,
+                ));
             }
         }
     }
@@ -388,7 +518,8 @@ async fn tls_handshake(
     timeouts: &Timeouts,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Refusal> {
     let server_name = match host {
-        url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone()).map_err(|_| Error::HttpRequestUriInvalid)?,
+        url::Host::Domain(d) => rustls_pki_types::ServerName::try_from(d.clone())
+            .map_err(|_| Error::HttpRequestUriInvalid)?,
         url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
         url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
     };
@@ -418,13 +549,16 @@ async fn exchange(
     let cap = tenant.limits.max_response_bytes;
     let response = response.map(|incoming| {
         let incoming = incoming.map_err(hyper_error as fn(hyper::Error) -> Error);
-        Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| Error::HttpResponseBodySize(Some(cap)))
-            .returning(lease)
-            .boxed_unsync()
+        Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| {
+            Error::HttpResponseBodySize(Some(cap))
+        })
+        .returning(lease)
+        .boxed_unsync()
     });
     // The connection is driven by its own task (see `pool`), so there is no
     // per-request worker for wasmtime to keep alive.
-    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(std::future::ready(Ok(())));
+    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> =
+        Box::new(std::future::ready(Ok(())));
     Ok((response, worker))
 }
 
@@ -433,12 +567,17 @@ async fn resolve(tenant: &Tenant, host: &url::Host, port: u16) -> Result<Vec<Soc
     match host {
         url::Host::Ipv4(ip) => Ok(vec![SocketAddr::new(IpAddr::V4(*ip), port)]),
         url::Host::Ipv6(ip) => Ok(vec![SocketAddr::new(IpAddr::V6(*ip), port)]),
-        url::Host::Domain(name) if tenant.resolve.contains_key(name) => {
-            Ok(tenant.resolve[name].iter().map(|ip| SocketAddr::new(*ip, port)).collect())
-        }
+        url::Host::Domain(name) if tenant.resolve.contains_key(name) => Ok(tenant.resolve[name]
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, port))
+            .collect()),
         url::Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
             Ok(addrs) => Ok(addrs.collect()),
-            Err(err) => Err(Error::DnsError { rcode: Some(err.to_string()), info_code: None }.into()),
+            Err(err) => Err(Error::DnsError {
+                rcode: Some(err.to_string()),
+                info_code: None,
+            }
+            .into()),
         },
     }
 }
@@ -469,7 +608,10 @@ async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, Refusal> {
 /// reason in words (`tls-certificate-error` has no room for the reason).
 fn tls_error(err: &std::io::Error) -> Error {
     let failure = crate::egress::tls::describe(err);
-    Error::TlsAlertReceived { alert_id: failure.alert, alert_message: Some(failure.message) }
+    Error::TlsAlertReceived {
+        alert_id: failure.alert,
+        alert_message: Some(failure.message),
+    }
 }
 
 /// A body bounded in size (checked while streaming) and, for responses,
@@ -487,7 +629,12 @@ struct Guarded<B> {
 }
 
 impl<B> Guarded<B> {
-    fn new(inner: B, between_bytes: Option<Duration>, cap: u64, too_large: fn(u64) -> Error) -> Self {
+    fn new(
+        inner: B,
+        between_bytes: Option<Duration>,
+        cap: u64,
+        too_large: fn(u64) -> Error,
+    ) -> Self {
         Guarded {
             inner,
             lease: None,
@@ -525,7 +672,10 @@ where
     type Data = Bytes;
     type Error = Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let len = frame.data_ref().map_or(0, |d| d.len() as u64);
@@ -554,9 +704,10 @@ where
             }
             Poll::Pending => {
                 if let Some((_, timer)) = &mut self.between_bytes
-                    && timer.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
-                    }
+                    && timer.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Some(Err(Error::ConnectionReadTimeout)));
+                }
                 Poll::Pending
             }
         }
@@ -579,7 +730,9 @@ mod tests {
     fn tenant(allow: &[&str]) -> Tenant {
         allow
             .iter()
-            .fold(Tenant::builder("t"), |b, origin| b.allow(origin).expect("a valid origin"))
+            .fold(Tenant::builder("t"), |b, origin| {
+                b.allow(origin).expect("a valid origin")
+            })
             .build()
             .expect("a valid tenant")
     }
@@ -591,32 +744,68 @@ mod tests {
     #[test]
     fn admission_checks_scheme_and_allowlist_before_any_io() {
         let open = tenant(&[]);
-        assert!(matches!(admit(&open, &uri("ftp://example.com/")), Err(Refusal::Other(Error::HttpRequestUriInvalid))));
-        assert!(matches!(admit(&open, &uri("http://example.com/")), Err(Refusal::Policy(Denial::Origin(_)))));
-        let public = admit(&open, &uri("https://example.com/x")).ok().expect("public https is admitted");
-        assert_eq!((public.admission, public.port), (Admission::PublicOnly, 443));
+        assert!(matches!(
+            admit(&open, &uri("ftp://example.com/")),
+            Err(Refusal::Other(Error::HttpRequestUriInvalid))
+        ));
+        assert!(matches!(
+            admit(&open, &uri("http://example.com/")),
+            Err(Refusal::Policy(Denial::Origin(_)))
+        ));
+        let public = admit(&open, &uri("https://example.com/x"))
+            .ok()
+            .expect("public https is admitted");
+        assert_eq!(
+            (public.admission, public.port),
+            (Admission::PublicOnly, 443)
+        );
         let listed = tenant(&["http://127.0.0.1:8080"]);
-        let explicit = admit(&listed, &uri("http://127.0.0.1:8080/")).ok().expect("an allowed origin");
+        let explicit = admit(&listed, &uri("http://127.0.0.1:8080/"))
+            .ok()
+            .expect("an allowed origin");
         assert_eq!(explicit.admission, Admission::Explicit);
-        assert_eq!(explicit.pool_key(), PoolKey { tls: false, host: "127.0.0.1".into(), port: 8080 });
+        assert_eq!(
+            explicit.pool_key(),
+            PoolKey {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 8080
+            }
+        );
     }
 
     #[tokio::test]
     async fn dial_connects_only_to_checked_addresses() {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let timeouts = Timeouts { connect: Duration::from_secs(5), first_byte: Duration::from_secs(5), between_bytes: Duration::from_secs(5) };
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(5),
+            between_bytes: Duration::from_secs(5),
+        };
         // Admitted only as a public https host: the loopback address is refused
         // after resolving, before connecting.
         let open = tenant(&[]);
-        let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/"))).ok().expect("admitted as public https");
-        assert!(matches!(dial(&open, &origin, None, &timeouts).await, Err(Refusal::Policy(Denial::Address { .. }))));
+        let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/")))
+            .ok()
+            .expect("admitted as public https");
+        assert!(matches!(
+            dial(&open, &origin, None, &timeouts).await,
+            Err(Refusal::Policy(Denial::Address { .. }))
+        ));
         // Allowed explicitly: connected (HTTP/1.1's handshake needs no bytes from the server).
         let listed = tenant(&[&format!("http://127.0.0.1:{port}")]);
-        let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/"))).ok().expect("allowed");
+        let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/")))
+            .ok()
+            .expect("allowed");
         assert!(dial(&listed, &origin, None, &timeouts).await.is_ok());
         // Nothing listening: a connection error, not a policy refusal.
         drop(listener);
-        assert!(matches!(dial(&listed, &origin, None, &timeouts).await, Err(Refusal::Other(_))));
+        assert!(matches!(
+            dial(&listed, &origin, None, &timeouts).await,
+            Err(Refusal::Other(_))
+        ));
     }
 }

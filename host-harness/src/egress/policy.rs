@@ -77,7 +77,9 @@ pub struct AllowedOrigin {
 
 /// Why an allow entry could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid allowed origin {entry:?}: {reason}; write scheme://host[:port], e.g. https://api.example.com, http://127.0.0.1:8080 or https://*.example.com:*")]
+#[error(
+    "invalid allowed origin {entry:?}: {reason}; write scheme://host[:port], e.g. https://api.example.com, http://127.0.0.1:8080 or https://*.example.com:*"
+)]
 pub struct OriginParseError {
     entry: String,
     reason: String,
@@ -92,7 +94,8 @@ impl std::str::FromStr for AllowedOrigin {
             reason: reason.to_string(),
         };
         let (scheme, rest) = entry.split_once("://").ok_or_else(|| err("no scheme"))?;
-        let scheme = Scheme::parse(scheme).ok_or_else(|| err("the scheme must be http or https"))?;
+        let scheme =
+            Scheme::parse(scheme).ok_or_else(|| err("the scheme must be http or https"))?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['?', '#', '@']) || rest.matches('/').count() > 1 {
             return Err(err("give only an origin, without path, query or user"));
@@ -108,9 +111,16 @@ impl std::str::FromStr for AllowedOrigin {
                 .trim_end_matches(']')
                 .parse()
                 .map_err(|_| err("a CIDR range needs an IP address before the /"))?;
-            let prefix: u8 = prefix.parse().map_err(|_| err("the CIDR prefix length must be a number"))?;
-            let net = ipnet::IpNet::new(ip, prefix).map_err(|_| err("the CIDR prefix length is too long"))?;
-            return Ok(AllowedOrigin { scheme, host: HostPattern::Net(net.trunc()), port: parse_port(port, scheme).map_err(&err)? });
+            let prefix: u8 = prefix
+                .parse()
+                .map_err(|_| err("the CIDR prefix length must be a number"))?;
+            let net = ipnet::IpNet::new(ip, prefix)
+                .map_err(|_| err("the CIDR prefix length is too long"))?;
+            return Ok(AllowedOrigin {
+                scheme,
+                host: HostPattern::Net(net.trunc()),
+                port: parse_port(port, scheme).map_err(&err)?,
+            });
         }
         // Split off the port: after the last ':' unless inside IPv6 brackets.
         let (host, port) = match rest.rfind(':') {
@@ -124,7 +134,10 @@ impl std::str::FromStr for AllowedOrigin {
                 _ => return Err(err("a wildcard must be followed by a domain name")),
             }
         } else {
-            HostPattern::Exact(parse_host(host).ok_or_else(|| err("the host is not a valid name or IP address"))?)
+            HostPattern::Exact(
+                parse_host(host)
+                    .ok_or_else(|| err("the host is not a valid name or IP address"))?,
+            )
         };
         Ok(AllowedOrigin { scheme, host, port })
     }
@@ -135,7 +148,10 @@ fn parse_port(port: Option<&str>, scheme: Scheme) -> Result<Option<u16>, &'stati
     match port {
         None => Ok(Some(scheme.default_port())),
         Some("*") => Ok(None),
-        Some(p) => p.parse::<u16>().map(Some).map_err(|_| "the port must be a number or *"),
+        Some(p) => p
+            .parse::<u16>()
+            .map(Some)
+            .map_err(|_| "the port must be a number or *"),
     }
 }
 
@@ -176,7 +192,9 @@ impl AllowedOrigin {
         self.scheme == scheme
             && self.port.is_none_or(|p| p == port)
             && match (&self.host, host) {
-                (HostPattern::Net(net), host) => host_ip(host).is_some_and(|ip| net.contains(&ip.to_canonical())),
+                (HostPattern::Net(net), host) => {
+                    host_ip(host).is_some_and(|ip| net.contains(&ip.to_canonical()))
+                }
                 (HostPattern::Exact(h), host) => match (host_ip(h), host_ip(host)) {
                     (Some(a), Some(b)) => a.to_canonical() == b.to_canonical(),
                     _ => h == host,
@@ -213,7 +231,11 @@ pub struct EgressPolicy {
 
 impl Default for EgressPolicy {
     fn default() -> Self {
-        EgressPolicy { allowed: Vec::new(), allow_public_https: true, block_private_networks: true }
+        EgressPolicy {
+            allowed: Vec::new(),
+            allow_public_https: true,
+            block_private_networks: true,
+        }
     }
 }
 
@@ -232,10 +254,14 @@ pub enum Admission {
 #[non_exhaustive]
 pub enum Denial {
     /// The origin is not allowed (`HTTP-request-denied`).
-    #[error("{0} is not an allowed origin: only https:// to public hosts is allowed by default; add it to the tenant's allowed origins (CLI: --allow {0})")]
+    #[error(
+        "{0} is not an allowed origin: only https:// to public hosts is allowed by default; add it to the tenant's allowed origins (CLI: --allow {0})"
+    )]
     Origin(String),
     /// The destination address is in a blocked range (`destination-IP-prohibited`).
-    #[error("{host} resolves to {ip} ({range}), which is blocked; allow the exact origin to reach it")]
+    #[error(
+        "{host} resolves to {ip} ({range}), which is blocked; allow the exact origin to reach it"
+    )]
     Address {
         /// Host as requested.
         host: String,
@@ -264,16 +290,30 @@ impl EgressPolicy {
 
     /// Decides whether a resolved address of `scheme://host:port` may be
     /// dialled under `admission`.
-    pub fn check_address(&self, admission: Admission, scheme: Scheme, port: u16, host: &str, ip: IpAddr) -> Result<(), Denial> {
+    pub fn check_address(
+        &self,
+        admission: Admission,
+        scheme: Scheme,
+        port: u16,
+        host: &str,
+        ip: IpAddr,
+    ) -> Result<(), Denial> {
         if admission == Admission::Explicit || !self.block_private_networks {
             return Ok(());
         }
         match blocked_range(ip) {
-            Some(range) if !self.allowed.iter().any(|o| o.covers_address(scheme, port, ip)) => Err(Denial::Address {
-                host: host.to_string(),
-                ip,
-                range,
-            }),
+            Some(range)
+                if !self
+                    .allowed
+                    .iter()
+                    .any(|o| o.covers_address(scheme, port, ip)) =>
+            {
+                Err(Denial::Address {
+                    host: host.to_string(),
+                    ip,
+                    range,
+                })
+            }
             _ => Ok(()),
         }
     }
@@ -323,17 +363,24 @@ fn blocked_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     Some(match s[0] {
         // ::a.b.c.d (deprecated IPv4-compatible, RFC 4291 §2.5.5.1)
-        0 if s[1..6] == [0; 5] => return blocked_v4(embedded(s[6], s[7])).map(|_| "IPv4-compatible IPv6 of a blocked IPv4 address"),
+        0 if s[1..6] == [0; 5] => {
+            return blocked_v4(embedded(s[6], s[7]))
+                .map(|_| "IPv4-compatible IPv6 of a blocked IPv4 address");
+        }
         // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052) and local-use 64:ff9b:1::/48 (RFC 8215)
         0x64 if s[1] == 0xff9b => {
             if s[2] == 1 {
                 "NAT64 local-use 64:ff9b:1::/48"
             } else {
-                return blocked_v4(embedded(s[6], s[7])).map(|_| "NAT64 64:ff9b::/96 of a blocked IPv4 address");
+                return blocked_v4(embedded(s[6], s[7]))
+                    .map(|_| "NAT64 64:ff9b::/96 of a blocked IPv4 address");
             }
         }
         // 6to4 2002::/16 embeds the IPv4 address in bits 16..48 (RFC 3056)
-        0x2002 => return blocked_v4(embedded(s[1], s[2])).map(|_| "6to4 2002::/16 of a blocked IPv4 address"),
+        0x2002 => {
+            return blocked_v4(embedded(s[1], s[2]))
+                .map(|_| "6to4 2002::/16 of a blocked IPv4 address");
+        }
         // Teredo 2001::/32: the client IPv4 is stored inverted (RFC 4380 §4)
         0x2001 if s[1] == 0 => {
             return blocked_v4(Ipv4Addr::from(!((u32::from(s[6]) << 16) | u32::from(s[7]))))
@@ -363,12 +410,32 @@ mod tests {
 
     #[test]
     fn parses_origins() {
-        assert_eq!(origin("http://127.0.0.1:8080").to_string(), "http://127.0.0.1:8080");
-        assert_eq!(origin("https://API.example.com/").to_string(), "https://api.example.com:443");
-        assert_eq!(origin("https://*.example.com:*").to_string(), "https://*.example.com:*");
+        assert_eq!(
+            origin("http://127.0.0.1:8080").to_string(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            origin("https://API.example.com/").to_string(),
+            "https://api.example.com:443"
+        );
+        assert_eq!(
+            origin("https://*.example.com:*").to_string(),
+            "https://*.example.com:*"
+        );
         assert_eq!(origin("http://[::1]:9000").to_string(), "http://[::1]:9000");
-        assert_eq!(origin("http://2130706433:1").to_string(), "http://127.0.0.1:1");
-        for bad in ["127.0.0.1:80", "ftp://x", "http://x:port", "http://x/path", "http://*.1.2.3.4", "http://u@x", "http://"] {
+        assert_eq!(
+            origin("http://2130706433:1").to_string(),
+            "http://127.0.0.1:1"
+        );
+        for bad in [
+            "127.0.0.1:80",
+            "ftp://x",
+            "http://x:port",
+            "http://x/path",
+            "http://*.1.2.3.4",
+            "http://u@x",
+            "http://",
+        ] {
             let err = bad.parse::<AllowedOrigin>().expect_err(bad);
             assert!(err.to_string().contains("scheme://host"), "{err}");
         }
@@ -376,31 +443,86 @@ mod tests {
 
     #[test]
     fn admission() {
-        let p = EgressPolicy { allowed: vec![origin("http://127.0.0.1:8080"), origin("https://*.corp.test:*")], ..Default::default() };
-        assert_eq!(p.admit(Scheme::Http, &host("127.0.0.1"), 8080), Ok(Admission::Explicit));
-        assert_eq!(p.admit(Scheme::Http, &host("0x7f.1"), 8080), Ok(Admission::Explicit));
+        let p = EgressPolicy {
+            allowed: vec![
+                origin("http://127.0.0.1:8080"),
+                origin("https://*.corp.test:*"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            p.admit(Scheme::Http, &host("127.0.0.1"), 8080),
+            Ok(Admission::Explicit)
+        );
+        assert_eq!(
+            p.admit(Scheme::Http, &host("0x7f.1"), 8080),
+            Ok(Admission::Explicit)
+        );
         assert!(p.admit(Scheme::Http, &host("127.0.0.1"), 8081).is_err());
         assert!(p.admit(Scheme::Http, &host("localhost"), 8080).is_err());
-        assert_eq!(p.admit(Scheme::Https, &host("a.b.corp.test"), 1), Ok(Admission::Explicit));
-        assert_eq!(p.admit(Scheme::Https, &host("corp.test"), 443), Ok(Admission::PublicOnly));
-        assert_eq!(p.admit(Scheme::Https, &host("api.example.com"), 443), Ok(Admission::PublicOnly));
-        let err = p.admit(Scheme::Http, &host("api.example.com"), 80).expect_err("http");
-        assert!(err.to_string().contains("--allow http://api.example.com:80"), "{err}");
+        assert_eq!(
+            p.admit(Scheme::Https, &host("a.b.corp.test"), 1),
+            Ok(Admission::Explicit)
+        );
+        assert_eq!(
+            p.admit(Scheme::Https, &host("corp.test"), 443),
+            Ok(Admission::PublicOnly)
+        );
+        assert_eq!(
+            p.admit(Scheme::Https, &host("api.example.com"), 443),
+            Ok(Admission::PublicOnly)
+        );
+        let err = p
+            .admit(Scheme::Http, &host("api.example.com"), 80)
+            .expect_err("http");
+        assert!(
+            err.to_string()
+                .contains("--allow http://api.example.com:80"),
+            "{err}"
+        );
     }
 
     #[test]
     fn blocked_ranges() {
         for ip in [
-            "127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "100.64.0.1",
-            "169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255", "::1", "::", "fc00::1",
-            "fd12::1", "fe80::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::127.0.0.1",
-            "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "2002:c0a8:101::1",
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::",
+            "2002:c0a8:101::1",
             "2001:0:4136:e378:8000:63bf:80ff:fffe",
         ] {
             let ip: IpAddr = ip.parse().expect(ip);
             assert!(blocked_range(ip).is_some(), "{ip} should be blocked");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:93.184.216.34", "64:ff9b::5db8:d822", "2002:5db8:d822::1"] {
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "::ffff:93.184.216.34",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             let ip: IpAddr = ip.parse().expect(ip);
             assert_eq!(blocked_range(ip), None, "{ip} should be public");
         }
@@ -410,28 +532,73 @@ mod tests {
     fn addresses_checked_only_without_explicit_entry() {
         let lo: IpAddr = "127.0.0.1".parse().expect("ip");
         let p = EgressPolicy::default();
-        assert!(p.check_address(Admission::Explicit, Scheme::Https, 443, "x", lo).is_ok());
-        let err = p.check_address(Admission::PublicOnly, Scheme::Https, 443, "evil.test", lo).expect_err("blocked");
+        assert!(
+            p.check_address(Admission::Explicit, Scheme::Https, 443, "x", lo)
+                .is_ok()
+        );
+        let err = p
+            .check_address(Admission::PublicOnly, Scheme::Https, 443, "evil.test", lo)
+            .expect_err("blocked");
         assert!(err.to_string().contains("loopback"), "{err}");
-        let open = EgressPolicy { block_private_networks: false, ..Default::default() };
-        assert!(open.check_address(Admission::PublicOnly, Scheme::Https, 443, "x", lo).is_ok());
+        let open = EgressPolicy {
+            block_private_networks: false,
+            ..Default::default()
+        };
+        assert!(
+            open.check_address(Admission::PublicOnly, Scheme::Https, 443, "x", lo)
+                .is_ok()
+        );
     }
 
     #[test]
     fn cidr_entries_admit_literals_and_unlock_resolved_addresses() {
-        assert_eq!(origin("https://10.1.2.3/16:443").to_string(), "https://10.1.0.0/16:443");
-        assert_eq!(origin("http://[fd00::1]/8:*").to_string(), "http://fd00::/8:*");
+        assert_eq!(
+            origin("https://10.1.2.3/16:443").to_string(),
+            "https://10.1.0.0/16:443"
+        );
+        assert_eq!(
+            origin("http://[fd00::1]/8:*").to_string(),
+            "http://fd00::/8:*"
+        );
         assert!("https://10.0.0.0/99".parse::<AllowedOrigin>().is_err());
-        let p = EgressPolicy { allowed: vec![origin("https://127.0.0.0/8:*")], ..Default::default() };
-        assert_eq!(p.admit(Scheme::Https, &host("127.9.9.9"), 1), Ok(Admission::Explicit));
-        assert_eq!(p.admit(Scheme::Https, &host("[::ffff:127.0.0.1]"), 1), Ok(Admission::Explicit));
-        assert_eq!(p.admit(Scheme::Https, &host("mixed.test"), 1), Ok(Admission::PublicOnly));
+        let p = EgressPolicy {
+            allowed: vec![origin("https://127.0.0.0/8:*")],
+            ..Default::default()
+        };
+        assert_eq!(
+            p.admit(Scheme::Https, &host("127.9.9.9"), 1),
+            Ok(Admission::Explicit)
+        );
+        assert_eq!(
+            p.admit(Scheme::Https, &host("[::ffff:127.0.0.1]"), 1),
+            Ok(Admission::Explicit)
+        );
+        assert_eq!(
+            p.admit(Scheme::Https, &host("mixed.test"), 1),
+            Ok(Admission::PublicOnly)
+        );
         let ten: IpAddr = "10.0.0.1".parse().expect("ip");
         let lo: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
-        assert!(p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", ten).is_err());
-        assert!(p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", lo).is_ok());
-        assert!(p.check_address(Admission::PublicOnly, Scheme::Http, 1, "mixed.test", lo).is_err());
-        let closed = EgressPolicy { allow_public_https: false, ..Default::default() };
-        assert!(closed.admit(Scheme::Https, &host("api.example.com"), 443).is_err());
+        assert!(
+            p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", ten)
+                .is_err()
+        );
+        assert!(
+            p.check_address(Admission::PublicOnly, Scheme::Https, 1, "mixed.test", lo)
+                .is_ok()
+        );
+        assert!(
+            p.check_address(Admission::PublicOnly, Scheme::Http, 1, "mixed.test", lo)
+                .is_err()
+        );
+        let closed = EgressPolicy {
+            allow_public_https: false,
+            ..Default::default()
+        };
+        assert!(
+            closed
+                .admit(Scheme::Https, &host("api.example.com"), 443)
+                .is_err()
+        );
     }
 }

@@ -50,7 +50,10 @@ impl Reuse {
     /// `keep` idle connections per origin, for `max_idle` each (at least 1 ms:
     /// tokio's timers have that resolution).
     pub fn new(keep: usize, max_idle: Duration) -> Self {
-        Reuse { keep, max_idle: max_idle.max(Duration::from_millis(1)) }
+        Reuse {
+            keep,
+            max_idle: max_idle.max(Duration::from_millis(1)),
+        }
     }
 
     /// Whether connections are kept at all.
@@ -110,7 +113,11 @@ where
     /// checked lazily: leasing and releasing only store it, and the task
     /// wakes when the deadline it last saw passes (at most once per
     /// `max_idle` while the connection is busy) — never per request.
-    pub fn spawn<T>(sender: SendRequest<B>, conn: hyper::client::conn::http1::Connection<T, B>, reuse: Reuse) -> Self
+    pub fn spawn<T>(
+        sender: SendRequest<B>,
+        conn: hyper::client::conn::http1::Connection<T, B>,
+        reuse: Reuse,
+    ) -> Self
     where
         T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -134,7 +141,11 @@ where
             }
         })
         .abort_handle();
-        Connection { sender, task, idle_until }
+        Connection {
+            sender,
+            task,
+            idle_until,
+        }
     }
 }
 
@@ -152,7 +163,9 @@ pub struct ConnectionPool<B> {
 
 impl<B> Default for ConnectionPool<B> {
     fn default() -> Self {
-        ConnectionPool { idle: Arc::new(Mutex::new(HashMap::new())) }
+        ConnectionPool {
+            idle: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 }
 
@@ -165,7 +178,11 @@ impl<B> std::fmt::Debug for ConnectionPool<B> {
 impl<B> ConnectionPool<B> {
     /// Open idle connections right now, all origins (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.lock().values().flatten().filter(|i| !i.conn.sender.is_closed()).count()
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|i| !i.conn.sender.is_closed())
+            .count()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap<B>> {
@@ -185,7 +202,11 @@ impl<B> ConnectionPool<B> {
                 let found = loop {
                     match list.pop() {
                         None => break None,
-                        Some(i) if i.since.elapsed() < reuse.max_idle && !i.conn.sender.is_closed() => break Some(i),
+                        Some(i)
+                            if i.since.elapsed() < reuse.max_idle && !i.conn.sender.is_closed() =>
+                        {
+                            break Some(i);
+                        }
                         Some(_) => {}
                     }
                 };
@@ -198,7 +219,14 @@ impl<B> ConnectionPool<B> {
             // it since (then hyper reports an error and we try the next one).
             idle.conn.idle_until.store(IN_USE, Ordering::Release);
             if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, idle.conn.sender.ready()).await {
-                return Some(Lease { conn: idle.conn, home: Some(Home { idle: self.idle.clone(), key: key.clone(), reuse }) });
+                return Some(Lease {
+                    conn: idle.conn,
+                    home: Some(Home {
+                        idle: self.idle.clone(),
+                        key: key.clone(),
+                        reuse,
+                    }),
+                });
             }
         }
     }
@@ -225,7 +253,14 @@ where
     /// A lease on a new connection that returns to `pool` under `key` as
     /// `reuse` allows (never, when it is disabled).
     pub fn new(conn: Connection<B>, pool: &ConnectionPool<B>, key: PoolKey, reuse: Reuse) -> Self {
-        Lease { conn, home: reuse.enabled().then(|| Home { idle: pool.idle.clone(), key, reuse }) }
+        Lease {
+            conn,
+            home: reuse.enabled().then(|| Home {
+                idle: pool.idle.clone(),
+                key,
+                reuse,
+            }),
+        }
     }
 
     /// Sends `request`. `Err((error, Some(request)))` means nothing was written
@@ -233,28 +268,47 @@ where
     pub async fn send(
         &mut self,
         request: http::Request<B>,
-    ) -> Result<http::Response<hyper::body::Incoming>, (hyper::Error, Option<http::Request<B>>)> {
-        self.conn.sender.try_send_request(request).await.map_err(|mut e| {
-            let request = e.take_message();
-            (e.into_error(), request)
-        })
+    ) -> Result<http::Response<hyper::body::Incoming>, (hyper::Error, Option<http::Request<B>>)>
+    {
+        self.conn
+            .sender
+            .try_send_request(request)
+            .await
+            .map_err(|mut e| {
+                let request = e.take_message();
+                (e.into_error(), request)
+            })
     }
 
     /// The exchange is over and the response fully read: the connection may
     /// serve the next request of this tenant to the same origin.
     pub fn release(self) {
-        let Lease { conn, home: Some(Home { idle, key, reuse }) } = self else { return };
+        let Lease {
+            conn,
+            home: Some(Home { idle, key, reuse }),
+        } = self
+        else {
+            return;
+        };
         if conn.sender.is_closed() {
             return;
         }
         let max_idle_ms = u64::try_from(reuse.max_idle.as_millis()).unwrap_or(IN_USE / 2);
-        conn.idle_until.store(IdleClock::now_ms().saturating_add(max_idle_ms).min(IN_USE - 1), Ordering::Release);
+        conn.idle_until.store(
+            IdleClock::now_ms()
+                .saturating_add(max_idle_ms)
+                .min(IN_USE - 1),
+            Ordering::Release,
+        );
         let mut map = idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = map.entry(key).or_default();
         if list.len() >= reuse.keep {
             // The least recently used goes (and is closed).
             list.remove(0);
         }
-        list.push(Idle { conn, since: Instant::now() });
+        list.push(Idle {
+            conn,
+            since: Instant::now(),
+        });
     }
 }

@@ -42,7 +42,10 @@ impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Proxy")
             .field("at", &self.to_string())
-            .field("credentials", &self.authorization.as_ref().map(|_| "redacted"))
+            .field(
+                "credentials",
+                &self.authorization.as_ref().map(|_| "redacted"),
+            )
             .field("no_proxy", &self.no_proxy)
             .finish()
     }
@@ -70,26 +73,50 @@ impl Proxy {
     /// Parses `http://[user:password@]host[:port]` (port default 3128, as
     /// Squid's). A proxy reached over TLS (`https://`) is not supported.
     pub(crate) fn parse(raw: &str) -> Result<Proxy, ProxyParseError> {
-        let fail = |why: &str| ProxyParseError(format!("proxy: {why} (write http://[user:password@]host:port)"));
+        let fail = |why: &str| {
+            ProxyParseError(format!(
+                "proxy: {why} (write http://[user:password@]host:port)"
+            ))
+        };
         // The URL is not quoted in errors: it may carry the password.
         let url = url::Url::parse(raw.trim()).map_err(|e| fail(&format!("not a URL: {e}")))?;
         if url.scheme() != "http" {
-            return Err(fail(&format!("scheme {:?} is not supported; the proxy is reached over plain http", url.scheme())));
+            return Err(fail(&format!(
+                "scheme {:?} is not supported; the proxy is reached over plain http",
+                url.scheme()
+            )));
         }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             return Err(fail("a proxy URL has no path, query or fragment"));
         }
-        let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| fail("no host"))?.to_string();
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8().map(|s| s.into_owned());
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| fail("no host"))?
+            .to_string();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|s| s.into_owned())
+        };
         let authorization = match (url.username(), url.password()) {
             ("", None) => None,
             (user, password) => {
                 let user = decode(user).map_err(|_| fail("the user name is not UTF-8"))?;
-                let password = decode(password.unwrap_or_default()).map_err(|_| fail("the password is not UTF-8"))?;
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+                let password = decode(password.unwrap_or_default())
+                    .map_err(|_| fail("the password is not UTF-8"))?;
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                ))
             }
         };
-        Ok(Proxy { host, port: url.port().unwrap_or(3128), authorization, no_proxy: Vec::new() })
+        Ok(Proxy {
+            host,
+            port: url.port().unwrap_or(3128),
+            authorization,
+            no_proxy: Vec::new(),
+        })
     }
 
     /// Adds a `no_proxy` entry: `*`, a domain (`corp.test` or `.corp.test`,
@@ -100,12 +127,22 @@ impl Proxy {
             NoProxy::Any
         } else if let Ok(net) = entry.parse::<IpNet>() {
             NoProxy::Net(net)
-        } else if let Ok(ip) = entry.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        } else if let Ok(ip) = entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             NoProxy::Net(IpNet::from(ip))
         } else {
             let domain = entry.trim_start_matches('.');
-            if domain.is_empty() || !domain.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')) {
-                return Err(ProxyParseError(format!("no_proxy: {entry:?} is not *, a domain, an IP address or a CIDR network")));
+            if domain.is_empty()
+                || !domain.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+            {
+                return Err(ProxyParseError(format!(
+                    "no_proxy: {entry:?} is not *, a domain, an IP address or a CIDR network"
+                )));
             }
             NoProxy::Domain(domain.to_string())
         };
@@ -125,7 +162,10 @@ impl Proxy {
             (NoProxy::Net(net), _, Some(ip)) => net.contains(&ip),
             (NoProxy::Domain(d), url::Host::Domain(name), _) => {
                 let name = name.to_ascii_lowercase();
-                name == *d || name.strip_suffix(d.as_str()).is_some_and(|rest| rest.ends_with('.'))
+                name == *d
+                    || name
+                        .strip_suffix(d.as_str())
+                        .is_some_and(|rest| rest.ends_with('.'))
             }
             _ => false,
         })
@@ -173,8 +213,13 @@ pub(crate) fn connect_answer(buf: &[u8]) -> ConnectAnswer {
     match response.parse(buf) {
         Ok(httparse::Status::Partial) => ConnectAnswer::Partial,
         Ok(httparse::Status::Complete(len)) => match response.code {
-            Some(code @ 200..=299) if code != 204 => ConnectAnswer::Open { extra: buf.len() - len },
-            Some(status) => ConnectAnswer::Refused { status, reason: response.reason.unwrap_or_default().to_string() },
+            Some(code @ 200..=299) if code != 204 => ConnectAnswer::Open {
+                extra: buf.len() - len,
+            },
+            Some(status) => ConnectAnswer::Refused {
+                status,
+                reason: response.reason.unwrap_or_default().to_string(),
+            },
             None => ConnectAnswer::Garbled,
         },
         Err(_) => ConnectAnswer::Garbled,
@@ -197,11 +242,24 @@ mod tests {
         assert_eq!(p.authorization(), Some("Basic dXNAZXI6cDpzcw=="));
         assert_eq!(p.to_string(), "http://proxy.internal:8080");
         assert!(!format!("{p:?}").contains("p:ss") && !format!("{p:?}").contains("dXNA"));
-        assert_eq!(Proxy::parse("http://proxy.internal").expect("proxy").address().1, 3128);
-        for bad in ["https://proxy:443", "socks5://p:1080", "http://proxy:1/path", "nope"] {
+        assert_eq!(
+            Proxy::parse("http://proxy.internal")
+                .expect("proxy")
+                .address()
+                .1,
+            3128
+        );
+        for bad in [
+            "https://proxy:443",
+            "socks5://p:1080",
+            "http://proxy:1/path",
+            "nope",
+        ] {
             assert!(Proxy::parse(bad).is_err(), "{bad}");
         }
-        let err = Proxy::parse("ftp://user:hunter22@p").expect_err("scheme").to_string();
+        let err = Proxy::parse("ftp://user:hunter22@p")
+            .expect_err("scheme")
+            .to_string();
         assert!(!err.contains("hunter22"), "{err}");
     }
 
@@ -236,12 +294,26 @@ mod tests {
             String::from_utf8(p.connect_request("api.test:443")).expect("utf8"),
             "CONNECT api.test:443 HTTP/1.1\r\nHost: api.test:443\r\nProxy-Authorization: Basic dTpwdw==\r\n\r\n"
         );
-        assert_eq!(connect_answer(b"HTTP/1.1 200 Connection established\r\n"), ConnectAnswer::Partial);
-        assert_eq!(connect_answer(b"HTTP/1.1 200 Connection established\r\n\r\n"), ConnectAnswer::Open { extra: 0 });
         assert_eq!(
-            connect_answer(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n"),
-            ConnectAnswer::Refused { status: 407, reason: "Proxy Authentication Required".into() }
+            connect_answer(b"HTTP/1.1 200 Connection established\r\n"),
+            ConnectAnswer::Partial
         );
-        assert_eq!(connect_answer(b"SSH-2.0-OpenSSH\r\n\r\n"), ConnectAnswer::Garbled);
+        assert_eq!(
+            connect_answer(b"HTTP/1.1 200 Connection established\r\n\r\n"),
+            ConnectAnswer::Open { extra: 0 }
+        );
+        assert_eq!(
+            connect_answer(
+                b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic\r\n\r\n"
+            ),
+            ConnectAnswer::Refused {
+                status: 407,
+                reason: "Proxy Authentication Required".into()
+            }
+        );
+        assert_eq!(
+            connect_answer(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            ConnectAnswer::Garbled
+        );
     }
 }

@@ -19,18 +19,29 @@ use std::time::{Duration, SystemTime};
 
 /// A rustls client config trusting the webpki roots and `extra`
 /// certificates, and accepting a server whose certificate is one of `extra`.
-pub(crate) fn client_config(extra: Vec<CertificateDer<'static>>, identity: Option<ClientIdentity>) -> Result<rustls::ClientConfig, Error> {
+pub(crate) fn client_config(
+    extra: Vec<CertificateDer<'static>>,
+    identity: Option<ClientIdentity>,
+) -> Result<rustls::ClientConfig, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
     for cert in &extra {
         roots
             .add(cert.clone())
             .map_err(|e| Error::Certificate(format!("unusable CA certificate: {e}")))?;
     }
-    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| Error::Certificate(e.to_string()))?;
-    let verifier = Arc::new(PinningVerifier { webpki, pinned: extra });
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| Error::Certificate(e.to_string()))?;
+    let verifier = Arc::new(PinningVerifier {
+        webpki,
+        pinned: extra,
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Certificate(e.to_string()))?
@@ -40,7 +51,12 @@ pub(crate) fn client_config(extra: Vec<CertificateDer<'static>>, identity: Optio
         None => Ok(builder.with_no_client_auth()),
         Some(id) => builder
             .with_client_auth_cert(id.chain, id.key)
-            .map_err(|e| Error::Certificate(format!("{}: unusable client certificate or key: {e}", id.source))),
+            .map_err(|e| {
+                Error::Certificate(format!(
+                    "{}: unusable client certificate or key: {e}",
+                    id.source
+                ))
+            }),
     }
 }
 
@@ -57,18 +73,30 @@ pub(crate) struct ClientIdentity {
 impl ClientIdentity {
     /// Reads a PEM certificate chain (leaf first) and a PEM private key
     /// (PKCS#8, PKCS#1 or SEC1); `source` names them in errors.
-    pub(crate) fn from_pem(chain_pem: &[u8], key_pem: &[u8], source: &str) -> Result<ClientIdentity, Error> {
+    pub(crate) fn from_pem(
+        chain_pem: &[u8],
+        key_pem: &[u8],
+        source: &str,
+    ) -> Result<ClientIdentity, Error> {
         use rustls_pki_types::pem::PemObject;
         let chain = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Error::Certificate(format!("{source}: not a PEM certificate chain: {e}")))?;
+            .map_err(|e| {
+                Error::Certificate(format!("{source}: not a PEM certificate chain: {e}"))
+            })?;
         if chain.is_empty() {
-            return Err(Error::Certificate(format!("{source}: no CERTIFICATE block in the client certificate file")));
+            return Err(Error::Certificate(format!(
+                "{source}: no CERTIFICATE block in the client certificate file"
+            )));
         }
         // The parse error names the PEM problem only, never key material.
         let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem)
             .map_err(|e| Error::Certificate(format!("{source}: not a PEM private key: {e}")))?;
-        Ok(ClientIdentity { chain, key, source: source.to_string() })
+        Ok(ClientIdentity {
+            chain,
+            key,
+            source: source.to_string(),
+        })
     }
 }
 
@@ -88,8 +116,19 @@ impl ServerCertVerifier for PinningVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(_) if self.pinned.iter().any(|p| p.as_ref() == end_entity.as_ref()) => {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(_)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
                 check_pinned(end_entity, server_name, now).map(|()| ServerCertVerified::assertion())
             }
             result => result,
@@ -120,24 +159,45 @@ impl ServerCertVerifier for PinningVerifier {
 }
 
 /// A pinned certificate must still be valid now and name the server.
-fn check_pinned(der: &CertificateDer<'_>, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), rustls::Error> {
+fn check_pinned(
+    der: &CertificateDer<'_>,
+    server_name: &ServerName<'_>,
+    now: UnixTime,
+) -> Result<(), rustls::Error> {
     let bad = |e: CertificateError| rustls::Error::InvalidCertificate(e);
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|_| bad(CertificateError::BadEncoding))?;
-    let at = |t: x509_parser::time::ASN1Time| UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0)));
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|_| bad(CertificateError::BadEncoding))?;
+    let at = |t: x509_parser::time::ASN1Time| {
+        UnixTime::since_unix_epoch(Duration::from_secs(
+            u64::try_from(t.timestamp()).unwrap_or(0),
+        ))
+    };
     let validity = cert.validity();
     if now.as_secs() < u64::try_from(validity.not_before.timestamp()).unwrap_or(0) {
-        return Err(bad(CertificateError::NotValidYetContext { time: now, not_before: at(validity.not_before) }));
+        return Err(bad(CertificateError::NotValidYetContext {
+            time: now,
+            not_before: at(validity.not_before),
+        }));
     }
     if now.as_secs() > u64::try_from(validity.not_after.timestamp()).unwrap_or(0) {
-        return Err(bad(CertificateError::ExpiredContext { time: now, not_after: at(validity.not_after) }));
+        return Err(bad(CertificateError::ExpiredContext {
+            time: now,
+            not_after: at(validity.not_after),
+        }));
     }
-    let end_entity = webpki::EndEntityCert::try_from(der).map_err(|_| bad(CertificateError::BadEncoding))?;
-    end_entity.verify_is_valid_for_subject_name(server_name).map_err(|e| match e {
-        webpki::Error::CertNotValidForName(context) => {
-            bad(CertificateError::NotValidForNameContext { expected: context.expected, presented: context.presented })
-        }
-        _ => bad(CertificateError::NotValidForName),
-    })
+    let end_entity =
+        webpki::EndEntityCert::try_from(der).map_err(|_| bad(CertificateError::BadEncoding))?;
+    end_entity
+        .verify_is_valid_for_subject_name(server_name)
+        .map_err(|e| match e {
+            webpki::Error::CertNotValidForName(context) => {
+                bad(CertificateError::NotValidForNameContext {
+                    expected: context.expected,
+                    presented: context.presented,
+                })
+            }
+            _ => bad(CertificateError::NotValidForName),
+        })
 }
 
 /// A failed TLS handshake, described for a workflow author.
@@ -156,21 +216,29 @@ fn date(t: UnixTime) -> String {
 
 /// Describes the error of a failed TLS connect.
 pub(crate) fn describe(err: &std::io::Error) -> TlsFailure {
-    let Some(error) = err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+    let Some(error) = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
         let message = match err.kind() {
             std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => {
                 "the server closed the connection during the TLS handshake (handshake aborted); check that it speaks TLS on this port".to_string()
             }
             _ => format!("the TLS handshake failed: {err}"),
         };
-        return TlsFailure { alert: None, message };
+        return TlsFailure {
+            alert: None,
+            message,
+        };
     };
     let (alert, message) = match error {
         rustls::Error::InvalidCertificate(cert) => certificate(cert),
         rustls::Error::AlertReceived(alert) => (Some(u8::from(*alert)), received(*alert)),
         rustls::Error::PeerIncompatible(why) => (
             Some(u8::from(AlertDescription::HandshakeFailure)),
-            format!("the server's TLS settings are incompatible with this host's (TLS 1.2 and 1.3, modern cipher suites): {why:?}"),
+            format!(
+                "the server's TLS settings are incompatible with this host's (TLS 1.2 and 1.3, modern cipher suites): {why:?}"
+            ),
         ),
         other => (None, format!("the TLS handshake failed: {other}")),
     };
@@ -221,13 +289,19 @@ fn plain_name(presented: &str) -> &str {
     presented
         .strip_prefix("DnsName(\"")
         .and_then(|n| n.strip_suffix("\")"))
-        .or_else(|| presented.strip_prefix("IpAddress(").and_then(|n| n.strip_suffix(')')))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
         .unwrap_or(presented)
 }
 
 fn received(alert: AlertDescription) -> String {
     let why = match alert {
-        AlertDescription::ProtocolVersion => "no TLS version in common (this host speaks TLS 1.2 and 1.3)",
+        AlertDescription::ProtocolVersion => {
+            "no TLS version in common (this host speaks TLS 1.2 and 1.3)"
+        }
         AlertDescription::HandshakeFailure | AlertDescription::InsufficientSecurity => {
             "no cipher suite or key exchange in common, or the server wants something this host did not send"
         }
@@ -250,18 +324,38 @@ mod tests {
     fn every_failure_says_why() {
         let t = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
         let cases = [
-            (CertificateError::ExpiredContext { time: t(1_700_000_000), not_after: t(1_577_836_800) }, "expired on Wed, 01 Jan 2020 00:00:00 GMT"),
-            (CertificateError::NotValidYetContext { time: t(0), not_before: t(1_577_836_800) }, "not valid before Wed, 01 Jan 2020"),
+            (
+                CertificateError::ExpiredContext {
+                    time: t(1_700_000_000),
+                    not_after: t(1_577_836_800),
+                },
+                "expired on Wed, 01 Jan 2020 00:00:00 GMT",
+            ),
+            (
+                CertificateError::NotValidYetContext {
+                    time: t(0),
+                    not_before: t(1_577_836_800),
+                },
+                "not valid before Wed, 01 Jan 2020",
+            ),
             (
                 CertificateError::NotValidForNameContext {
                     expected: ServerName::try_from("api.test").expect("name").to_owned(),
-                    presented: vec!["DnsName(\"other.test\")".into(), "IpAddress(192.0.2.1)".into()],
+                    presented: vec![
+                        "DnsName(\"other.test\")".into(),
+                        "IpAddress(192.0.2.1)".into(),
+                    ],
                 },
                 "not valid for api.test: it names other.test, 192.0.2.1",
             ),
-            (CertificateError::UnknownIssuer, "add its CA certificate, or the server's own certificate, to the tenant's ca_certs"),
             (
-                CertificateError::Other(rustls::OtherError(Arc::new(webpki::Error::CaUsedAsEndEntity))),
+                CertificateError::UnknownIssuer,
+                "add its CA certificate, or the server's own certificate, to the tenant's ca_certs",
+            ),
+            (
+                CertificateError::Other(rustls::OtherError(Arc::new(
+                    webpki::Error::CaUsedAsEndEntity,
+                ))),
                 "presents a CA certificate (basicConstraints CA:TRUE)",
             ),
         ];
@@ -270,10 +364,17 @@ mod tests {
             assert!(failure.message.contains(text), "{failure:?}");
             assert!(failure.alert.is_some());
         }
-        let failure = describe(&io(rustls::Error::AlertReceived(AlertDescription::ProtocolVersion)));
+        let failure = describe(&io(rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion,
+        )));
         assert_eq!(failure.alert, Some(70));
-        assert!(failure.message.contains("no TLS version in common"), "{failure:?}");
-        let failure = describe(&io(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)));
+        assert!(
+            failure.message.contains("no TLS version in common"),
+            "{failure:?}"
+        );
+        let failure = describe(&io(rustls::Error::AlertReceived(
+            AlertDescription::HandshakeFailure,
+        )));
         assert!(failure.message.contains("no cipher suite"), "{failure:?}");
         let failure = describe(&std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
         assert_eq!(failure.alert, None);

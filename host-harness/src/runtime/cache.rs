@@ -9,7 +9,11 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// Loads the precompiled component from `dir`, or compiles and stores it.
-pub(super) fn cached_component(engine: &Engine, wasm: &[u8], dir: &Path) -> Result<Component, Error> {
+pub(super) fn cached_component(
+    engine: &Engine,
+    wasm: &[u8],
+    dir: &Path,
+) -> Result<Component, Error> {
     use std::hash::{Hash, Hasher};
     let load = |e: wasmtime::Error| Error::load("compiling the component", e);
     let mut settings = std::collections::hash_map::DefaultHasher::new();
@@ -45,4 +49,3 @@ pub(super) fn cached_component(engine: &Engine, wasm: &[u8], dir: &Path) -> Resu
     }
     Ok(component)
 }
-

@@ -35,24 +35,36 @@ impl Cores {
         let mut handles = Vec::new();
         let mut stops = Vec::new();
         for index in 0..n.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             handles.push(runtime.handle().clone());
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             stops.push(stop);
-            std::thread::Builder::new().name(format!("https-step-core-{index}")).spawn(move || {
-                CURRENT.set(Some((id, index)));
-                // Returns when the sender is dropped with the `Cores`.
-                let _ = runtime.block_on(stopped);
-            })?;
+            std::thread::Builder::new()
+                .name(format!("https-step-core-{index}"))
+                .spawn(move || {
+                    CURRENT.set(Some((id, index)));
+                    // Returns when the sender is dropped with the `Cores`.
+                    let _ = runtime.block_on(stopped);
+                })?;
         }
-        Ok(Cores { id, handles, _stop: stops })
+        Ok(Cores {
+            id,
+            handles,
+            _stop: stops,
+        })
     }
 
     /// Runs `work` on the core of the tenant with `hint` (its
     /// [`crate::Tenant`] number): in place when this thread is that core,
     /// else spawned there and awaited. Dropping the returned future cancels
     /// the work wherever it runs.
-    pub(super) async fn run<T: Send + 'static>(&self, hint: usize, work: impl Future<Output = T> + Send + 'static) -> Result<T, tokio::task::JoinError> {
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        hint: usize,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
         let index = hint % self.handles.len();
         if CURRENT.get() == Some((self.id, index)) {
             return Ok(work.await);

@@ -19,26 +19,42 @@ pub struct Bucket {
 
 impl RunState {
     fn bucket(&self, bucket: &Resource<Bucket>) -> Result<(&Arc<TenantStore>, &str), store::Error> {
-        let open = self.table.get(bucket).map_err(|e| store::Error::Other(e.to_string()))?;
+        let open = self
+            .table
+            .get(bucket)
+            .map_err(|e| store::Error::Other(e.to_string()))?;
         Ok((&self.store, open.name.as_str()))
     }
 }
 
 impl store::Host for RunState {
     fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, store::Error> {
-        self.table.push(Bucket { name: identifier }).map_err(|e| store::Error::Other(e.to_string()))
+        self.table
+            .push(Bucket { name: identifier })
+            .map_err(|e| store::Error::Other(e.to_string()))
     }
 }
 
 impl store::HostBucket for RunState {
-    fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, store::Error> {
+    fn get(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, store::Error> {
         let (store, name) = self.bucket(&bucket)?;
         Ok(store.get(name, &key))
     }
 
-    fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), store::Error> {
+    fn set(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), store::Error> {
         let (store, name) = self.bucket(&bucket)?;
-        store.set(name, &key, value).map_err(|e| store::Error::Other(e.to_string()))
+        store
+            .set(name, &key, value)
+            .map_err(|e| store::Error::Other(e.to_string()))
     }
 
     fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), store::Error> {
@@ -52,7 +68,11 @@ impl store::HostBucket for RunState {
         Ok(store.exists(name, &key))
     }
 
-    fn list_keys(&mut self, bucket: Resource<Bucket>, cursor: Option<u64>) -> Result<store::KeyResponse, store::Error> {
+    fn list_keys(
+        &mut self,
+        bucket: Resource<Bucket>,
+        cursor: Option<u64>,
+    ) -> Result<store::KeyResponse, store::Error> {
         let (store, name) = self.bucket(&bucket)?;
         let (keys, cursor) = store.list_keys(name, cursor.unwrap_or(0), LIST_PAGE);
         Ok(store::KeyResponse { keys, cursor })
@@ -65,8 +85,15 @@ impl store::HostBucket for RunState {
 }
 
 impl atomics::Host for RunState {
-    fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, store::Error> {
+    fn increment(
+        &mut self,
+        bucket: Resource<Bucket>,
+        key: String,
+        delta: u64,
+    ) -> Result<u64, store::Error> {
         let (store, name) = self.bucket(&bucket)?;
-        store.increment(name, &key, delta).map_err(|e| store::Error::Other(e.to_string()))
+        store
+            .increment(name, &key, delta)
+            .map_err(|e| store::Error::Other(e.to_string()))
     }
 }

@@ -32,7 +32,11 @@ pub(super) struct GrowthRefused {
 
 impl fmt::Display for GrowthRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "growing {} to {} would pass its limit of {}", self.what, self.desired, self.limit)
+        write!(
+            f,
+            "growing {} to {} would pass its limit of {}",
+            self.what, self.desired, self.limit
+        )
     }
 }
 
@@ -47,10 +51,20 @@ pub(super) struct RunLimiter {
 }
 
 impl wasmtime::ResourceLimiter for RunLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let limit = maximum.map_or(self.memory_bytes, |m| m.min(self.memory_bytes));
         if desired > limit {
-            return Err(GrowthRefused { what: "linear memory (bytes)", desired, limit }.into());
+            return Err(GrowthRefused {
+                what: "linear memory (bytes)",
+                desired,
+                limit,
+            }
+            .into());
         }
         Ok(true)
     }
@@ -59,10 +73,20 @@ impl wasmtime::ResourceLimiter for RunLimiter {
         Err(error)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let limit = maximum.map_or(self.table_elements, |m| m.min(self.table_elements));
         if desired > limit {
-            return Err(GrowthRefused { what: "a table (elements)", desired, limit }.into());
+            return Err(GrowthRefused {
+                what: "a table (elements)",
+                desired,
+                limit,
+            }
+            .into());
         }
         Ok(true)
     }
@@ -74,28 +98,43 @@ impl wasmtime::ResourceLimiter for RunLimiter {
 
 /// wasmtime's `HostcallFuelExhausted` is private; its message is all there is.
 fn is_hostcall_fuel(e: &(dyn std::error::Error + 'static)) -> bool {
-    e.to_string().contains("fuel allocated for hostcalls has been exhausted")
+    e.to_string()
+        .contains("fuel allocated for hostcalls has been exhausted")
 }
 
 /// Tells a resource limit from a fault in the guest, by the error's type.
 pub(super) fn classify(e: wasmtime::Error, doing: &'static str) -> Error {
     let limit = |detail: String| Error::ResourceLimit(detail);
-    if e.chain().any(|c| c.downcast_ref::<CpuExhausted>().is_some()) {
-        return limit(format!("the step used more CPU time than its cpu_ms budget while {doing}"));
+    if e.chain()
+        .any(|c| c.downcast_ref::<CpuExhausted>().is_some())
+    {
+        return limit(format!(
+            "the step used more CPU time than its cpu_ms budget while {doing}"
+        ));
     }
     if let Some(refused) = e.chain().find_map(|c| c.downcast_ref::<GrowthRefused>()) {
-        return limit(format!("the step ran out of memory (memory_bytes) while {doing}: {refused}"));
+        return limit(format!(
+            "the step ran out of memory (memory_bytes) while {doing}: {refused}"
+        ));
     }
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return limit(format!("the step was interrupted while {doing}"));
     }
-    let table_full = e
-        .chain()
-        .any(|c| matches!(c.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(wasmtime::component::ResourceTableError::Full)));
+    let table_full = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
     if table_full || e.chain().any(is_hostcall_fuel) {
-        return limit(format!("the step exceeded a host resource limit while {doing}: {e:#}"));
+        return limit(format!(
+            "the step exceeded a host resource limit while {doing}: {e:#}"
+        ));
     }
-    Error::GuestTrap { doing, source: e.into_boxed_dyn_error() }
+    Error::GuestTrap {
+        doing,
+        source: e.into_boxed_dyn_error(),
+    }
 }
 
 #[cfg(test)]
@@ -105,15 +144,49 @@ mod tests {
     #[test]
     fn causes_are_told_apart_by_type() {
         let cpu = classify(wasmtime::Error::new(CpuExhausted), "running");
-        assert!(matches!(&cpu, Error::ResourceLimit(m) if m.contains("cpu_ms")), "{cpu}");
-        let grown = GrowthRefused { what: "linear memory (bytes)", desired: 2 << 20, limit: 1 << 20 };
-        let memory = classify(wasmtime::Error::new(grown).context("while growing"), "running");
-        assert!(matches!(&memory, Error::ResourceLimit(m) if m.contains("memory_bytes")), "{memory}");
-        let full = classify(wasmtime::Error::new(wasmtime::component::ResourceTableError::Full), "running");
-        assert!(matches!(&full, Error::ResourceLimit(m) if m.contains("host resource limit")), "{full}");
-        let trap = classify(wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached), "running");
-        assert!(matches!(&trap, Error::GuestTrap { doing: "running", .. }), "{trap}");
-        assert!(std::error::Error::source(&trap).is_some(), "the trap is kept as the source");
+        assert!(
+            matches!(&cpu, Error::ResourceLimit(m) if m.contains("cpu_ms")),
+            "{cpu}"
+        );
+        let grown = GrowthRefused {
+            what: "linear memory (bytes)",
+            desired: 2 << 20,
+            limit: 1 << 20,
+        };
+        let memory = classify(
+            wasmtime::Error::new(grown).context("while growing"),
+            "running",
+        );
+        assert!(
+            matches!(&memory, Error::ResourceLimit(m) if m.contains("memory_bytes")),
+            "{memory}"
+        );
+        let full = classify(
+            wasmtime::Error::new(wasmtime::component::ResourceTableError::Full),
+            "running",
+        );
+        assert!(
+            matches!(&full, Error::ResourceLimit(m) if m.contains("host resource limit")),
+            "{full}"
+        );
+        let trap = classify(
+            wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached),
+            "running",
+        );
+        assert!(
+            matches!(
+                &trap,
+                Error::GuestTrap {
+                    doing: "running",
+                    ..
+                }
+            ),
+            "{trap}"
+        );
+        assert!(
+            std::error::Error::source(&trap).is_some(),
+            "the trap is kept as the source"
+        );
     }
 
     /// The text of wasmtime 48's private `HostcallFuelExhausted`.

@@ -7,13 +7,13 @@
 //! whole call, a bounded resource table and hostcall fuel. No filesystem,
 //! sockets, environment or inherited stdio are granted.
 
-use crate::egress::Egress;
-use crate::progress::ProgressStream;
-pub use crate::progress::ProgressFn;
-use crate::tenant::Tenant;
 use crate::Error;
-use limits::{CpuExhausted, RunLimiter, classify};
+use crate::egress::Egress;
+pub use crate::progress::ProgressFn;
+use crate::progress::ProgressStream;
+use crate::tenant::Tenant;
 use https_step_core::{Mirror, Problem, StepConfig, StepFailure, StepOutcome};
+use limits::{CpuExhausted, RunLimiter, classify};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,8 +30,8 @@ mod keyvalue;
 mod limits;
 mod slots;
 
-use bindings::workflow::https_step::types as wit;
 use bindings::exports::workflow::https_step::step::Guest;
+use bindings::workflow::https_step::types as wit;
 use bindings::{HttpsStep, HttpsStepPre};
 
 // The model ↔ WIT conversions, generated from the model's one declaration.
@@ -74,18 +74,24 @@ impl RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for RunState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.egress }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
     }
 }
 
 impl bindings::workflow::https_step::types::Host for RunState {}
-
 
 /// Stops the engine's epoch ticker when the runtime is dropped.
 struct Ticker(Arc<AtomicBool>);
@@ -170,11 +176,17 @@ impl PreparedStep {
     /// every run, with its templates rendered).
     pub fn new(config: &StepConfig) -> Result<PreparedStep, Vec<Problem>> {
         let problems = https_step_core::validate(config);
-        if problems.is_empty() { Ok(PreparedStep::unchecked(config)) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(PreparedStep::unchecked(config))
+        } else {
+            Err(problems)
+        }
     }
 
     fn unchecked(config: &StepConfig) -> PreparedStep {
-        PreparedStep { config: Arc::new(config.clone().mirror()) }
+        PreparedStep {
+            config: Arc::new(config.clone().mirror()),
+        }
     }
 }
 
@@ -284,7 +296,11 @@ impl RuntimeBuilder {
     /// Creates the engine, loads (or compiles) the component and links WASI.
     pub fn build(self) -> Result<StepRuntime, Error> {
         let load = |e: wasmtime::Error| Error::load("loading the component", e);
-        let warm = (self.reuse > 0).then(|| Warm { per_tenant: self.reuse, cap: self.max_concurrency, idle: Default::default() });
+        let warm = (self.reuse > 0).then(|| Warm {
+            per_tenant: self.reuse,
+            cap: self.max_concurrency,
+            idle: Default::default(),
+        });
         let kept = warm.as_ref().map_or(0, |w| w.cap);
         let pool = slots::pooling(self.max_concurrency + kept, self.max_memory_bytes);
         let mut config = Config::new();
@@ -293,7 +309,10 @@ impl RuntimeBuilder {
         }
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(load)?;
-        let wasm = self.wasm.as_deref().unwrap_or(https_step_guest_artifact::WASM);
+        let wasm = self
+            .wasm
+            .as_deref()
+            .unwrap_or(https_step_guest_artifact::WASM);
         let component = match &self.cache_dir {
             Some(dir) => cache::cached_component(&engine, wasm, dir)?,
             None => Component::new(&engine, wasm).map_err(load)?,
@@ -304,11 +323,20 @@ impl RuntimeBuilder {
         // sockets or name lookup).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(load)?;
-        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s).map_err(load)?;
-        bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s).map_err(load)?;
-        bindings::workflow::https_step::types::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s)
+        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(load)?;
-        let pre = HttpsStepPre::new(linker.instantiate_pre(&component).map_err(load)?).map_err(load)?;
+        bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<RunState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(load)?;
+        bindings::workflow::https_step::types::add_to_linker::<_, HasSelf<RunState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(load)?;
+        let pre =
+            HttpsStepPre::new(linker.instantiate_pre(&component).map_err(load)?).map_err(load)?;
         let offline = Arc::new(Tenant::builder("offline").build()?);
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -322,11 +350,17 @@ impl RuntimeBuilder {
                         engine.increment_epoch();
                     }
                 })
-                .map_err(|e| Error::Load { doing: "starting the epoch ticker", source: Box::new(e) })?;
+                .map_err(|e| Error::Load {
+                    doing: "starting the epoch ticker",
+                    source: Box::new(e),
+                })?;
         }
         let cores = match self.per_core {
             0 => None,
-            n => Some(cores::Cores::start(n).map_err(|e| Error::Load { doing: "starting the per-core runtimes", source: Box::new(e) })?),
+            n => Some(cores::Cores::start(n).map_err(|e| Error::Load {
+                doing: "starting the per-core runtimes",
+                source: Box::new(e),
+            })?),
         };
         let shared = Shared {
             engine,
@@ -340,7 +374,10 @@ impl RuntimeBuilder {
             warm,
             _ticker: Ticker(stop),
         };
-        Ok(StepRuntime { shared: Arc::new(shared), cores })
+        Ok(StepRuntime {
+            shared: Arc::new(shared),
+            cores,
+        })
     }
 }
 
@@ -350,7 +387,11 @@ trait StepCall: Send + 'static {
     type Output: Send + 'static;
     /// What the step is doing, for errors (`the step crashed while …`).
     const DOING: &'static str;
-    fn call<'a>(self, store: &'a mut Store<RunState>, step: &'a Guest) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
+    fn call<'a>(
+        self,
+        store: &'a mut Store<RunState>,
+        step: &'a Guest,
+    ) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
 }
 
 /// An instance and nothing else ([`StepRuntime::probe`]).
@@ -370,7 +411,11 @@ struct Validate(wit::StepConfig);
 impl StepCall for Validate {
     type Output = Vec<wit::Problem>;
     const DOING: &'static str = "validating";
-    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
+    async fn call(
+        self,
+        store: &mut Store<RunState>,
+        step: &Guest,
+    ) -> wasmtime::Result<Self::Output> {
         step.call_validate(store, &self.0).await
     }
 }
@@ -384,7 +429,11 @@ struct Run {
 impl StepCall for Run {
     type Output = Result<wit::StepOutcome, wit::StepFailure>;
     const DOING: &'static str = "running";
-    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
+    async fn call(
+        self,
+        store: &mut Store<RunState>,
+        step: &Guest,
+    ) -> wasmtime::Result<Self::Output> {
         step.call_run(store, &self.step.config, &self.context).await
     }
 }
@@ -399,13 +448,22 @@ struct Attempt {
 impl StepCall for Attempt {
     type Output = wit::AttemptResult;
     const DOING: &'static str = "running an attempt";
-    async fn call(self, store: &mut Store<RunState>, step: &Guest) -> wasmtime::Result<Self::Output> {
-        step.call_run_attempt(store, &self.config, &self.context, self.state.as_ref()).await
+    async fn call(
+        self,
+        store: &mut Store<RunState>,
+        step: &Guest,
+    ) -> wasmtime::Result<Self::Output> {
+        step.call_run_attempt(store, &self.config, &self.context, self.state.as_ref())
+            .await
     }
 }
 
 impl Shared {
-    async fn instantiate(&self, tenant: Arc<Tenant>, progress: ProgressFn) -> Result<Instance, Error> {
+    async fn instantiate(
+        &self,
+        tenant: Arc<Tenant>,
+        progress: ProgressFn,
+    ) -> Result<Instance, Error> {
         let stderr = ProgressStream::new(progress.clone());
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
@@ -413,7 +471,10 @@ impl Shared {
             .allow_ip_name_lookup(false)
             .stderr(stderr.clone());
         let limits = &tenant.limits;
-        let store_limits = RunLimiter { memory_bytes: limits.memory_bytes.min(self.max_memory_bytes), table_elements: MAX_TABLE_ELEMENTS };
+        let store_limits = RunLimiter {
+            memory_bytes: limits.memory_bytes.min(self.max_memory_bytes),
+            table_elements: MAX_TABLE_ELEMENTS,
+        };
         let cpu_ticks = (limits.cpu_ms / TICK.as_millis() as u64).max(1);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -445,7 +506,11 @@ impl Shared {
             }
         });
         self.instantiations.fetch_add(1, Ordering::Relaxed);
-        let instance = self.pre.instantiate_async(&mut store).await.map_err(|e| classify(e, "instantiating"))?;
+        let instance = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| classify(e, "instantiating"))?;
         Ok((store, instance))
     }
 
@@ -454,7 +519,11 @@ impl Shared {
         match self.slots.clone().try_acquire_owned() {
             Ok(slot) => Ok(slot),
             Err(_) if self.slot_wait.is_zero() => Err(busy),
-            Err(_) => tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned()).await.ok().and_then(Result::ok).ok_or(busy),
+            Err(_) => tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .ok_or(busy),
         }
     }
 
@@ -462,7 +531,12 @@ impl Shared {
     /// store and makes one call of the step interface, within the tenant's
     /// `max_run_ms`. Dropping the call on timeout drops its store: a guest
     /// blocked on I/O is cancelled with it.
-    async fn call<C: StepCall>(self: Arc<Self>, tenant: Arc<Tenant>, progress: ProgressFn, call: C) -> Result<C::Output, Error> {
+    async fn call<C: StepCall>(
+        self: Arc<Self>,
+        tenant: Arc<Tenant>,
+        progress: ProgressFn,
+        call: C,
+    ) -> Result<C::Output, Error> {
         use tracing::Instrument;
         let _slot = self.slot().await?;
         let max_run = Duration::from_millis(tenant.limits.max_run_ms);
@@ -477,7 +551,10 @@ impl Shared {
                 }
                 None => self.instantiate(tenant.clone(), progress).await?,
             };
-            let result = call.call(&mut store, instance.workflow_https_step_step()).await.map_err(|e| classify(e, C::DOING));
+            let result = call
+                .call(&mut store, instance.workflow_https_step_step())
+                .await
+                .map_err(|e| classify(e, C::DOING));
             if let (Some(warm), Ok(_)) = (&self.warm, &result) {
                 warm.keep(tenant.number, (store, instance));
             }
@@ -485,7 +562,12 @@ impl Shared {
         };
         tokio::time::timeout(max_run, work.instrument(span))
             .await
-            .map_err(|_| Error::ResourceLimit(format!("the run took longer than max_run_ms ({} ms)", tenant.limits.max_run_ms)))?
+            .map_err(|_| {
+                Error::ResourceLimit(format!(
+                    "the run took longer than max_run_ms ({} ms)",
+                    tenant.limits.max_run_ms
+                ))
+            })?
     }
 }
 
@@ -502,14 +584,21 @@ impl StepRuntime {
 
     /// Makes `call` for `tenant`: on the tenant's core in per-core mode,
     /// else here.
-    async fn call<C: StepCall>(&self, tenant: &Arc<Tenant>, progress: ProgressFn, call: C) -> Result<C::Output, Error> {
+    async fn call<C: StepCall>(
+        &self,
+        tenant: &Arc<Tenant>,
+        progress: ProgressFn,
+        call: C,
+    ) -> Result<C::Output, Error> {
         let work = self.shared.clone().call(tenant.clone(), progress, call);
         match &self.cores {
             None => work.await,
-            Some(cores) => cores
-                .run(tenant.number, work)
-                .await
-                .unwrap_or_else(|e| Err(Error::Load { doing: "running the step on its core's thread", source: Box::new(e) })),
+            Some(cores) => cores.run(tenant.number, work).await.unwrap_or_else(|e| {
+                Err(Error::Load {
+                    doing: "running the step on its core's thread",
+                    source: Box::new(e),
+                })
+            }),
         }
     }
 
@@ -519,12 +608,19 @@ impl StepRuntime {
     /// host can probe a runtime before routing runs to it; it costs one
     /// instantiation (counted by [`StepRuntime::instantiations`]).
     pub async fn probe(&self) -> Result<(), Error> {
-        self.call(&self.shared.offline, Arc::new(|_: &str| {}), Probe).await
+        self.call(&self.shared.offline, Arc::new(|_: &str| {}), Probe)
+            .await
     }
 
     /// Every problem of `config`, as the component reports them.
     pub async fn validate(&self, config: &StepConfig) -> Result<Vec<Problem>, Error> {
-        let problems = self.call(&self.shared.offline, Arc::new(|_: &str| {}), Validate(config.clone().mirror())).await?;
+        let problems = self
+            .call(
+                &self.shared.offline,
+                Arc::new(|_: &str| {}),
+                Validate(config.clone().mirror()),
+            )
+            .await?;
         Ok(problems.mirror())
     }
 
@@ -554,7 +650,8 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
-        self.run_prepared(tenant, &PreparedStep::unchecked(config), context, progress).await
+        self.run_prepared(tenant, &PreparedStep::unchecked(config), context, progress)
+            .await
     }
 
     /// [`StepRuntime::run`] with a [`PreparedStep`].
@@ -565,7 +662,16 @@ impl StepRuntime {
         context: &str,
         progress: ProgressFn,
     ) -> Result<Result<StepOutcome, StepFailure>, Error> {
-        let result = self.call(tenant, progress, Run { step: step.clone(), context: context.to_string() }).await?;
+        let result = self
+            .call(
+                tenant,
+                progress,
+                Run {
+                    step: step.clone(),
+                    context: context.to_string(),
+                },
+            )
+            .await?;
         Ok(result.map(Mirror::mirror).map_err(Mirror::mirror))
     }
 
@@ -582,11 +688,14 @@ impl StepRuntime {
         state: Option<&https_step_core::RunState>,
         progress: ProgressFn,
     ) -> Result<https_step_core::AttemptResult, Error> {
-        let call = Attempt { config: config.clone().mirror(), context: context.to_string(), state: state.cloned().mirror() };
+        let call = Attempt {
+            config: config.clone().mirror(),
+            context: context.to_string(),
+            state: state.cloned().mirror(),
+        };
         Ok(self.call(tenant, progress, call).await?.mirror())
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -594,19 +703,30 @@ mod tests {
 
     #[tokio::test]
     async fn probe_instantiates_once_and_a_full_runtime_is_busy() {
-        let runtime = StepRuntime::builder().max_concurrency(1).build().expect("the embedded component loads");
+        let runtime = StepRuntime::builder()
+            .max_concurrency(1)
+            .build()
+            .expect("the embedded component loads");
         runtime.probe().await.expect("a fresh runtime is ready");
         runtime.probe().await.expect("and stays ready");
         assert_eq!(runtime.instantiations(), 2);
         assert_eq!(runtime.runs_in_flight(), 0, "a probe gives its slot back");
         let _held = runtime.shared.slot().await.expect("the one slot");
         assert!(matches!(runtime.probe().await, Err(Error::Busy(1))));
-        assert_eq!(runtime.instantiations(), 2, "a busy runtime instantiates nothing");
+        assert_eq!(
+            runtime.instantiations(),
+            2,
+            "a busy runtime instantiates nothing"
+        );
     }
 
     #[tokio::test]
     async fn with_a_slot_wait_a_run_waits_for_the_slot_a_finished_one_gives_back() {
-        let runtime = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_secs(30)).build().expect("the embedded component loads");
+        let runtime = StepRuntime::builder()
+            .max_concurrency(1)
+            .slot_wait(Duration::from_secs(30))
+            .build()
+            .expect("the embedded component loads");
         let held = runtime.shared.slot().await.expect("the one slot");
         let release = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -614,8 +734,15 @@ mod tests {
         };
         let (probed, ()) = tokio::join!(runtime.probe(), release);
         probed.expect("the probe waited for the slot");
-        let short = StepRuntime::builder().max_concurrency(1).slot_wait(Duration::from_millis(20)).build().expect("loads");
+        let short = StepRuntime::builder()
+            .max_concurrency(1)
+            .slot_wait(Duration::from_millis(20))
+            .build()
+            .expect("loads");
         let _held = short.shared.slot().await.expect("the one slot");
-        assert!(matches!(short.probe().await, Err(Error::Busy(1))), "no slot within the wait");
+        assert!(
+            matches!(short.probe().await, Err(Error::Busy(1))),
+            "no slot within the wait"
+        );
     }
 }

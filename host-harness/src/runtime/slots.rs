@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn pages_are_kept_resident_only_without_swap() {
-        assert!(pagemap_reset_is_safe("MemTotal:       24000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"));
+        assert!(pagemap_reset_is_safe(
+            "MemTotal:       24000000 kB\nSwapTotal:             0 kB\nSwapFree:              0 kB\n"
+        ));
         assert!(!pagemap_reset_is_safe("SwapTotal:       8388604 kB\n"));
         assert!(!pagemap_reset_is_safe(""), "unknown: the safe default");
         assert!(!pagemap_reset_is_safe("SwapTotal: lots\n"));

@@ -17,7 +17,9 @@ mod bindings {
 }
 
 use bindings::exports::workflow::https_step::step::Guest;
-use bindings::workflow::https_step::types::{AttemptResult, Problem, RunState, StepConfig, StepFailure, StepOutcome};
+use bindings::workflow::https_step::types::{
+    AttemptResult, Problem, RunState, StepConfig, StepFailure, StepOutcome,
+};
 
 struct Faulty;
 
@@ -42,7 +44,13 @@ impl Guest for Faulty {
                 }
             }
             "fault://trap" => panic!("the fault component was asked to trap"),
-            _ => Ok(StepOutcome { response: None, outputs: Vec::new(), attempts: Vec::new(), continued_error: None, pagination: None }),
+            _ => Ok(StepOutcome {
+                response: None,
+                outputs: Vec::new(),
+                attempts: Vec::new(),
+                continued_error: None,
+                pagination: None,
+            }),
         }
     }
 

@@ -16,8 +16,8 @@ pub mod read;
 pub mod schema;
 mod shapes;
 
-pub use shapes::{JsonText, type_name as json_type_name};
 use serde::Deserialize;
+pub use shapes::{JsonText, type_name as json_type_name};
 use std::fmt;
 
 /// Default per-attempt deadline (`timeout_ms`).
@@ -112,7 +112,6 @@ impl fmt::Display for Method {
         f.write_str(self.as_str())
     }
 }
-
 
 /// Declares the records that have a WIT twin. Besides each struct, it defines
 /// the exported `__mirror_records!` macro that [`mirror_wit_types!`]
@@ -700,7 +699,12 @@ wit_records! { $
 impl StepFailure {
     /// The failure of a step whose config is unusable: nothing was sent.
     pub fn invalid_config(problems: Vec<Problem>) -> Self {
-        StepFailure { error: StepError::InvalidConfig(problems), attempts: Vec::new(), response: None, pagination: None }
+        StepFailure {
+            error: StepError::InvalidConfig(problems),
+            attempts: Vec::new(),
+            response: None,
+            pagination: None,
+        }
     }
 }
 
@@ -768,7 +772,10 @@ pub const RUN_STATE_VERSION: u32 = 1;
 
 /// How one call of [`crate::run_attempt`] ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(clippy::large_enum_variant, reason = "mirrors the WIT variant; one per call")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "mirrors the WIT variant; one per call"
+)]
 pub enum AttemptResult {
     /// The step is over.
     Done(Result<StepOutcome, StepFailure>),
@@ -864,8 +871,16 @@ impl fmt::Debug for Auth {
         match self {
             Auth::Basic(_) => f.write_str("Auth::Basic(redacted)"),
             Auth::Bearer(_) => f.write_str("Auth::Bearer(redacted)"),
-            Auth::ApiKey(k) => write!(f, "Auth::ApiKey({:?} in {:?}, redacted)", k.name, k.location),
-            Auth::Oauth2ClientCredentials(o) => write!(f, "Auth::Oauth2ClientCredentials({:?}, redacted)", o.token_url),
+            Auth::ApiKey(k) => write!(
+                f,
+                "Auth::ApiKey({:?} in {:?}, redacted)",
+                k.name, k.location
+            ),
+            Auth::Oauth2ClientCredentials(o) => write!(
+                f,
+                "Auth::Oauth2ClientCredentials({:?}, redacted)",
+                o.token_url
+            ),
         }
     }
 }
@@ -921,7 +936,10 @@ impl SigningScheme {
 impl fmt::Debug for Signing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Signing")
-            .field("secrets", &format_args!("[{} redacted]", self.secrets.len()))
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
             .field("scheme", &self.scheme)
             .field("header", &self.header)
             .finish()
@@ -951,7 +969,10 @@ pub enum StatusPattern {
 impl StepConfig {
     /// A GET of `url` with every other field at its default.
     pub fn get(url: impl Into<String>) -> Self {
-        StepConfig { url: url.into(), ..StepConfig::default() }
+        StepConfig {
+            url: url.into(),
+            ..StepConfig::default()
+        }
     }
 
     /// `timeout_ms` with its default applied.
@@ -972,7 +993,8 @@ impl StepConfig {
 
     /// `max_total_response_bytes` with its default applied.
     pub fn max_total_response_bytes(&self) -> u64 {
-        self.max_total_response_bytes.unwrap_or(DEFAULT_MAX_TOTAL_RESPONSE_BYTES)
+        self.max_total_response_bytes
+            .unwrap_or(DEFAULT_MAX_TOTAL_RESPONSE_BYTES)
     }
 
     /// `response_format` with its default (`auto`) applied.
@@ -1009,7 +1031,11 @@ impl fmt::Display for Problem {
 
 /// Why a step or an attempt failed; mirrors the WIT `step-error` variant 1:1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 #[non_exhaustive]
 pub enum StepError {
     /// The configuration, or a template in it, is unusable; nothing was sent.
@@ -1084,7 +1110,11 @@ impl StepError {
     /// The same error with `f` applied to every message it carries (the
     /// message of each problem included).
     pub fn map_text(self, f: impl Fn(&str) -> String) -> StepError {
-        let problems = |list: Vec<Problem>| list.into_iter().map(|p| Problem::new(p.path, f(&p.message))).collect();
+        let problems = |list: Vec<Problem>| {
+            list.into_iter()
+                .map(|p| Problem::new(p.path, f(&p.message)))
+                .collect()
+        };
         match self {
             StepError::InvalidConfig(p) => StepError::InvalidConfig(problems(p)),
             StepError::SchemaMismatch(p) => StepError::SchemaMismatch(problems(p)),
@@ -1097,7 +1127,10 @@ impl StepError {
             StepError::UnexpectedStatus(m) => StepError::UnexpectedStatus(f(&m)),
             StepError::ResponseTooLarge(m) => StepError::ResponseTooLarge(f(&m)),
             StepError::InvalidResponse(m) => StepError::InvalidResponse(f(&m)),
-            StepError::Auth(a) => StepError::Auth(AuthError { code: a.code, message: f(&a.message) }),
+            StepError::Auth(a) => StepError::Auth(AuthError {
+                code: a.code,
+                message: f(&a.message),
+            }),
             StepError::Internal(m) => StepError::Internal(f(&m)),
         }
     }
@@ -1115,7 +1148,11 @@ impl StepError {
 
 /// Why the step waited before the next attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "kebab-case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum WaitReason {
     /// Explicit interval.
     Interval,

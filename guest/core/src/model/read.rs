@@ -27,7 +27,10 @@ pub struct ParsedConfig {
 pub fn parse_step_config(text: &str) -> ParsedConfig {
     // A well-formed config, the common case, is read in one pass over the text.
     if let Ok(config) = serde_json::from_str::<StepConfig>(text) {
-        return ParsedConfig { config, problems: Vec::new() };
+        return ParsedConfig {
+            config,
+            problems: Vec::new(),
+        };
     }
     match serde_json::from_str::<Value>(text) {
         Ok(value) => parse_step_config_value(&value),
@@ -41,11 +44,23 @@ pub fn parse_step_config(text: &str) -> ParsedConfig {
 /// Reads a step config from a parsed JSON value.
 pub fn parse_step_config_value(value: &Value) -> ParsedConfig {
     if let Ok(config) = StepConfig::deserialize_from(value) {
-        return ParsedConfig { config, problems: Vec::new() };
+        return ParsedConfig {
+            config,
+            problems: Vec::new(),
+        };
     }
     let Some(object) = value.as_object() else {
-        let problem = Problem::new("", format!("a step config must be a JSON object, not {}", type_name(value)));
-        return ParsedConfig { config: StepConfig::default(), problems: vec![problem] };
+        let problem = Problem::new(
+            "",
+            format!(
+                "a step config must be a JSON object, not {}",
+                type_name(value)
+            ),
+        );
+        return ParsedConfig {
+            config: StepConfig::default(),
+            problems: vec![problem],
+        };
     };
     let fields = field_names::<StepConfig>();
     // null stands for "not given", as an absent key does.
@@ -53,13 +68,21 @@ pub fn parse_step_config_value(value: &Value) -> ParsedConfig {
     let mut problems: Vec<Problem> = object
         .keys()
         .filter(|key| !fields.contains(&key.as_str()))
-        .map(|key| Problem::new(key, format!("unknown field; expected one of: {}", fields.join(", "))))
+        .map(|key| {
+            Problem::new(
+                key,
+                format!("unknown field; expected one of: {}", fields.join(", ")),
+            )
+        })
         .collect();
     let mut readable = Map::new();
     for &field in fields {
         let Some(v) = given(field) else {
             if field == "url" {
-                problems.push(Problem::new("url", "missing; give the absolute https:// URL to call"));
+                problems.push(Problem::new(
+                    "url",
+                    "missing; give the absolute https:// URL to call",
+                ));
             }
             continue;
         };
@@ -75,7 +98,9 @@ pub fn parse_step_config_value(value: &Value) -> ParsedConfig {
             }
         }
     }
-    readable.entry("url").or_insert_with(|| Value::String(String::new()));
+    readable
+        .entry("url")
+        .or_insert_with(|| Value::String(String::new()));
     let config = match StepConfig::deserialize_from(&Value::Object(readable)) {
         Ok(config) => config,
         Err(problem) => {
@@ -106,10 +131,14 @@ fn read_field(field: &str, value: &Value) -> Result<(), (Vec<Problem>, Option<Va
     let alone = |v: &Value| {
         let mut object = Map::new();
         object.insert(field.to_string(), v.clone());
-        object.entry("url").or_insert_with(|| Value::String(String::new()));
+        object
+            .entry("url")
+            .or_insert_with(|| Value::String(String::new()));
         StepConfig::deserialize_from(&Value::Object(object)).map(drop)
     };
-    let Err(problem) = alone(value) else { return Ok(()) };
+    let Err(problem) = alone(value) else {
+        return Ok(());
+    };
     let item_prefix = format!("{field}[");
     match value {
         _ if field == "method" => Err((vec![problem], Some(Value::String("POST".into())))),
@@ -168,10 +197,14 @@ fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
 /// "invalid value: integer `-5`, expected u32" → "must be a whole number from
 /// 0 to 4294967295, not -5".
 fn describe_serde_error(message: &str) -> String {
-    let integer_max = [("u16", u64::from(u16::MAX)), ("u32", u64::from(u32::MAX)), ("u64", u64::MAX)]
-        .into_iter()
-        .find(|(ty, _)| message.ends_with(&format!("expected {ty}")))
-        .map(|(_, max)| max);
+    let integer_max = [
+        ("u16", u64::from(u16::MAX)),
+        ("u32", u64::from(u32::MAX)),
+        ("u64", u64::MAX),
+    ]
+    .into_iter()
+    .find(|(ty, _)| message.ends_with(&format!("expected {ty}")))
+    .map(|(_, max)| max);
     let quoted = message.replace('`', "\"");
     match integer_max {
         Some(max) => {
@@ -221,7 +254,10 @@ mod tests {
         assert_eq!(c.method, Method::Post);
         assert_eq!(c.headers.len(), 2);
         assert_eq!(c.query, vec![KeyValue::new("q", "a b")]);
-        assert_eq!(c.body, Some(Body::Json(json!({"sku": "A-1", "qty": 2}).into())));
+        assert_eq!(
+            c.body,
+            Some(Body::Json(json!({"sku": "A-1", "qty": 2}).into()))
+        );
         let signing = c.signing.expect("signing");
         assert_eq!(signing.secrets, vec!["s1", "s2"]);
         assert_eq!(signing.scheme, Some(SigningScheme::Github));
@@ -254,42 +290,80 @@ mod tests {
         let paths: Vec<&str> = parsed.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec!["headerz", "url", "method", "body", "timeout_ms", "max_response_bytes"],
+            vec![
+                "headerz",
+                "url",
+                "method",
+                "body",
+                "timeout_ms",
+                "max_response_bytes"
+            ],
             "{:?}",
             parsed.problems
         );
         assert!(parsed.problems[2].message.contains("FETCH"));
-        assert_eq!(parsed.problems[4].message, "must be a whole number from 0 to 4294967295, not -5");
-        assert_eq!(parsed.problems[5].message, "must be a whole number from 0 to 18446744073709551615, not string big");
+        assert_eq!(
+            parsed.problems[4].message,
+            "must be a whole number from 0 to 4294967295, not -5"
+        );
+        assert_eq!(
+            parsed.problems[5].message,
+            "must be a whole number from 0 to 18446744073709551615, not string big"
+        );
         // The unreadable method does not produce follow-up problems.
         assert_eq!(parsed.config.method, Method::Post);
     }
 
     #[test]
     fn nested_problems_name_the_exact_path() {
-        let parsed = parse(json!({"url": "u", "retry": {"intervals_ms": [100, -5]}, "signing": {"secret": "s", "sheme": "x"}}));
-        let got: Vec<(&str, &str)> = parsed.problems.iter().map(|p| (p.path.as_str(), p.message.as_str())).collect();
-        assert_eq!(got[0], ("signing.sheme", "unknown field \"sheme\", expected one of \"secret\", \"scheme\", \"header\""));
-        assert_eq!(got[1], ("retry.intervals_ms[1]", "must be a whole number from 0 to 4294967295, not -5"));
+        let parsed = parse(
+            json!({"url": "u", "retry": {"intervals_ms": [100, -5]}, "signing": {"secret": "s", "sheme": "x"}}),
+        );
+        let got: Vec<(&str, &str)> = parsed
+            .problems
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            got[0],
+            (
+                "signing.sheme",
+                "unknown field \"sheme\", expected one of \"secret\", \"scheme\", \"header\""
+            )
+        );
+        assert_eq!(
+            got[1],
+            (
+                "retry.intervals_ms[1]",
+                "must be a whole number from 0 to 4294967295, not -5"
+            )
+        );
     }
 
     #[test]
     fn missing_url_and_non_object() {
         assert_eq!(parse(json!({})).problems[0].path, "url");
         assert!(parse(json!([1])).problems[0].message.contains("a list"));
-        assert!(parse_step_config("{").problems[0].message.contains("not valid JSON"));
+        assert!(
+            parse_step_config("{").problems[0]
+                .message
+                .contains("not valid JSON")
+        );
     }
 
     #[test]
     fn bad_secret_is_never_echoed() {
-        let parsed = parse(json!({"url": "https://x.test", "signing": {"secret": {"k": "hunter2"}}}));
+        let parsed =
+            parse(json!({"url": "https://x.test", "signing": {"secret": {"k": "hunter2"}}}));
         assert_eq!(parsed.problems.len(), 1);
         assert!(!parsed.problems[0].message.contains("hunter2"));
     }
 
     #[test]
     fn key_value_items_are_checked_one_by_one() {
-        let parsed = parse(json!({"url": "https://x.test", "headers": [{"key": "a", "value": "b"}, {"key": "c"}, {"key": "d", "value": 1}]}));
+        let parsed = parse(
+            json!({"url": "https://x.test", "headers": [{"key": "a", "value": "b"}, {"key": "c"}, {"key": "d", "value": 1}]}),
+        );
         let paths: Vec<&str> = parsed.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, vec!["headers[1]", "headers[2].value"]);
         assert_eq!(parsed.config.headers, vec![KeyValue::new("a", "b")]);
@@ -297,16 +371,28 @@ mod tests {
 
     #[test]
     fn text_body_with_content_type_and_unknown_body_field() {
-        let parsed = parse(json!({"url": "u", "method": "POST", "body": {"text": "hi", "content_type": "text/csv"}}));
+        let parsed = parse(
+            json!({"url": "u", "method": "POST", "body": {"text": "hi", "content_type": "text/csv"}}),
+        );
         assert!(parsed.problems.is_empty());
         assert_eq!(
             parsed.config.body,
-            Some(Body::Text(TextBody { text: "hi".into(), content_type: Some("text/csv".into()) }))
+            Some(Body::Text(TextBody {
+                text: "hi".into(),
+                content_type: Some("text/csv".into())
+            }))
         );
-        let parsed = parse(json!({"url": "u", "method": "POST", "body": {"json": 1, "content_type": "x"}}));
+        let parsed =
+            parse(json!({"url": "u", "method": "POST", "body": {"json": 1, "content_type": "x"}}));
         // serde reports a body's own checks at `body`; the message names the key.
         assert_eq!(parsed.problems[0].path, "body");
-        assert!(parsed.problems[0].message.contains("belongs to a text body"), "{}", parsed.problems[0].message);
+        assert!(
+            parsed.problems[0]
+                .message
+                .contains("belongs to a text body"),
+            "{}",
+            parsed.problems[0].message
+        );
     }
 
     #[test]

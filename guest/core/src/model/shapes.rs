@@ -2,8 +2,8 @@
 //! config format's own messages (README "Step config").
 
 use super::{BinaryBody, Body, KeyValue, Method, MultipartPart, StatusPattern, TextBody};
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
 
@@ -23,7 +23,8 @@ impl JsonText {
     /// Parses the text; a problem at `path` when it is not JSON (text given
     /// through the WIT by a host that did not check it).
     pub fn parse(&self, path: &str) -> Result<Value, super::Problem> {
-        serde_json::from_str(&self.0).map_err(|err| super::Problem::new(path, format!("is not valid JSON: {err}")))
+        serde_json::from_str(&self.0)
+            .map_err(|err| super::Problem::new(path, format!("is not valid JSON: {err}")))
     }
 }
 
@@ -62,8 +63,12 @@ impl<'de> Deserialize<'de> for JsonText {
 impl<'de> Deserialize<'de> for Method {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        Method::parse(&name)
-            .ok_or_else(|| de::Error::custom(format!("unknown method {name:?}; use one of {}", Method::names())))
+        Method::parse(&name).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown method {name:?}; use one of {}",
+                Method::names()
+            ))
+        })
     }
 }
 
@@ -71,7 +76,9 @@ impl<'de> Deserialize<'de> for StatusPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
             Value::String(s) => Ok(StatusPattern::Pattern(s)),
-            n @ Value::Number(_) => u16::deserialize(n).map(StatusPattern::Code).map_err(de::Error::custom),
+            n @ Value::Number(_) => u16::deserialize(n)
+                .map(StatusPattern::Code)
+                .map_err(de::Error::custom),
             other => Err(de::Error::custom(format!(
                 "must be a status code or a pattern such as \"2xx\", not {}",
                 type_name(&other)
@@ -103,9 +110,15 @@ impl<'de> Deserialize<'de> for Body {
             ("binary", shape.binary.is_some()),
             ("multipart", shape.multipart.is_some()),
         ];
-        let kinds: Vec<&str> = given.into_iter().filter_map(|(name, given)| given.then_some(name)).collect();
+        let kinds: Vec<&str> = given
+            .into_iter()
+            .filter_map(|(name, given)| given.then_some(name))
+            .collect();
         if kinds.len() > 1 {
-            return Err(de::Error::custom(format!("give only one of {KINDS}, not {}", kinds.join(" and "))));
+            return Err(de::Error::custom(format!(
+                "give only one of {KINDS}, not {}",
+                kinds.join(" and ")
+            )));
         }
         if shape.content_type.is_some() && shape.text.is_none() {
             return Err(de::Error::custom(
@@ -117,7 +130,10 @@ impl<'de> Deserialize<'de> for Body {
         } else if let Some(form) = shape.form {
             Ok(Body::Form(form))
         } else if let Some(text) = shape.text {
-            Ok(Body::Text(TextBody { text, content_type: shape.content_type }))
+            Ok(Body::Text(TextBody {
+                text,
+                content_type: shape.content_type,
+            }))
         } else if let Some(binary) = shape.binary {
             Ok(Body::Binary(binary))
         } else if let Some(parts) = shape.multipart {
@@ -147,7 +163,9 @@ pub(super) fn secrets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 
 /// `response_schema`: a JSON Schema is an object or a boolean (JSON Schema
 /// 2020-12 §4.3).
-pub(super) fn response_schema<'de, D: Deserializer<'de>>(d: D) -> Result<Option<JsonText>, D::Error> {
+pub(super) fn response_schema<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<JsonText>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
         v @ (Value::Object(_) | Value::Bool(_)) => Ok(Some(JsonText::from(&v))),

@@ -8,11 +8,13 @@ use super::plan::Plan;
 use super::redact::Redacting;
 use super::redirect::send_following;
 use super::{AttemptLimits, Effects};
-use crate::model::{Attempt, AuthError, KeyValue, Problem, Response, RunState, SigningScheme, StepError, WaitReason};
-use crate::signing::Signer;
+use crate::model::{
+    Attempt, AuthError, KeyValue, Problem, Response, RunState, SigningScheme, StepError, WaitReason,
+};
 use crate::request::PreparedRequest;
 use crate::response::decode;
 use crate::retry::{parse_retry_after, retryable};
+use crate::signing::Signer;
 
 /// Header carrying the idempotency key (IETF draft-ietf-httpapi-idempotency-key-header).
 pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
@@ -105,7 +107,10 @@ impl<'p> Session<'p> {
             deadline: plan.retry.deadline_ms.map(|d| started + u64::from(d)),
             number: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
             attempts,
-            tokens: plan.oauth2.as_ref().map(|grant| Tokens::new(grant, plan.limits)),
+            tokens: plan
+                .oauth2
+                .as_ref()
+                .map(|grant| Tokens::new(grant, plan.limits)),
         }
     }
 
@@ -116,7 +121,9 @@ impl<'p> Session<'p> {
 
     /// The deadline in words, for messages.
     pub(super) fn deadline_note(&self) -> String {
-        self.deadline.map(|d| format!("retry.deadline_ms ({} ms)", d - self.started)).unwrap_or_default()
+        self.deadline
+            .map(|d| format!("retry.deadline_ms ({} ms)", d - self.started))
+            .unwrap_or_default()
     }
 
     /// Records a wait of `ms` on the last attempt.
@@ -151,24 +158,41 @@ impl<'p> Session<'p> {
 
     /// Where a request's attempts start: its idempotency key and message id,
     /// new, or those of `resumed` (a run continued from its state).
-    pub(super) fn begin(&self, ex: &Exchange<'_>, resumed: Option<&RunState>, fx: &mut dyn Effects) -> Pending {
+    pub(super) fn begin(
+        &self,
+        ex: &Exchange<'_>,
+        resumed: Option<&RunState>,
+        fx: &mut dyn Effects,
+    ) -> Pending {
         let plan = self.plan;
         let mut base = ex.request.clone();
         let keyed = plan.retry.idempotency_key && base.method == plan.request.method;
         if keyed && base.header(IDEMPOTENCY_KEY_HEADER).is_none() {
             // One key for every attempt of this request, so the server can deduplicate.
-            let key = resumed.and_then(|s| s.idempotency_key.clone()).unwrap_or_else(|| uuid_v4(random16(fx)));
-            base.headers.push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, key));
+            let key = resumed
+                .and_then(|s| s.idempotency_key.clone())
+                .unwrap_or_else(|| uuid_v4(random16(fx)));
+            base.headers
+                .push(KeyValue::new(IDEMPOTENCY_KEY_HEADER, key));
         }
         // Standard Webhooks: the id stays the same across retries (spec, "webhook-id").
         let message_id = match plan.signer.as_ref().map(Signer::scheme) {
-            Some(SigningScheme::StandardWebhooks) => resumed.and_then(|s| s.webhook_id.clone()).unwrap_or_else(|| message_id(random16(fx))),
+            Some(SigningScheme::StandardWebhooks) => resumed
+                .and_then(|s| s.webhook_id.clone())
+                .unwrap_or_else(|| message_id(random16(fx))),
             _ => String::new(),
         };
         let attempts = resumed.map_or(&[][..], |s| &s.attempts[..]);
-        let refreshed = attempts.iter().any(|a| a.wait_reason == Some(WaitReason::TokenRefresh));
+        let refreshed = attempts
+            .iter()
+            .any(|a| a.wait_reason == Some(WaitReason::TokenRefresh));
         let counted = u32::try_from(attempts.len()).unwrap_or(u32::MAX) - u32::from(refreshed);
-        Pending { base, message_id, counted, refreshed }
+        Pending {
+            base,
+            message_id,
+            counted,
+            refreshed,
+        }
     }
 
     /// What a run continued later needs: this session's attempts and the
@@ -177,14 +201,22 @@ impl<'p> Session<'p> {
         RunState {
             version: crate::model::RUN_STATE_VERSION,
             attempts: self.attempts.clone(),
-            idempotency_key: pending.base.header(IDEMPOTENCY_KEY_HEADER).map(str::to_string),
+            idempotency_key: pending
+                .base
+                .header(IDEMPOTENCY_KEY_HEADER)
+                .map(str::to_string),
             webhook_id: (!pending.message_id.is_empty()).then(|| pending.message_id.clone()),
             started_unix_ms: self.started_unix_ms,
         }
     }
 
     /// One attempt of the request `pending` describes, and what is left to do.
-    pub(super) fn attempt(&mut self, ex: &Exchange<'_>, pending: &mut Pending, fx: &mut Redacting<'_>) -> Next {
+    pub(super) fn attempt(
+        &mut self,
+        ex: &Exchange<'_>,
+        pending: &mut Pending,
+        fx: &mut Redacting<'_>,
+    ) -> Next {
         let plan = self.plan;
         let max_attempts = plan.retry.max_attempts();
         let (page, poll) = match ex.label {
@@ -194,7 +226,12 @@ impl<'p> Session<'p> {
         };
         let prefix = ex.label.prefix();
         if pending.counted >= max_attempts {
-            return Next::Done(Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(StepError::Internal("no attempt was left to make".into())) });
+            return Next::Done(Exchanged {
+                response: None,
+                json: None,
+                outputs: Vec::new(),
+                error: Some(StepError::Internal("no attempt was left to make".into())),
+            });
         }
         self.number += 1;
         pending.counted += 1;
@@ -212,7 +249,10 @@ impl<'p> Session<'p> {
         };
         let mut limits = plan.limits;
         if let Some(left) = self.left_ms(fx) {
-            limits.timeout_ms = limits.timeout_ms.min(u32::try_from(left).unwrap_or(u32::MAX)).max(1);
+            limits.timeout_ms = limits
+                .timeout_ms
+                .min(u32::try_from(left).unwrap_or(u32::MAX))
+                .max(1);
         }
         let mut request = pending.base.clone();
         let attempt_started = fx.now_ms();
@@ -221,17 +261,30 @@ impl<'p> Session<'p> {
                 Ok(header) => request.headers.push(header),
                 Err(error) => {
                     let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
-                    fx.progress(&format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind()));
-                    self.attempts.push(attempt(None, Some(error.clone()), elapsed_ms, None));
-                    return Next::Done(Exchanged { response: None, json: None, outputs: Vec::new(), error: Some(error) });
+                    fx.progress(&format!(
+                        "{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}",
+                        error.kind()
+                    ));
+                    self.attempts
+                        .push(attempt(None, Some(error.clone()), elapsed_ms, None));
+                    return Next::Done(Exchanged {
+                        response: None,
+                        json: None,
+                        outputs: Vec::new(),
+                        error: Some(error),
+                    });
                 }
             }
         }
         if let Some(signer) = plan.signer.as_ref().filter(|_| ex.credentials) {
             // Re-signed on every attempt, with a fresh timestamp.
             let names = signer.header_names();
-            request.headers.retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
-            request.headers.extend(signer.sign(&request.body, fx.unix_secs(), &pending.message_id));
+            request
+                .headers
+                .retain(|kv| !names.contains(&kv.key.to_ascii_lowercase()));
+            request
+                .headers
+                .extend(signer.sign(&request.body, fx.unix_secs(), &pending.message_id));
         }
         let mut tried = try_once(plan, ex, &request, limits, fx);
         let elapsed_ms = fx.now_ms().saturating_sub(attempt_started);
@@ -243,7 +296,12 @@ impl<'p> Session<'p> {
                 pending.refreshed = true;
                 pending.counted -= 1;
                 tokens.invalidate(fx);
-                self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, Some((0, WaitReason::TokenRefresh))));
+                self.attempts.push(attempt(
+                    status,
+                    tried.error.clone(),
+                    elapsed_ms,
+                    Some((0, WaitReason::TokenRefresh)),
+                ));
                 fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms rejected the token; fetching a new one and trying once more", response.status));
                 return Next::Again;
             }
@@ -252,28 +310,65 @@ impl<'p> Session<'p> {
                 tried.outputs.clear();
                 tried.error = Some(StepError::Auth(AuthError {
                     code: None,
-                    message: format!("the response ({}) still signals an expired token after a new one was fetched", response.status),
+                    message: format!(
+                        "the response ({}) still signals an expired token after a new one was fetched",
+                        response.status
+                    ),
                 }));
             }
         }
-        self.attempts.push(attempt(status, tried.error.clone(), elapsed_ms, None));
+        self.attempts
+            .push(attempt(status, tried.error.clone(), elapsed_ms, None));
         let Some(error) = tried.error else {
-            fx.progress(&format!("{prefix}attempt {number}: {} in {elapsed_ms} ms", status.unwrap_or_default()));
-            return Next::Done(Exchanged { response: tried.response, json: tried.json, outputs: tried.outputs, error: None });
+            fx.progress(&format!(
+                "{prefix}attempt {number}: {} in {elapsed_ms} ms",
+                status.unwrap_or_default()
+            ));
+            return Next::Done(Exchanged {
+                response: tried.response,
+                json: tried.json,
+                outputs: tried.outputs,
+                error: None,
+            });
         };
-        let failed = format!("{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}", error.kind());
+        let failed = format!(
+            "{prefix}attempt {number} failed after {elapsed_ms} ms ({}): {error}",
+            error.kind()
+        );
         let stop = |fx: &mut dyn Effects, note: String| {
             fx.progress(&format!("{failed}; {note}"));
             // With retries configured, the error says why they stopped.
-            Some(if max_attempts > 1 { with_note(error.clone(), &note) } else { error.clone() })
+            Some(if max_attempts > 1 {
+                with_note(error.clone(), &note)
+            } else {
+                error.clone()
+            })
         };
-        let gave_up = |error| Next::Done(Exchanged { response: tried.response.clone(), json: None, outputs: Vec::new(), error });
+        let gave_up = |error| {
+            Next::Done(Exchanged {
+                response: tried.response.clone(),
+                json: None,
+                outputs: Vec::new(),
+                error,
+            })
+        };
         let tries = counted + u32::from(refreshed);
         if counted == max_attempts {
-            let note = if max_attempts > 1 { format!("gave up after {tries} attempts") } else { "no retry policy".into() };
+            let note = if max_attempts > 1 {
+                format!("gave up after {tries} attempts")
+            } else {
+                "no retry policy".into()
+            };
             return gave_up(stop(fx, note));
         }
-        if let Err(why) = retryable(&plan.retry, request.method, has_key, &error, status, tried.maybe_sent) {
+        if let Err(why) = retryable(
+            &plan.retry,
+            request.method,
+            has_key,
+            &error,
+            status,
+            tried.maybe_sent,
+        ) {
             return gave_up(stop(fx, format!("not retried: {why}")));
         }
         let retry_after = match (&tried.response, status) {
@@ -292,10 +387,17 @@ impl<'p> Session<'p> {
             }
         };
         if self.left_ms(fx).is_some_and(|left| wait_ms >= left) {
-            let note = format!("gave up: waiting {wait_ms} ms ({}) would pass {}", reason.as_str(), self.deadline_note());
+            let note = format!(
+                "gave up: waiting {wait_ms} ms ({}) would pass {}",
+                reason.as_str(),
+                self.deadline_note()
+            );
             return gave_up(stop(fx, note));
         }
-        fx.progress(&format!("{failed}; retrying in {wait_ms} ms ({})", reason.as_str()));
+        fx.progress(&format!(
+            "{failed}; retrying in {wait_ms} ms ({})",
+            reason.as_str()
+        ));
         Next::Wait(wait_ms, reason)
     }
 }
@@ -309,7 +411,10 @@ pub(super) struct Pending {
 }
 
 /// What an attempt leaves to do.
-#[allow(clippy::large_enum_variant, reason = "one per attempt, consumed at once")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per attempt, consumed at once"
+)]
 pub(super) enum Next {
     /// The request is over.
     Done(Exchanged),
@@ -321,42 +426,81 @@ pub(super) enum Next {
 
 /// A response's `Retry-After` in milliseconds, capped by
 /// `retry.max_retry_after_ms`, if it has a usable one.
-pub(super) fn retry_after_ms(plan: &Plan, response: &Response, fx: &mut dyn Effects) -> Option<u64> {
-    let value = response.headers.iter().find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))?;
-    parse_retry_after(&value.value, fx.unix_secs()).map(|ms| ms.min(u64::from(plan.retry.max_retry_after_ms)))
+pub(super) fn retry_after_ms(
+    plan: &Plan,
+    response: &Response,
+    fx: &mut dyn Effects,
+) -> Option<u64> {
+    let value = response
+        .headers
+        .iter()
+        .find(|kv| kv.key.eq_ignore_ascii_case("retry-after"))?;
+    parse_retry_after(&value.value, fx.unix_secs())
+        .map(|ms| ms.min(u64::from(plan.retry.max_retry_after_ms)))
 }
 
 /// One attempt: send (following redirects), decode, check the status and,
 /// when the exchange asks, the schema and the outputs.
-fn try_once(plan: &Plan, ex: &Exchange<'_>, request: &PreparedRequest, limits: AttemptLimits, fx: &mut dyn Effects) -> Tried {
+fn try_once(
+    plan: &Plan,
+    ex: &Exchange<'_>,
+    request: &PreparedRequest,
+    limits: AttemptLimits,
+    fx: &mut dyn Effects,
+) -> Tried {
     let raw = match send_following(plan, request, limits, fx) {
-        Err(e) => return Tried { response: None, json: None, outputs: Vec::new(), error: Some(e.error), maybe_sent: e.maybe_sent },
+        Err(e) => {
+            return Tried {
+                response: None,
+                json: None,
+                outputs: Vec::new(),
+                error: Some(e.error),
+                maybe_sent: e.maybe_sent,
+            };
+        }
         Ok(raw) => raw,
     };
     let (response, json, decode_error) = decode(raw, plan.format);
-    let checked = if plan.expected.contains(response.status) || ex.also_ok.contains(&response.status) {
-        match decode_error {
-            Some(e) => Err(e),
-            None if ex.use_json => use_json(plan, json.as_ref()),
-            None => Ok(Vec::new()),
-        }
-    } else {
-        Err(StepError::UnexpectedStatus(format!("{}the server answered {}; expected {}", ex.label.prefix(), response.status, plan.expected)))
-    };
+    let checked =
+        if plan.expected.contains(response.status) || ex.also_ok.contains(&response.status) {
+            match decode_error {
+                Some(e) => Err(e),
+                None if ex.use_json => use_json(plan, json.as_ref()),
+                None => Ok(Vec::new()),
+            }
+        } else {
+            Err(StepError::UnexpectedStatus(format!(
+                "{}the server answered {}; expected {}",
+                ex.label.prefix(),
+                response.status,
+                plan.expected
+            )))
+        };
     let (outputs, error) = match checked {
         Ok(outputs) => (outputs, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    Tried { response: Some(response), json, outputs, error, maybe_sent: true }
+    Tried {
+        response: Some(response),
+        json,
+        outputs,
+        error,
+        maybe_sent: true,
+    }
 }
 
 /// Checks the response JSON against the schema and extracts the outputs.
-pub(super) fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<Vec<KeyValue>, StepError> {
+pub(super) fn use_json(
+    plan: &Plan,
+    json: Option<&serde_json::Value>,
+) -> Result<Vec<KeyValue>, StepError> {
     if plan.schema.is_none() && plan.outputs.is_empty() {
         return Ok(Vec::new());
     }
     let json = json.ok_or_else(|| {
-        StepError::InvalidResponse("the response is not JSON, but response_schema or outputs need JSON".into())
+        StepError::InvalidResponse(
+            "the response is not JSON, but response_schema or outputs need JSON".into(),
+        )
     })?;
     if let Some(schema) = &plan.schema {
         schema.check(json).map_err(StepError::SchemaMismatch)?;
@@ -372,7 +516,11 @@ pub(super) fn use_json(plan: &Plan, json: Option<&serde_json::Value>) -> Result<
             )),
         }
     }
-    if missing.is_empty() { Ok(outputs) } else { Err(StepError::MissingOutput(missing)) }
+    if missing.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(StepError::MissingOutput(missing))
+    }
 }
 
 /// 16 random bytes from the host.
@@ -386,7 +534,10 @@ fn random16(fx: &mut dyn Effects) -> [u8; 16] {
 
 /// A UUID version 4 (RFC 9562 §5.4) from random bytes: an idempotency key.
 pub(super) fn uuid_v4(random: [u8; 16]) -> String {
-    uuid::Builder::from_random_bytes(random).into_uuid().hyphenated().to_string()
+    uuid::Builder::from_random_bytes(random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 /// A Standard Webhooks message id (`msg_` and 32 hex digits) from random bytes.
@@ -404,7 +555,11 @@ fn unit_random(fx: &mut dyn Effects) -> f64 {
 
 /// Appends why retrying stopped to the message of single-message errors.
 fn with_note(error: StepError, note: &str) -> StepError {
-    if error.problems().is_some() { error } else { error.map_text(|m| format!("{m}; {note}")) }
+    if error.problems().is_some() {
+        error
+    } else {
+        error.map_text(|m| format!("{m}; {note}"))
+    }
 }
 
 #[cfg(test)]

@@ -12,15 +12,28 @@ use crate::signing::Signer;
 
 /// Headers that carry credentials or per-destination meaning, dropped when
 /// a request goes to another origin (RFC 9110 §15.4 leaves it to the client).
-const CROSS_ORIGIN_DROPPED: [&str; 6] = ["authorization", "proxy-authorization", "cookie", "idempotency-key", "webhook-id", "webhook-timestamp"];
+const CROSS_ORIGIN_DROPPED: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "idempotency-key",
+    "webhook-id",
+    "webhook-timestamp",
+];
 
 /// Removes credentials (and the signature, which names its destination's
 /// secret) from headers bound for another origin.
 pub(super) fn drop_credentials(plan: &Plan, headers: &mut Vec<KeyValue>) {
-    let signature: Vec<String> = plan.signer.as_ref().map(Signer::header_names).unwrap_or_default();
+    let signature: Vec<String> = plan
+        .signer
+        .as_ref()
+        .map(Signer::header_names)
+        .unwrap_or_default();
     headers.retain(|kv| {
         let name = kv.key.to_ascii_lowercase();
-        !CROSS_ORIGIN_DROPPED.contains(&name.as_str()) && !signature.contains(&name) && plan.auth_header.as_ref() != Some(&name)
+        !CROSS_ORIGIN_DROPPED.contains(&name.as_str())
+            && !signature.contains(&name)
+            && plan.auth_header.as_ref() != Some(&name)
     });
 }
 
@@ -49,9 +62,15 @@ pub(super) fn request_to(
         .join(target.trim())
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| StepError::InvalidResponse(format!("{what} {target:?} is not a usable http(s) URL")))?;
+        .ok_or_else(|| {
+            StepError::InvalidResponse(format!("{what} {target:?} is not a usable http(s) URL"))
+        })?;
     let same_origin = url.origin() == first.url.origin();
-    if !same_origin && !allowed.iter().any(|a| url::Url::parse(a).is_ok_and(|a| a.origin() == url.origin())) {
+    if !same_origin
+        && !allowed
+            .iter()
+            .any(|a| url::Url::parse(a).is_ok_and(|a| a.origin() == url.origin()))
+    {
         return Err(StepError::Denied(format!(
             "{what} leads to {}, another origin than the first request's ({}); list it in {field} to follow it",
             url.origin().ascii_serialization(),
@@ -63,10 +82,15 @@ pub(super) fn request_to(
     request.method = method;
     if method == Method::Get {
         request.body = std::sync::Arc::default();
-        request.headers.retain(|kv| !kv.key.eq_ignore_ascii_case("content-type"));
+        request
+            .headers
+            .retain(|kv| !kv.key.eq_ignore_ascii_case("content-type"));
     }
     if !same_origin {
         drop_credentials(plan, &mut request.headers);
     }
-    Ok(FollowUp { request, same_origin })
+    Ok(FollowUp {
+        request,
+        same_origin,
+    })
 }

@@ -21,7 +21,10 @@
 
 use super::redact::Redacting;
 use super::{AttemptLimits, Effects};
-use crate::model::{AuthError, KeyValue, Method, Oauth2ClientAuth, Oauth2ClientCredentials, Response, StepError, TokenSignal};
+use crate::model::{
+    AuthError, KeyValue, Method, Oauth2ClientAuth, Oauth2ClientCredentials, Response, StepError,
+    TokenSignal,
+};
 use crate::request::{PreparedRequest, USER_AGENT};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -89,11 +92,19 @@ impl Tokens {
             lock: format!("{key}/lock"),
             key,
             margin_s: grant.expiry_margin_s.map_or(DEFAULT_MARGIN_S, u64::from),
-            default_lifetime_s: grant.default_lifetime_s.map_or(DEFAULT_LIFETIME_S, u64::from),
-            refresh_status: refresh.and_then(|r| r.status.clone()).unwrap_or_else(|| vec![401]),
+            default_lifetime_s: grant
+                .default_lifetime_s
+                .map_or(DEFAULT_LIFETIME_S, u64::from),
+            refresh_status: refresh
+                .and_then(|r| r.status.clone())
+                .unwrap_or_else(|| vec![401]),
             signal: refresh.and_then(|r| r.body.clone()),
             grant: grant.clone(),
-            limits: AttemptLimits { max_response_bytes: MAX_TOKEN_RESPONSE_BYTES, decompress: true, ..limits },
+            limits: AttemptLimits {
+                max_response_bytes: MAX_TOKEN_RESPONSE_BYTES,
+                decompress: true,
+                ..limits
+            },
             current: None,
         }
     }
@@ -125,9 +136,15 @@ impl Tokens {
                     let result = match self.cached(fx) {
                         Some(token) => Ok(token),
                         None => self.fetch(fx).map(|(token, expires_at)| {
-                            let stored = serde_json::to_vec(&Stored { access_token: token.clone(), expires_at }).unwrap_or_default();
+                            let stored = serde_json::to_vec(&Stored {
+                                access_token: token.clone(),
+                                expires_at,
+                            })
+                            .unwrap_or_default();
                             if let Err(why) = fx.store_set(&self.key, &stored) {
-                                fx.progress(&format!("oauth2: the token could not be cached ({why})"));
+                                fx.progress(&format!(
+                                    "oauth2: the token could not be cached ({why})"
+                                ));
                             }
                             token
                         }),
@@ -152,7 +169,8 @@ impl Tokens {
     /// The cached token, unless it expires within the margin.
     fn cached(&self, fx: &mut dyn Effects) -> Option<String> {
         let stored: Stored = serde_json::from_slice(&fx.store_get(&self.key).ok()??).ok()?;
-        (fx.unix_secs().saturating_add(self.margin_s) < stored.expires_at).then_some(stored.access_token)
+        (fx.unix_secs().saturating_add(self.margin_s) < stored.expires_at)
+            .then_some(stored.access_token)
     }
 
     /// Whether `response` rejects the token (`refresh_on`).
@@ -160,8 +178,16 @@ impl Tokens {
         if self.refresh_status.contains(&response.status) {
             return true;
         }
-        let Some(signal) = &self.signal else { return false };
-        let Some(json) = response.json.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()) else { return false };
+        let Some(signal) = &self.signal else {
+            return false;
+        };
+        let Some(json) = response
+            .json
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<Value>(j).ok())
+        else {
+            return false;
+        };
         match json.pointer(&signal.pointer) {
             Some(Value::String(s)) => signal.values.iter().any(|v| v == s),
             Some(other) => signal.values.contains(&other.to_string()),
@@ -172,14 +198,22 @@ impl Tokens {
     /// Whether `response` rejects the token by its body (`refresh_on.body`)
     /// although its status may count as success.
     pub(super) fn signals_expiry(&self, response: &Response) -> bool {
-        self.signal.is_some() && !self.refresh_status.contains(&response.status) && self.rejected_by(response)
+        self.signal.is_some()
+            && !self.refresh_status.contains(&response.status)
+            && self.rejected_by(response)
     }
 
     /// Forgets the token the last attempt sent, in the store too unless a
     /// concurrent run has already replaced it.
     pub(super) fn invalidate(&mut self, fx: &mut dyn Effects) {
-        let Some(rejected) = self.current.take() else { return };
-        let stored = fx.store_get(&self.key).ok().flatten().and_then(|v| serde_json::from_slice::<Stored>(&v).ok());
+        let Some(rejected) = self.current.take() else {
+            return;
+        };
+        let stored = fx
+            .store_get(&self.key)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice::<Stored>(&v).ok());
         if stored.is_some_and(|s| s.access_token == rejected) {
             let _ = fx.store_delete(&self.key);
         }
@@ -188,7 +222,8 @@ impl Tokens {
     /// The token request (RFC 6749 §4.4.2).
     fn request(&self) -> Result<PreparedRequest, StepError> {
         let grant = &self.grant;
-        let url = url::Url::parse(grant.token_url.trim()).map_err(|e| auth_error(None, format!("token_url is not a valid URL: {e}")))?;
+        let url = url::Url::parse(grant.token_url.trim())
+            .map_err(|e| auth_error(None, format!("token_url is not a valid URL: {e}")))?;
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         form.append_pair("grant_type", "client_credentials");
         for (name, value) in [("scope", &grant.scope), ("audience", &grant.audience)] {
@@ -205,13 +240,21 @@ impl Tokens {
             KeyValue::new("User-Agent", USER_AGENT),
         ];
         match grant.client_auth() {
-            Oauth2ClientAuth::Basic => headers.push(KeyValue::new("Authorization", format!("Basic {}", grant.basic_token()))),
+            Oauth2ClientAuth::Basic => headers.push(KeyValue::new(
+                "Authorization",
+                format!("Basic {}", grant.basic_token()),
+            )),
             Oauth2ClientAuth::Body => {
                 form.append_pair("client_id", &grant.client_id);
                 form.append_pair("client_secret", &grant.client_secret);
             }
         }
-        Ok(PreparedRequest { method: Method::Post, url, headers, body: std::sync::Arc::new(form.finish().into_bytes()) })
+        Ok(PreparedRequest {
+            method: Method::Post,
+            url,
+            headers,
+            body: std::sync::Arc::new(form.finish().into_bytes()),
+        })
     }
 
     /// Fetches a token: the token and the Unix second it stops being used.
@@ -221,8 +264,16 @@ impl Tokens {
         let started = fx.now_ms();
         let raw = fx.send(&request, self.limits).map_err(|e| match e.error {
             // The tenant's policy refused the token endpoint: fixed in the policy, reported as such.
-            StepError::Denied(m) => StepError::Denied(format!("the token request to {origin}: {m}")),
-            other => auth_error(None, format!("the token request to {origin} failed ({}): {other}", other.kind())),
+            StepError::Denied(m) => {
+                StepError::Denied(format!("the token request to {origin}: {m}"))
+            }
+            other => auth_error(
+                None,
+                format!(
+                    "the token request to {origin} failed ({}): {other}",
+                    other.kind()
+                ),
+            ),
         })?;
         let json: Option<Value> = serde_json::from_slice(&raw.body).ok();
         let field = |name: &str| json.as_ref().and_then(|j| j.get(name));
@@ -230,26 +281,64 @@ impl Tokens {
             return Err(match field("error").and_then(Value::as_str) {
                 // RFC 6749 §5.2: error, error_description.
                 Some(code) => {
-                    let description = field("error_description").and_then(Value::as_str).map(|d| format!(": {d}")).unwrap_or_default();
-                    auth_error(Some(code), format!("the token endpoint {origin} refused the request ({} {code}{description})", raw.status))
+                    let description = field("error_description")
+                        .and_then(Value::as_str)
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default();
+                    auth_error(
+                        Some(code),
+                        format!(
+                            "the token endpoint {origin} refused the request ({} {code}{description})",
+                            raw.status
+                        ),
+                    )
                 }
-                None => auth_error(None, format!("the token endpoint {origin} answered {} without an OAuth 2.0 error response", raw.status)),
+                None => auth_error(
+                    None,
+                    format!(
+                        "the token endpoint {origin} answered {} without an OAuth 2.0 error response",
+                        raw.status
+                    ),
+                ),
             });
         }
         let token = match field("access_token") {
             Some(Value::String(t)) if !t.is_empty() => t.clone(),
-            _ if json.is_none() => return Err(auth_error(None, format!("the token endpoint {origin} answered {} with a body that is not JSON", raw.status))),
-            _ => return Err(auth_error(None, format!("the token endpoint {origin}'s response has no access_token"))),
+            _ if json.is_none() => {
+                return Err(auth_error(
+                    None,
+                    format!(
+                        "the token endpoint {origin} answered {} with a body that is not JSON",
+                        raw.status
+                    ),
+                ));
+            }
+            _ => {
+                return Err(auth_error(
+                    None,
+                    format!("the token endpoint {origin}'s response has no access_token"),
+                ));
+            }
         };
         // RFC 6749 §7.1: the step sends bearer tokens only (RFC 6750); a
         // missing token_type is taken as bearer, as most clients do.
         if let Some(kind) = field("token_type").and_then(Value::as_str)
             && !kind.eq_ignore_ascii_case("bearer")
         {
-            return Err(auth_error(None, format!("the token endpoint {origin} issued a {kind:?} token; only bearer tokens are supported")));
+            return Err(auth_error(
+                None,
+                format!(
+                    "the token endpoint {origin} issued a {kind:?} token; only bearer tokens are supported"
+                ),
+            ));
         }
         if crate::headers::check_value("access_token", &token).is_some() {
-            return Err(auth_error(None, format!("the token endpoint {origin} issued a token that cannot be sent in a header")));
+            return Err(auth_error(
+                None,
+                format!(
+                    "the token endpoint {origin} issued a token that cannot be sent in a header"
+                ),
+            ));
         }
         // RFC 6749 §5.1: expires_in is a number of seconds; some servers send a string.
         let lifetime = match field("expires_in") {
@@ -259,13 +348,18 @@ impl Tokens {
         }
         .unwrap_or(self.default_lifetime_s);
         let took = fx.now_ms().saturating_sub(started);
-        fx.progress(&format!("oauth2: new token from {origin} in {took} ms, valid {lifetime} s"));
+        fx.progress(&format!(
+            "oauth2: new token from {origin} in {took} ms, valid {lifetime} s"
+        ));
         Ok((token, fx.unix_secs().saturating_add(lifetime)))
     }
 }
 
 fn auth_error(code: Option<&str>, message: String) -> StepError {
-    StepError::Auth(AuthError { code: code.map(str::to_string), message })
+    StepError::Auth(AuthError {
+        code: code.map(str::to_string),
+        message,
+    })
 }
 
 #[cfg(test)]
@@ -291,40 +385,91 @@ mod tests {
     }
 
     fn limits() -> AttemptLimits {
-        AttemptLimits { timeout_ms: 1000, max_response_bytes: 1 << 20, decompress: true }
+        AttemptLimits {
+            timeout_ms: 1000,
+            max_response_bytes: 1 << 20,
+            decompress: true,
+        }
     }
 
     #[test]
     fn token_request_is_rfc6749_4_4_with_form_encoded_basic_credentials() {
         let tokens = Tokens::new(&grant(), limits());
         let r = tokens.request().expect("request");
-        assert_eq!((r.method, r.url.as_str()), (Method::Post, "https://auth.test/token"));
-        assert_eq!(*r.body, b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.test");
+        assert_eq!(
+            (r.method, r.url.as_str()),
+            (Method::Post, "https://auth.test/token")
+        );
+        assert_eq!(
+            *r.body,
+            b"grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Fapi.test"
+        );
         // RFC 6749 §2.3.1: "my+client" : "s3cr3t%26%3D", then Basic.
-        assert_eq!(r.header("authorization"), Some("Basic bXkrY2xpZW50OnMzY3IzdCUyNiUzRA=="));
-        let body = Tokens::new(&Oauth2ClientCredentials { client_auth: Some(Oauth2ClientAuth::Body), ..grant() }, limits()).request().expect("request");
+        assert_eq!(
+            r.header("authorization"),
+            Some("Basic bXkrY2xpZW50OnMzY3IzdCUyNiUzRA==")
+        );
+        let body = Tokens::new(
+            &Oauth2ClientCredentials {
+                client_auth: Some(Oauth2ClientAuth::Body),
+                ..grant()
+            },
+            limits(),
+        )
+        .request()
+        .expect("request");
         assert!(body.header("authorization").is_none());
-        assert!(String::from_utf8_lossy(&body.body).ends_with("&client_id=my+client&client_secret=s3cr3t%26%3D"));
+        assert!(
+            String::from_utf8_lossy(&body.body)
+                .ends_with("&client_id=my+client&client_secret=s3cr3t%26%3D")
+        );
     }
 
     #[test]
     fn cached_until_the_margin_then_fetched_again() {
         let mut fx = Fake::replying(vec![
-            reply(200, r#"{"access_token":"tok_one_1234","token_type":"Bearer","expires_in":120}"#),
-            reply(200, r#"{"access_token":"tok_two_5678","token_type":"bearer"}"#),
+            reply(
+                200,
+                r#"{"access_token":"tok_one_1234","token_type":"Bearer","expires_in":120}"#,
+            ),
+            reply(
+                200,
+                r#"{"access_token":"tok_two_5678","token_type":"bearer"}"#,
+            ),
         ]);
         let mut tokens = Tokens::new(&grant(), limits());
-        let mut redacting = Redacting { inner: &mut fx, redactor: Redactor::default() };
-        assert_eq!(tokens.header(&mut redacting).expect("token").value, "Bearer tok_one_1234");
-        assert_eq!(tokens.header(&mut redacting).expect("cached").value, "Bearer tok_one_1234");
+        let mut redacting = Redacting {
+            inner: &mut fx,
+            redactor: Redactor::default(),
+        };
+        assert_eq!(
+            tokens.header(&mut redacting).expect("token").value,
+            "Bearer tok_one_1234"
+        );
+        assert_eq!(
+            tokens.header(&mut redacting).expect("cached").value,
+            "Bearer tok_one_1234"
+        );
         assert_eq!(redacting.redactor.apply("x tok_one_1234"), "x ***");
         drop(redacting);
         assert_eq!(fx.sent.len(), 1);
-        assert!(fx.store.keys().all(|k| !k.contains("s3cr3t") && !k.ends_with("/lock")), "{:?}", fx.store.keys());
+        assert!(
+            fx.store
+                .keys()
+                .all(|k| !k.contains("s3cr3t") && !k.ends_with("/lock")),
+            "{:?}",
+            fx.store.keys()
+        );
         // 120 s lifetime, 60 s margin: after 61 s it is replaced.
         fx.clock += 61_000;
-        let mut redacting = Redacting { inner: &mut fx, redactor: Redactor::default() };
-        assert_eq!(tokens.header(&mut redacting).expect("new").value, "Bearer tok_two_5678");
+        let mut redacting = Redacting {
+            inner: &mut fx,
+            redactor: Redactor::default(),
+        };
+        assert_eq!(
+            tokens.header(&mut redacting).expect("new").value,
+            "Bearer tok_two_5678"
+        );
         drop(redacting);
         assert_eq!(fx.sent.len(), 2);
     }
@@ -332,19 +477,50 @@ mod tests {
     #[test]
     fn token_endpoint_errors_name_the_oauth2_code_never_the_secret() {
         let cases = [
-            (reply(401, r#"{"error":"invalid_client","error_description":"bad client"}"#), Some("invalid_client"), "refused the request (401 invalid_client: bad client)"),
-            (reply(400, r#"{"error":"invalid_scope"}"#), Some("invalid_scope"), "(400 invalid_scope)"),
-            (reply(500, "<html>oops</html>"), None, "answered 500 without an OAuth 2.0 error response"),
+            (
+                reply(
+                    401,
+                    r#"{"error":"invalid_client","error_description":"bad client"}"#,
+                ),
+                Some("invalid_client"),
+                "refused the request (401 invalid_client: bad client)",
+            ),
+            (
+                reply(400, r#"{"error":"invalid_scope"}"#),
+                Some("invalid_scope"),
+                "(400 invalid_scope)",
+            ),
+            (
+                reply(500, "<html>oops</html>"),
+                None,
+                "answered 500 without an OAuth 2.0 error response",
+            ),
             (reply(200, "not json"), None, "with a body that is not JSON"),
-            (reply(200, r#"{"token_type":"bearer"}"#), None, "has no access_token"),
-            (reply(200, r#"{"access_token":"abcd","token_type":"mac"}"#), None, "only bearer tokens"),
+            (
+                reply(200, r#"{"token_type":"bearer"}"#),
+                None,
+                "has no access_token",
+            ),
+            (
+                reply(200, r#"{"access_token":"abcd","token_type":"mac"}"#),
+                None,
+                "only bearer tokens",
+            ),
         ];
         for (answer, code, text) in cases {
             let mut fx = Fake::replying(vec![answer]);
-            let err = Tokens::new(&grant(), limits()).token(&mut fx).expect_err("error");
-            let StepError::Auth(a) = &err else { panic!("{err:?}") };
+            let err = Tokens::new(&grant(), limits())
+                .token(&mut fx)
+                .expect_err("error");
+            let StepError::Auth(a) = &err else {
+                panic!("{err:?}")
+            };
             assert_eq!(a.code.as_deref(), code);
-            assert!(a.message.contains(text) && !a.message.contains("s3cr3t"), "{}", a.message);
+            assert!(
+                a.message.contains(text) && !a.message.contains("s3cr3t"),
+                "{}",
+                a.message
+            );
             assert!(fx.store.is_empty(), "lock released, nothing cached");
         }
     }
@@ -356,7 +532,11 @@ mod tests {
         fx.store.insert(tokens.lock.clone(), b"1".to_vec());
         assert_eq!(tokens.token(&mut fx).expect("token"), "tok_after_stale");
         // Polled for the timeout (1 s) plus the grace, then fetched itself.
-        assert!(fx.slept.len() as u64 >= (1000 + STALE_LOCK_GRACE_MS) / POLL_MS, "{}", fx.slept.len());
+        assert!(
+            fx.slept.len() as u64 >= (1000 + STALE_LOCK_GRACE_MS) / POLL_MS,
+            "{}",
+            fx.slept.len()
+        );
         assert!(fx.log.iter().any(|l| l.contains("taking it over")));
     }
 
@@ -365,25 +545,47 @@ mod tests {
         let grant = Oauth2ClientCredentials {
             refresh_on: Some(TokenRefresh {
                 status: Some(vec![401, 403]),
-                body: Some(TokenSignal { pointer: "/error/code".into(), values: vec!["token_expired".into(), "42".into()] }),
+                body: Some(TokenSignal {
+                    pointer: "/error/code".into(),
+                    values: vec!["token_expired".into(), "42".into()],
+                }),
             }),
             ..grant()
         };
         let tokens = Tokens::new(&grant, limits());
-        let response = |status: u16, json: Option<&str>| Response { status, headers: vec![], body: String::new(), body_base64: None, json: json.map(str::to_string), content_type: None, body_sha256: None };
+        let response = |status: u16, json: Option<&str>| Response {
+            status,
+            headers: vec![],
+            body: String::new(),
+            body_base64: None,
+            json: json.map(str::to_string),
+            content_type: None,
+            body_sha256: None,
+        };
         assert!(tokens.rejected_by(&response(403, None)));
         assert!(!tokens.rejected_by(&response(500, None)));
-        assert!(tokens.signals_expiry(&response(200, Some(r#"{"error":{"code":"token_expired"}}"#))));
+        assert!(tokens.signals_expiry(&response(
+            200,
+            Some(r#"{"error":{"code":"token_expired"}}"#)
+        )));
         assert!(tokens.signals_expiry(&response(200, Some(r#"{"error":{"code":42}}"#))));
         assert!(!tokens.rejected_by(&response(200, Some(r#"{"error":{"code":"other"}}"#))));
 
         let mut fx = Fake::default();
         let mut tokens = Tokens::new(&grant, limits());
-        let newer = serde_json::to_vec(&Stored { access_token: "newer".into(), expires_at: u64::MAX }).expect("json");
+        let newer = serde_json::to_vec(&Stored {
+            access_token: "newer".into(),
+            expires_at: u64::MAX,
+        })
+        .expect("json");
         fx.store.insert(tokens.key.clone(), newer.clone());
         tokens.current = Some("older".into());
         tokens.invalidate(&mut fx);
-        assert_eq!(fx.store.get(&tokens.key), Some(&newer), "a token another run stored stays");
+        assert_eq!(
+            fx.store.get(&tokens.key),
+            Some(&newer),
+            "a token another run stored stays"
+        );
         tokens.current = Some("newer".into());
         tokens.invalidate(&mut fx);
         assert!(!fx.store.contains_key(&tokens.key));
@@ -393,11 +595,26 @@ mod tests {
     fn grants_differing_in_any_field_have_different_keys() {
         let base = Tokens::new(&grant(), limits()).key;
         let others = [
-            Oauth2ClientCredentials { client_secret: "other".into(), ..grant() },
-            Oauth2ClientCredentials { scope: None, ..grant() },
-            Oauth2ClientCredentials { audience: Some("a".into()), ..grant() },
-            Oauth2ClientCredentials { client_auth: Some(Oauth2ClientAuth::Body), ..grant() },
-            Oauth2ClientCredentials { token_url: "https://auth.test/other".into(), ..grant() },
+            Oauth2ClientCredentials {
+                client_secret: "other".into(),
+                ..grant()
+            },
+            Oauth2ClientCredentials {
+                scope: None,
+                ..grant()
+            },
+            Oauth2ClientCredentials {
+                audience: Some("a".into()),
+                ..grant()
+            },
+            Oauth2ClientCredentials {
+                client_auth: Some(Oauth2ClientAuth::Body),
+                ..grant()
+            },
+            Oauth2ClientCredentials {
+                token_url: "https://auth.test/other".into(),
+                ..grant()
+            },
         ];
         for other in others {
             assert_ne!(Tokens::new(&other, limits()).key, base);

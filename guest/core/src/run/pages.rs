@@ -7,12 +7,14 @@
 //! the pages' bodies is capped by `max_total_response_bytes`.
 
 use super::Done;
+use super::Effects;
 use super::attempts::{Exchange, Label, Session, use_json};
 use super::follow::request_to;
 use super::plan::Plan;
 use super::redact::Redacting;
-use super::Effects;
-use crate::model::{PageNext, PageSummary, Pagination, PagesOutcome, PagesStop, Response, StepError, WaitReason};
+use crate::model::{
+    PageNext, PageSummary, PagesOutcome, PagesStop, Pagination, Response, StepError, WaitReason,
+};
 use crate::request::{PreparedRequest, set_query_param};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -69,9 +71,19 @@ impl Items {
 }
 
 /// Fetches the pages, from the plan's request on.
-pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx: &mut Redacting<'_>) -> Done {
+pub(super) fn follow(
+    plan: &Plan,
+    p: &Pagination,
+    session: &mut Session<'_>,
+    fx: &mut Redacting<'_>,
+) -> Done {
     let max_pages = p.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
-    let mut items = Items { pages: Vec::new(), len: 0, count: 0, max: p.max_items };
+    let mut items = Items {
+        pages: Vec::new(),
+        len: 0,
+        count: 0,
+        max: p.max_items,
+    };
     let mut pages: Vec<PageSummary> = Vec::new();
     let mut total_bytes: u64 = 0;
     let mut previous: Option<[u8; 32]> = None;
@@ -91,18 +103,36 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
         response,
         outputs: Vec::new(),
         error: Some(error),
-        pagination: Some(PagesOutcome { pages, truncated: false, stopped: PagesStop::Failed }),
+        pagination: Some(PagesOutcome {
+            pages,
+            truncated: false,
+            stopped: PagesStop::Failed,
+        }),
     };
     let (last, stopped, truncated) = loop {
-        let ex = Exchange { request: &request, label: Label::Page(number), also_ok: &[], use_json: false, credentials: same_origin };
+        let ex = Exchange {
+            request: &request,
+            label: Label::Page(number),
+            also_ok: &[],
+            use_json: false,
+            credentials: same_origin,
+        };
         let got = session.exchange(&ex, fx);
         let response = match (got.response, got.error) {
             (response, Some(error)) => return failed(pages, response, error),
             (Some(response), None) => response,
-            (None, None) => return failed(pages, None, StepError::Internal(format!("page {number} ended without a response"))),
+            (None, None) => {
+                return failed(
+                    pages,
+                    None,
+                    StepError::Internal(format!("page {number} ended without a response")),
+                );
+            }
         };
         let Some(json) = got.json else {
-            let error = StepError::InvalidResponse(format!("page {number} is not JSON; pagination reads each page's JSON"));
+            let error = StepError::InvalidResponse(format!(
+                "page {number} is not JSON; pagination reads each page's JSON"
+            ));
             return failed(pages, Some(response), error);
         };
         let page_items: Vec<&Value> = match &p.items {
@@ -126,12 +156,32 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
         let added = if repeated { 0 } else { page_items.len() };
         let before = items.count;
         let all_kept = repeated || items.extend(page_items.iter().copied());
-        pages.push(PageSummary { page: number, status: response.status, items: items.count - before });
-        fx.progress(&format!("page {number}: {} items{}", items.count - before, if repeated { " (the same page as before: stopping)" } else { "" }));
+        pages.push(PageSummary {
+            page: number,
+            status: response.status,
+            items: items.count - before,
+        });
+        fx.progress(&format!(
+            "page {number}: {} items{}",
+            items.count - before,
+            if repeated {
+                " (the same page as before: stopping)"
+            } else {
+                ""
+            }
+        ));
         if repeated {
             break (response, PagesStop::RepeatedPage, false);
         }
-        let found = next_target(&p.next, &request, &plan.request, &response, &json, &mut position, added);
+        let found = next_target(
+            &p.next,
+            &request,
+            &plan.request,
+            &response,
+            &json,
+            &mut position,
+            added,
+        );
         if added == 0 {
             break (response, PagesStop::EmptyPage, false);
         }
@@ -154,7 +204,15 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
         if session.left_ms(fx).is_some_and(|left| interval >= left) {
             break (response, PagesStop::Deadline, true);
         }
-        let next = match request_to(plan, &request.url, &target, plan.request.method, &p.allowed_origins, &format!("page {number}'s next link"), "pagination.allowed_origins") {
+        let next = match request_to(
+            plan,
+            &request.url,
+            &target,
+            plan.request.method,
+            &p.allowed_origins,
+            &format!("page {number}'s next link"),
+            "pagination.allowed_origins",
+        ) {
             Ok(next) => next,
             Err(error) => return failed(pages, Some(response), error),
         };
@@ -171,7 +229,9 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
     let outputs = if plan.schema.is_some() || !plan.outputs.is_empty() {
         match serde_json::from_str::<Value>(&all) {
             Ok(all) => use_json(plan, Some(&all)),
-            Err(e) => Err(StepError::Internal(format!("the items did not make a JSON array: {e}"))),
+            Err(e) => Err(StepError::Internal(format!(
+                "the items did not make a JSON array: {e}"
+            ))),
         }
     } else {
         Ok(Vec::new())
@@ -181,8 +241,22 @@ pub(super) fn follow(plan: &Plan, p: &Pagination, session: &mut Session<'_>, fx:
         Ok(outputs) => (outputs, None),
         Err(error) => (Vec::new(), Some(error)),
     };
-    fx.progress(&format!("{} pages, {count} items, stopped: {}{}", pages.len(), stopped.as_str(), if truncated { " (truncated)" } else { "" }));
-    Done { response: Some(response), outputs, error, pagination: Some(PagesOutcome { pages, truncated, stopped }) }
+    fx.progress(&format!(
+        "{} pages, {count} items, stopped: {}{}",
+        pages.len(),
+        stopped.as_str(),
+        if truncated { " (truncated)" } else { "" }
+    ));
+    Done {
+        response: Some(response),
+        outputs,
+        error,
+        pagination: Some(PagesOutcome {
+            pages,
+            truncated,
+            stopped,
+        }),
+    }
 }
 
 /// The query parameter the page or offset modes count in.
@@ -204,7 +278,11 @@ impl NextError {
 }
 
 fn links(response: &Response, rel: Option<&str>) -> Vec<String> {
-    let values = response.headers.iter().filter(|kv| kv.key.eq_ignore_ascii_case("link")).map(|kv| kv.value.as_str());
+    let values = response
+        .headers
+        .iter()
+        .filter(|kv| kv.key.eq_ignore_ascii_case("link"))
+        .map(|kv| kv.value.as_str());
     crate::link::targets(values, rel.unwrap_or("next"))
 }
 
@@ -216,7 +294,10 @@ fn cursor_text(value: Option<&Value>) -> Result<Option<String>, String> {
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(other) => Err(format!("the cursor is {}, not a string or number", crate::model::json_type_name(other))),
+        Some(other) => Err(format!(
+            "the cursor is {}, not a string or number",
+            crate::model::json_type_name(other)
+        )),
     }
 }
 
@@ -242,15 +323,22 @@ fn next_target(
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => return Err(NextError(format!("the next URL at {pointer:?} is {}, not a string", crate::model::json_type_name(other)))),
+            Some(other) => {
+                return Err(NextError(format!(
+                    "the next URL at {pointer:?} is {}, not a string",
+                    crate::model::json_type_name(other)
+                )));
+            }
         },
-        PageNext::Cursor(c) => cursor_text(json.pointer(&c.pointer)).map_err(NextError)?.map(|cursor| {
-            // The cursor goes on the first request's URL: its other query
-            // parameters stay as configured on every page.
-            let mut url = first.url.clone();
-            set_query_param(&mut url, &c.param, &cursor);
-            url.to_string()
-        }),
+        PageNext::Cursor(c) => cursor_text(json.pointer(&c.pointer))
+            .map_err(NextError)?
+            .map(|cursor| {
+                // The cursor goes on the first request's URL: its other query
+                // parameters stay as configured on every page.
+                let mut url = first.url.clone();
+                set_query_param(&mut url, &c.param, &cursor);
+                url.to_string()
+            }),
         PageNext::Page(n) => {
             *position += 1;
             counted(&n.param, *position)
@@ -264,13 +352,23 @@ fn next_target(
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Body, CursorNext, KeyValue, LinkHeaderNext, Method, OffsetNext, PageNext, PageNumberNext, Pagination, StepConfig};
+    use crate::model::{
+        Body, CursorNext, KeyValue, LinkHeaderNext, Method, OffsetNext, PageNext, PageNumberNext,
+        Pagination, StepConfig,
+    };
     use crate::run::run;
     use crate::run::tests::{Fake, reply};
 
     fn paginated(url: &str, next: PageNext, items: Option<&str>) -> StepConfig {
         let mut c = StepConfig::get(url);
-        c.pagination = Some(Pagination { next, items: items.map(Into::into), max_pages: None, max_items: None, interval_ms: None, allowed_origins: vec![] });
+        c.pagination = Some(Pagination {
+            next,
+            items: items.map(Into::into),
+            max_pages: None,
+            max_items: None,
+            interval_ms: None,
+            allowed_origins: vec![],
+        });
         c
     }
 
@@ -280,7 +378,14 @@ mod tests {
 
     #[test]
     fn cursor_pages_keep_the_query_and_concatenate_items() {
-        let mut c = paginated("https://api.test/items?limit=2", PageNext::Cursor(CursorNext { pointer: "/next".into(), param: "cursor".into() }), Some("/data"));
+        let mut c = paginated(
+            "https://api.test/items?limit=2",
+            PageNext::Cursor(CursorNext {
+                pointer: "/next".into(),
+                param: "cursor".into(),
+            }),
+            Some("/data"),
+        );
         c.query = vec![KeyValue::new("q", "a b")];
         let mut fx = Fake::replying(vec![
             reply(200, r#"{"data": [1, 2], "next": "c2"}"#),
@@ -288,88 +393,221 @@ mod tests {
             reply(200, r#"{"data": [{"x": 4}], "next": null}"#),
         ]);
         let out = run(c, "{}".into(), &mut fx).expect("ok");
-        assert_eq!(urls(&fx), ["https://api.test/items?limit=2&q=a%20b", "https://api.test/items?limit=2&q=a%20b&cursor=c2", "https://api.test/items?limit=2&q=a%20b&cursor=7"]);
-        assert_eq!(out.response.and_then(|r| r.json).as_deref(), Some(r#"[1,2,3,{"x":4}]"#));
+        assert_eq!(
+            urls(&fx),
+            [
+                "https://api.test/items?limit=2&q=a%20b",
+                "https://api.test/items?limit=2&q=a%20b&cursor=c2",
+                "https://api.test/items?limit=2&q=a%20b&cursor=7"
+            ]
+        );
+        assert_eq!(
+            out.response.and_then(|r| r.json).as_deref(),
+            Some(r#"[1,2,3,{"x":4}]"#)
+        );
         let p = out.pagination.expect("pagination");
-        assert_eq!((p.pages.iter().map(|p| p.items).collect::<Vec<_>>(), p.truncated, p.stopped), (vec![2, 1, 1], false, crate::model::PagesStop::NoNext));
-        assert_eq!(out.attempts.iter().map(|a| a.page).collect::<Vec<_>>(), [Some(1), Some(2), Some(3)]);
+        assert_eq!(
+            (
+                p.pages.iter().map(|p| p.items).collect::<Vec<_>>(),
+                p.truncated,
+                p.stopped
+            ),
+            (vec![2, 1, 1], false, crate::model::PagesStop::NoNext)
+        );
+        assert_eq!(
+            out.attempts.iter().map(|a| a.page).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
     }
 
     #[test]
     fn page_and_offset_modes_stop_on_an_empty_page() {
-        let c = paginated("https://api.test/items", PageNext::Page(PageNumberNext { param: "page".into(), start: None }), Some("/items"));
-        let mut fx = Fake::replying(vec![reply(200, r#"{"items": [1]}"#), reply(200, r#"{"items": [2]}"#), reply(200, r#"{"items": []}"#)]);
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::Page(PageNumberNext {
+                param: "page".into(),
+                start: None,
+            }),
+            Some("/items"),
+        );
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"items": [1]}"#),
+            reply(200, r#"{"items": [2]}"#),
+            reply(200, r#"{"items": []}"#),
+        ]);
         let out = run(c, "{}".into(), &mut fx).expect("ok");
-        assert_eq!(urls(&fx), ["https://api.test/items?page=1", "https://api.test/items?page=2", "https://api.test/items?page=3"]);
-        assert_eq!(out.pagination.map(|p| p.stopped), Some(crate::model::PagesStop::EmptyPage));
+        assert_eq!(
+            urls(&fx),
+            [
+                "https://api.test/items?page=1",
+                "https://api.test/items?page=2",
+                "https://api.test/items?page=3"
+            ]
+        );
+        assert_eq!(
+            out.pagination.map(|p| p.stopped),
+            Some(crate::model::PagesStop::EmptyPage)
+        );
 
-        let c = paginated("https://api.test/items", PageNext::Offset(OffsetNext { param: "offset".into(), start: Some(10), step: None }), Some("/items"));
-        let mut fx = Fake::replying(vec![reply(200, r#"{"items": [1, 2, 3]}"#), reply(200, r#"{"items": [4]}"#), reply(200, r#"{"items": []}"#)]);
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::Offset(OffsetNext {
+                param: "offset".into(),
+                start: Some(10),
+                step: None,
+            }),
+            Some("/items"),
+        );
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"items": [1, 2, 3]}"#),
+            reply(200, r#"{"items": [4]}"#),
+            reply(200, r#"{"items": []}"#),
+        ]);
         run(c, "{}".into(), &mut fx).expect("ok");
-        assert_eq!(urls(&fx), ["https://api.test/items?offset=10", "https://api.test/items?offset=13", "https://api.test/items?offset=14"]);
+        assert_eq!(
+            urls(&fx),
+            [
+                "https://api.test/items?offset=10",
+                "https://api.test/items?offset=13",
+                "https://api.test/items?offset=14"
+            ]
+        );
     }
 
     #[test]
     fn limits_truncate_and_a_repeated_page_stops() {
-        let mut c = paginated("https://api.test/items", PageNext::Page(PageNumberNext { param: "p".into(), start: Some(0) }), Some("/d"));
+        let mut c = paginated(
+            "https://api.test/items",
+            PageNext::Page(PageNumberNext {
+                param: "p".into(),
+                start: Some(0),
+            }),
+            Some("/d"),
+        );
         c.pagination.as_mut().expect("p").max_pages = Some(2);
-        let mut fx = Fake::replying(vec![reply(200, r#"{"d": [1]}"#), reply(200, r#"{"d": [2]}"#)]);
-        let p = run(c.clone(), "{}".into(), &mut fx).expect("ok").pagination.expect("p");
-        assert_eq!((p.pages.len(), p.truncated, p.stopped), (2, true, crate::model::PagesStop::MaxPages));
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"d": [1]}"#),
+            reply(200, r#"{"d": [2]}"#),
+        ]);
+        let p = run(c.clone(), "{}".into(), &mut fx)
+            .expect("ok")
+            .pagination
+            .expect("p");
+        assert_eq!(
+            (p.pages.len(), p.truncated, p.stopped),
+            (2, true, crate::model::PagesStop::MaxPages)
+        );
 
         c.pagination.as_mut().expect("p").max_pages = Some(5);
         c.pagination.as_mut().expect("p").max_items = Some(3);
-        let mut fx = Fake::replying(vec![reply(200, r#"{"d": [1, 2]}"#), reply(200, r#"{"d": [3, 4]}"#)]);
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"d": [1, 2]}"#),
+            reply(200, r#"{"d": [3, 4]}"#),
+        ]);
         let out = run(c.clone(), "{}".into(), &mut fx).expect("ok");
-        assert_eq!(out.response.and_then(|r| r.json).as_deref(), Some("[1,2,3]"));
-        assert_eq!(out.pagination.map(|p| (p.truncated, p.stopped)), Some((true, crate::model::PagesStop::MaxItems)));
+        assert_eq!(
+            out.response.and_then(|r| r.json).as_deref(),
+            Some("[1,2,3]")
+        );
+        assert_eq!(
+            out.pagination.map(|p| (p.truncated, p.stopped)),
+            Some((true, crate::model::PagesStop::MaxItems))
+        );
 
-        let c = paginated("https://api.test/items", PageNext::LinkHeader(LinkHeaderNext { rel: None }), Some("/d"));
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::LinkHeader(LinkHeaderNext { rel: None }),
+            Some("/d"),
+        );
         let link = |to: &str| reply_link(r#"{"d": [1]}"#, to);
-        let mut fx = Fake::replying(vec![link("</items?page=2>; rel=\"next\""), link("</items?page=2>; rel=\"next\"")]);
+        let mut fx = Fake::replying(vec![
+            link("</items?page=2>; rel=\"next\""),
+            link("</items?page=2>; rel=\"next\""),
+        ]);
         let out = run(c, "{}".into(), &mut fx).expect("ok");
         assert_eq!(out.response.and_then(|r| r.json).as_deref(), Some("[1]"));
-        assert_eq!(out.pagination.map(|p| (p.truncated, p.stopped)), Some((false, crate::model::PagesStop::RepeatedPage)));
+        assert_eq!(
+            out.pagination.map(|p| (p.truncated, p.stopped)),
+            Some((false, crate::model::PagesStop::RepeatedPage))
+        );
     }
 
     fn reply_link(body: &str, link: &str) -> Result<crate::RawResponse, crate::SendError> {
         Ok(crate::RawResponse {
             status: 200,
-            headers: vec![("content-type".into(), b"application/json".to_vec()), ("link".into(), link.as_bytes().to_vec())],
+            headers: vec![
+                ("content-type".into(), b"application/json".to_vec()),
+                ("link".into(), link.as_bytes().to_vec()),
+            ],
             body: body.as_bytes().to_vec(),
         })
     }
 
     #[test]
     fn next_links_to_other_origins_are_denied_unless_allowed() {
-        let c = paginated("https://api.test/items", PageNext::NextUrl("/next".into()), Some("/d"));
-        let mut fx = Fake::replying(vec![reply(200, r#"{"d": [1], "next": "https://evil.test/steal"}"#)]);
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::NextUrl("/next".into()),
+            Some("/d"),
+        );
+        let mut fx = Fake::replying(vec![reply(
+            200,
+            r#"{"d": [1], "next": "https://evil.test/steal"}"#,
+        )]);
         let err = run(c.clone(), "{}".into(), &mut fx).expect_err("denied");
         assert_eq!(err.error.kind(), "denied");
-        assert!(err.error.to_string().contains("https://evil.test"), "{}", err.error);
+        assert!(
+            err.error.to_string().contains("https://evil.test"),
+            "{}",
+            err.error
+        );
         assert_eq!(err.pagination.map(|p| p.pages.len()), Some(1));
         assert_eq!(fx.sent.len(), 1);
 
         let mut c = c;
         c.headers = vec![KeyValue::new("Authorization", "Bearer secret-token")];
         c.pagination.as_mut().expect("p").allowed_origins = vec!["https://cdn.test".into()];
-        let mut fx = Fake::replying(vec![reply(200, r#"{"d": [1], "next": "https://cdn.test/p2"}"#), reply(200, r#"{"d": [2]}"#)]);
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"d": [1], "next": "https://cdn.test/p2"}"#),
+            reply(200, r#"{"d": [2]}"#),
+        ]);
         run(c, "{}".into(), &mut fx).expect("ok");
         assert_eq!(fx.sent[1].url.as_str(), "https://cdn.test/p2");
-        assert_eq!(fx.sent[1].header("authorization"), None, "credentials stay on the first origin");
+        assert_eq!(
+            fx.sent[1].header("authorization"),
+            None,
+            "credentials stay on the first origin"
+        );
     }
 
     #[test]
     fn a_failed_page_fails_the_step_with_the_pages_so_far_and_post_bodies_repeat() {
-        let mut c = paginated("https://api.test/search", PageNext::Cursor(CursorNext { pointer: "/n".into(), param: "c".into() }), Some("/d"));
+        let mut c = paginated(
+            "https://api.test/search",
+            PageNext::Cursor(CursorNext {
+                pointer: "/n".into(),
+                param: "c".into(),
+            }),
+            Some("/d"),
+        );
         c.method = Method::Post;
         c.body = Some(Body::Json(serde_json::json!({"q": "x"}).into()));
-        c.retry = Some(crate::model::RetryPolicy { intervals_ms: Some(vec![1]), ..Default::default() });
-        let mut fx = Fake::replying(vec![reply(200, r#"{"d": [1], "n": "2"}"#), reply(500, "{}"), reply(500, "{}")]);
+        c.retry = Some(crate::model::RetryPolicy {
+            intervals_ms: Some(vec![1]),
+            ..Default::default()
+        });
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"d": [1], "n": "2"}"#),
+            reply(500, "{}"),
+            reply(500, "{}"),
+        ]);
         let err = run(c, "{}".into(), &mut fx).expect_err("failed");
         assert_eq!(err.error.kind(), "unexpected-status");
         assert!(err.error.to_string().starts_with("page 2"), "{}", err.error);
-        assert_eq!(err.pagination.map(|p| (p.pages.len(), p.stopped)), Some((1, crate::model::PagesStop::Failed)));
+        assert_eq!(
+            err.pagination.map(|p| (p.pages.len(), p.stopped)),
+            Some((1, crate::model::PagesStop::Failed))
+        );
         assert_eq!(*fx.sent[1].body, *fx.sent[0].body);
         let key = |i: usize| fx.sent[i].header("idempotency-key").map(str::to_string);
         assert!(key(0).is_some() && key(0) != key(1), "a key per page");

@@ -2,13 +2,15 @@
 //! once per run, into everything the attempts need.
 
 use super::AttemptLimits;
-use crate::model::{Auth, KeyValue, Oauth2ClientCredentials, Pagination, Poll, Problem, ResponseFormat, StepConfig};
+use super::redact::Redactor;
+use crate::model::{
+    Auth, KeyValue, Oauth2ClientCredentials, Pagination, Poll, Problem, ResponseFormat, StepConfig,
+};
 use crate::request::{PreparedRequest, prepare};
 use crate::retry::RetryPlan;
 use crate::schema::ResponseSchema;
 use crate::signing::Signer;
 use crate::status::StatusSet;
-use super::redact::Redactor;
 use crate::template::Source;
 use crate::validate::render_and_check;
 
@@ -34,18 +36,35 @@ pub(super) struct Plan {
 
 /// Renders and checks `config` against the workflow `context`; `random`
 /// gives random bytes (a multipart boundary).
-pub(super) fn plan(config: StepConfig, context: String, random: &mut dyn FnMut(usize) -> Vec<u8>) -> Result<(Plan, Redactor), Vec<Problem>> {
+pub(super) fn plan(
+    config: StepConfig,
+    context: String,
+    random: &mut dyn FnMut(usize) -> Vec<u8>,
+) -> Result<(Plan, Redactor), Vec<Problem>> {
     let parsed = serde_json::from_str::<serde_json::Value>(&context);
     // The text is dropped once parsed: a context carrying a file is held once.
     drop(context);
     let context = parsed.map_err(|err| {
-        let mut problems = vec![Problem::new("context", format!("the workflow context is not valid JSON: {err}"))];
+        let mut problems = vec![Problem::new(
+            "context",
+            format!("the workflow context is not valid JSON: {err}"),
+        )];
         problems.extend(crate::validate::validate(&config));
         problems
     })?;
     let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
-    let mut secrets = rendered.signing.as_ref().map(|s| s.secrets.clone()).unwrap_or_default();
-    secrets.extend(rendered.auth.as_ref().map(crate::auth::secrets).unwrap_or_default());
+    let mut secrets = rendered
+        .signing
+        .as_ref()
+        .map(|s| s.secrets.clone())
+        .unwrap_or_default();
+    secrets.extend(
+        rendered
+            .auth
+            .as_ref()
+            .map(crate::auth::secrets)
+            .unwrap_or_default(),
+    );
     let redactor = Redactor::new(&context, &secrets);
     // Everything the context gives is in `rendered` now; without it, a file
     // body is decoded next to one copy of its base64, not two.
@@ -62,7 +81,11 @@ pub(super) fn plan(config: StepConfig, context: String, random: &mut dyn FnMut(u
         pagination: rendered.pagination.clone(),
         poll: rendered.poll.clone(),
         max_total_response_bytes: rendered.max_total_response_bytes(),
-        auth_header: rendered.auth.as_ref().and_then(crate::auth::header_name).map(|n| n.to_ascii_lowercase()),
+        auth_header: rendered
+            .auth
+            .as_ref()
+            .and_then(crate::auth::header_name)
+            .map(|n| n.to_ascii_lowercase()),
         oauth2: match &rendered.auth {
             Some(Auth::Oauth2ClientCredentials(grant)) => Some(grant.clone()),
             _ => None,

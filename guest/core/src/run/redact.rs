@@ -13,7 +13,11 @@ use std::fmt;
 pub(super) fn redact_response(r: &Redactor, response: Option<Response>) -> Option<Response> {
     // The base64 body and its digest are bytes, not text: nothing to find there.
     response.map(|resp| Response {
-        headers: resp.headers.into_iter().map(|kv| KeyValue::new(kv.key, r.apply(kv.value))).collect(),
+        headers: resp
+            .headers
+            .into_iter()
+            .map(|kv| KeyValue::new(kv.key, r.apply(kv.value)))
+            .collect(),
         body: r.apply(resp.body),
         json: resp.json.map(|j| r.apply(j)),
         content_type: resp.content_type.map(|c| r.apply(c)),
@@ -24,7 +28,10 @@ pub(super) fn redact_response(r: &Redactor, response: Option<Response>) -> Optio
 pub(super) fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attempt> {
     attempts
         .into_iter()
-        .map(|a| Attempt { error: a.error.map(|e| e.map_text(|m| r.apply(m))), ..a })
+        .map(|a| Attempt {
+            error: a.error.map(|e| e.map_text(|m| r.apply(m))),
+            ..a
+        })
         .collect()
 }
 
@@ -37,7 +44,11 @@ pub(super) struct Redacting<'a> {
 }
 
 impl Effects for Redacting<'_> {
-    fn send(&mut self, request: &PreparedRequest, limits: AttemptLimits) -> Result<RawResponse, SendError> {
+    fn send(
+        &mut self,
+        request: &PreparedRequest,
+        limits: AttemptLimits,
+    ) -> Result<RawResponse, SendError> {
         self.inner.send(request, limits)
     }
     fn now_ms(&mut self) -> u64 {
@@ -123,7 +134,8 @@ impl Redactor {
         self.secrets.push(secret.to_string());
         // Longest first, so a secret containing another is replaced whole; equal
         // ones end up adjacent for dedup.
-        self.secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.secrets.dedup();
     }
 
@@ -131,7 +143,13 @@ impl Redactor {
     /// secret is returned as it is, not copied (a paginated step's items may
     /// be many megabytes).
     pub(crate) fn apply(&self, text: impl Into<String>) -> String {
-        self.secrets.iter().fold(text.into(), |t, s| if t.contains(s.as_str()) { t.replace(s.as_str(), "***") } else { t })
+        self.secrets.iter().fold(text.into(), |t, s| {
+            if t.contains(s.as_str()) {
+                t.replace(s.as_str(), "***")
+            } else {
+                t
+            }
+        })
     }
 }
 
@@ -144,7 +162,10 @@ mod tests {
     fn context_and_signing_secrets_are_redacted_in_their_json_forms_too() {
         let context = json!({"secrets": {"api_key": "sk_live_abcdef", "pin": "123"}});
         let redactor = Redactor::new(&context, &["pa\"ss\\word".to_string()]);
-        assert_eq!(redactor.apply("echo: Bearer sk_live_abcdef"), "echo: Bearer ***");
+        assert_eq!(
+            redactor.apply("echo: Bearer sk_live_abcdef"),
+            "echo: Bearer ***"
+        );
         assert_eq!(redactor.apply(r#"{"p":"pa\"ss\\word"}"#), r#"{"p":"***"}"#);
         // Shorter than MIN_REDACTED_LEN: left alone.
         assert_eq!(redactor.apply("123"), "123");

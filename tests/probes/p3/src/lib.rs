@@ -21,7 +21,8 @@ impl wasip3::exports::cli::run::Guest for Probe {
         ])
         .map_err(drop)?;
         let (mut body, contents) = wit_stream::new::<u8>();
-        let (trailers, trailers_reader) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
+        let (trailers, trailers_reader) =
+            wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
         let (request, _transmitted) = Request::new(headers, Some(contents), trailers_reader, None);
         request.set_method(&Method::Post)?;
         request.set_scheme(Some(&Scheme::Http))?;
