@@ -178,7 +178,7 @@ pub fn schema(data: &[u8]) {
     ) else {
         return;
     };
-    let Ok(compiled) = https_step_core::schema::ResponseSchema::compile(&schema) else {
+    let Ok(compiled) = https_step_core::response_schema::ResponseSchema::compile(&schema) else {
         return;
     };
     let report = compiled.check(&instance);
@@ -189,7 +189,8 @@ pub fn schema(data: &[u8]) {
     );
     if let Err(problems) = report {
         assert!(
-            !problems.is_empty() && problems.len() <= https_step_core::schema::MAX_VIOLATIONS + 1
+            !problems.is_empty()
+                && problems.len() <= https_step_core::response_schema::MAX_VIOLATIONS + 1
         );
     }
 }

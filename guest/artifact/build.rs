@@ -5,27 +5,23 @@
 //! a crate with no dependencies so that it runs while wasmtime is still
 //! compiling.
 
+/// What both components are built from besides their own crates: the
+/// transport and the pure core with its derive.
+const SHARED: [&str; 4] = [
+    "guest/wasi",
+    "guest/core/src",
+    "guest/core/Cargo.toml",
+    "guest/core/derive",
+];
+
 fn main() -> anyhow::Result<()> {
-    let step = https_step_guest_build::component(
-        "https-step-guest",
-        &[
-            "guest/src",
-            "guest/build.rs",
-            "guest/Cargo.toml",
-            "guest/wasi",
-            "guest/core/src",
-            "guest/core/Cargo.toml",
-        ],
-    )?;
+    let own = ["guest/src", "guest/build.rs", "guest/Cargo.toml"];
+    let step =
+        https_step_guest_build::component("https-step-guest", &[&own[..], &SHARED].concat())?;
     println!("cargo:rustc-env=HTTPS_STEP_GUEST_WASM={}", step.display());
     let service = https_step_guest_build::proxy_component(
         "https-step-service",
-        &[
-            "guest/service",
-            "guest/wasi",
-            "guest/core/src",
-            "guest/core/Cargo.toml",
-        ],
+        &[&["guest/service"][..], &SHARED].concat(),
     )?;
     println!(
         "cargo:rustc-env=HTTPS_STEP_SERVICE_WASM={}",

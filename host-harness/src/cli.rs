@@ -7,28 +7,21 @@ use https_step_core::{Problem, StepFailure, parse_step_config};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-/// Usage text.
-pub const USAGE: &str = "\
-usage:
-  https-step run STEP.json [--context CONTEXT.json] [--policy POLICY.toml] [--allow ORIGIN]... [--ca-cert PEM]
-  https-step validate STEP.json [--json]
-  https-step demo
-  https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]
-  https-step service-component OUT.wasm
+/// One subcommand: its synopsis and what it does (with its own options).
+struct Subcommand {
+    name: &'static str,
+    synopsis: &'static str,
+    about: &'static str,
+}
 
-run       runs the step; prints one JSON object on stdout, progress on stderr.
-          exit 0: ok (or continued after an error), 1: the step failed, 2: usage.
-validate  prints every problem of the config; exit 0 if valid, 1 if not.
-demo      runs realistic steps against an embedded HTTPS echo server.
-serve-restate
-          serves the step as the Restate service HttpsStep (durable retries and
-          waits, README \"Durable runs\") until interrupted; tenants are the
-          *.toml policies in DIR. --listen default 127.0.0.1:9080; the
-          runtime's run slots (default 64) queue attempts beyond them.
-service-component
-          writes the step as an HTTP service component (wasi:http/incoming-handler:
-          POST /run, POST /validate, GET /health) for `wasmtime serve OUT.wasm`
-          and other wasi:http/proxy engines (README \"HTTP service\").
+/// Every subcommand, in the order the usage lists them.
+const SUBCOMMANDS: [Subcommand; 5] = [
+    Subcommand {
+        name: "run",
+        synopsis: "https-step run STEP.json [--context CONTEXT.json] [--policy POLICY.toml] [--allow ORIGIN]... [--ca-cert PEM]",
+        about: "\
+runs the step; prints one JSON object on stdout, progress on stderr.
+exit 0: ok (or continued after an error), 1: the step failed, 2: usage.
 
 --allow ORIGIN   allow scheme://host[:port] (port may be *), private addresses
                  and plain http included, e.g. --allow http://127.0.0.1:8080
@@ -36,7 +29,44 @@ service-component
 --policy FILE    the tenant policy (TOML: allowed_hosts, block_private_networks,
                  ca_certs, resolve, limits); --allow and --ca-cert add to it
 --context FILE   the workflow context JSON (default {})
+",
+    },
+    Subcommand {
+        name: "validate",
+        synopsis: "https-step validate STEP.json [--json]",
+        about: "\
+prints every problem of the config; exit 0 if valid, 1 if not.
+--json prints them as a JSON list of {\"path\", \"message\"}.
+",
+    },
+    Subcommand {
+        name: "demo",
+        synopsis: "https-step demo",
+        about: "runs realistic steps against an embedded HTTPS echo server.\n",
+    },
+    Subcommand {
+        name: "serve-restate",
+        synopsis: "https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]",
+        about: "\
+serves the step as the Restate service HttpsStep (durable retries and
+waits, README \"Durable runs\") until interrupted; tenants are the
+*.toml policies in DIR. --listen default 127.0.0.1:9080; the
+runtime's run slots (default 64) queue attempts beyond them.
+",
+    },
+    Subcommand {
+        name: "service-component",
+        synopsis: "https-step service-component OUT.wasm",
+        about: "\
+writes the step as an HTTP service component (wasi:http/incoming-handler:
+POST /run, POST /validate, GET /health) for `wasmtime serve OUT.wasm`
+and other wasi:http/proxy engines (README \"HTTP service\").
+",
+    },
+];
 
+/// What the full usage adds after the subcommands.
+const STEP_NOTES: &str = "\
 STEP.json \"body\" is one of (README \"Step config\", \"Files and bytes\"):
   {\"json\": {\"sku\": \"A-1\", \"qty\": 2}}
   {\"form\": [{\"key\": \"name\", \"value\": \"Ada\"}]}
@@ -51,6 +81,36 @@ The compiled component is cached in $HTTPS_STEP_CACHE_DIR (default
 $XDG_CACHE_HOME/https-step or ~/.cache/https-step; set it empty to disable).
 ";
 
+/// The usage text: every subcommand's synopsis and description.
+pub fn usage() -> String {
+    let mut text = String::from("usage:\n");
+    for c in &SUBCOMMANDS {
+        text.push_str(&format!("  {}\n", c.synopsis));
+    }
+    for c in &SUBCOMMANDS {
+        text.push('\n');
+        text.push_str(c.name);
+        text.push('\n');
+        for line in c.about.lines() {
+            text.push_str(&format!("  {line}\n").replace("  \n", "\n"));
+        }
+    }
+    text.push('\n');
+    text.push_str(STEP_NOTES);
+    text
+}
+
+/// The help of one subcommand (`https-step run --help`).
+fn subcommand_usage(name: &str) -> Option<String> {
+    let c = SUBCOMMANDS.iter().find(|c| c.name == name)?;
+    let notes = if name == "run" || name == "validate" {
+        format!("\n{STEP_NOTES}")
+    } else {
+        String::new()
+    };
+    Some(format!("usage: {}\n\n{}{notes}", c.synopsis, c.about))
+}
+
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the step failed or the config is invalid.
@@ -61,7 +121,7 @@ pub const EXIT_USAGE: u8 = 2;
 /// Where progress lines go; shared because runs report from other tasks.
 pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
 
-/// The commands, parsed by clap; the usage text stays [`USAGE`] (clap's own
+/// The commands, parsed by clap; the usage text stays [`usage`] (clap's own
 /// help and version flags are off so every message is the project's).
 #[derive(Debug, PartialEq, Eq, clap::Parser)]
 #[command(
@@ -71,9 +131,12 @@ pub type SharedWriter = Arc<Mutex<dyn Write + Send>>;
     disable_version_flag = true
 )]
 enum Command {
-    /// `-h`, `--help`, `help` or nothing: print [`USAGE`].
+    /// `-h`, `--help`, `help` or nothing: print [`usage`].
     #[command(skip)]
     Help,
+    /// `SUBCOMMAND -h` or `SUBCOMMAND --help`: print that subcommand's help.
+    #[command(skip)]
+    HelpFor(&'static str),
     /// `run STEP.json [--context F] [--policy F] [--allow ORIGIN]... [--ca-cert PEM]`.
     Run {
         step: String,
@@ -115,6 +178,14 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     ) {
         return Ok(Command::Help);
     }
+    // A subcommand's own help, wherever the flag is among its arguments.
+    if let Some(c) = SUBCOMMANDS
+        .iter()
+        .find(|c| args.first().is_some_and(|a| a == c.name))
+        && args[1..].iter().any(|a| a == "-h" || a == "--help")
+    {
+        return Ok(Command::HelpFor(c.name));
+    }
     Command::try_parse_from(std::iter::once("https-step").chain(args.iter().map(String::as_str)))
         .map_err(|e| {
             // clap's first line is the problem ("error: unexpected argument …");
@@ -145,13 +216,17 @@ pub async fn execute(
     let command = match parse_args(args) {
         Ok(c) => c,
         Err(msg) => {
-            say(&err, &format!("error: {msg}\n\n{USAGE}"));
+            say(&err, &format!("error: {msg}\n\n{}", usage()));
             return EXIT_USAGE;
         }
     };
     match command {
         Command::Help => {
-            let _ = write!(out, "{USAGE}");
+            let _ = write!(out, "{}", usage());
+            return EXIT_OK;
+        }
+        Command::HelpFor(name) => {
+            let _ = write!(out, "{}", subcommand_usage(name).unwrap_or_else(usage));
             return EXIT_OK;
         }
         Command::ServeRestate {
@@ -194,9 +269,10 @@ pub async fn execute(
         },
     };
     let result = match command {
-        Command::Help | Command::ServeRestate { .. } | Command::ServiceComponent { .. } => {
-            Ok(EXIT_OK)
-        }
+        Command::Help
+        | Command::HelpFor(_)
+        | Command::ServeRestate { .. }
+        | Command::ServiceComponent { .. } => Ok(EXIT_OK),
         Command::Run {
             step,
             context,
@@ -473,10 +549,35 @@ mod tests {
         }
     }
 
+    /// `--help` after a subcommand is that subcommand's help; anywhere else
+    /// a flag like any other.
+    #[test]
+    fn every_subcommand_has_its_help() {
+        for c in &SUBCOMMANDS {
+            for flag in ["--help", "-h"] {
+                assert_eq!(
+                    parse_args(&args(&format!("{} {flag}", c.name))),
+                    Ok(Command::HelpFor(c.name))
+                );
+            }
+            let help = subcommand_usage(c.name).expect("help");
+            assert!(
+                help.starts_with(&format!("usage: {}", c.synopsis)),
+                "{help}"
+            );
+            assert!(usage().contains(c.synopsis));
+        }
+        assert_eq!(
+            parse_args(&args("run s.json --allow x --help")),
+            Ok(Command::HelpFor("run"))
+        );
+        assert_eq!(parse_args(&args("--help")), Ok(Command::Help));
+    }
+
     /// Every body example in the usage text is a valid body of a POST.
     #[test]
     fn usage_body_examples_are_valid() {
-        let text = USAGE
+        let text = STEP_NOTES
             .split("is one of")
             .nth(1)
             .and_then(|t| t.split("\"response_format\"").next())

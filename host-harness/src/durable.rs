@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::error::PolicyProblem;
 use crate::output::{host_error_json, step_result_json};
 use crate::{Error, StepRuntime, Tenant};
 use https_step_core::{AttemptResult, RunState, StepFailure, parse_step_config, seed_state};
@@ -114,16 +115,11 @@ impl DurableService {
         let mut by_id = HashMap::new();
         let mut longest_attempt = 0;
         for mut tenant in tenants {
-            tenant.limits.max_response_bytes = tenant
-                .limits
-                .max_response_bytes
-                .min(DURABLE_MAX_RESPONSE_BYTES);
-            longest_attempt = longest_attempt.max(tenant.limits.max_run_ms);
-            let id = tenant.id.clone();
+            tenant.cap_response_bytes(DURABLE_MAX_RESPONSE_BYTES);
+            longest_attempt = longest_attempt.max(tenant.limits().max_run_ms);
+            let id = tenant.id().to_string();
             if by_id.insert(id.clone(), Arc::new(tenant)).is_some() {
-                return Err(Error::Policy(format!(
-                    "two tenant policies are named {id:?}; give each file its own `tenant = \"…\"`"
-                )));
+                return Err(Error::policy(PolicyProblem::DuplicateTenant(id)));
             }
         }
         // Restate asks an invocation that shows no progress for a while to
@@ -140,31 +136,16 @@ impl DurableService {
     /// A service for every `*.toml` tenant policy in `dir` (README "Tenant
     /// sandbox"; a policy's `tenant` names it in requests).
     pub fn from_policy_dir(runtime: StepRuntime, dir: &Path) -> Result<Self, Error> {
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            Error::Policy(format!(
-                "cannot read the policy directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        let unreadable = |e| Error::policy_from(PolicyProblem::UnreadableDirectory(dir.into()), e);
         let mut tenants = Vec::new();
-        for entry in entries {
-            let path = entry
-                .map_err(|e| {
-                    Error::Policy(format!(
-                        "cannot read the policy directory {}: {e}",
-                        dir.display()
-                    ))
-                })?
-                .path();
+        for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+            let path = entry.map_err(unreadable)?.path();
             if path.extension().is_some_and(|ext| ext == "toml") {
                 tenants.push(Tenant::from_policy_file(&path)?.build()?);
             }
         }
         if tenants.is_empty() {
-            return Err(Error::Policy(format!(
-                "{} holds no tenant policy (*.toml)",
-                dir.display()
-            )));
+            return Err(Error::policy(PolicyProblem::EmptyDirectory(dir.into())));
         }
         DurableService::new(runtime, tenants)
     }
@@ -200,7 +181,7 @@ async fn attempt(
     invocation: &str,
 ) -> HandlerResult<Json<Journaled>> {
     let progress: crate::ProgressFn = {
-        let prefix = format!("{invocation} ({}): ", tenant.id);
+        let prefix = format!("{invocation} ({}): ", tenant.id());
         Arc::new(move |line: &str| eprintln!("{prefix}{line}"))
     };
     let output = match runtime
@@ -350,11 +331,12 @@ mod tests {
             .expect("builds");
         let service = DurableService::new(runtime(), [big, small]).expect("two tenants");
         assert_eq!(
-            service.tenants["acme"].limits.max_response_bytes,
+            service.tenants["acme"].limits().max_response_bytes,
             DURABLE_MAX_RESPONSE_BYTES
         );
         assert_eq!(
-            service.tenants["beta"].limits.max_response_bytes, 1024,
+            service.tenants["beta"].limits().max_response_bytes,
+            1024,
             "a lower cap stays"
         );
         assert_eq!(
@@ -369,10 +351,20 @@ mod tests {
             .err()
             .expect("one id twice");
         assert!(
-            err.to_string()
-                .contains("two tenant policies are named \"acme\""),
+            matches!(&err, Error::Policy { problem: PolicyProblem::DuplicateTenant(id), .. } if id == "acme"),
             "{err}"
         );
+        let empty =
+            std::env::temp_dir().join(format!("https-step-no-policies-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("a directory");
+        let err = DurableService::from_policy_dir(runtime(), &empty)
+            .err()
+            .expect("no policies");
+        assert!(
+            matches!(&err, Error::Policy { problem: PolicyProblem::EmptyDirectory(d), .. } if d == &empty),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir(&empty);
     }
 
     #[test]

@@ -7,17 +7,18 @@
 //!    embedded component.
 //! 2. Describe each tenant once: [`Tenant::builder`] with allowed origins,
 //!    extra CA roots and limits, or [`Tenant::from_policy_file`] (TOML).
-//! 3. Read a step config with [`https_step_core::parse_step_config`] and run it
-//!    with [`StepRuntime::run`]; or check it with [`StepRuntime::validate`].
+//! 3. Read a step config with [`parse_step_config`] (re-exported from
+//!    `https-step-core`, with [`StepConfig`] and [`Problem`]) and run it with
+//!    [`StepRuntime::run`]; or check it with [`StepRuntime::validate`].
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), https_step_host::Error> {
 //! use std::sync::Arc;
-//! use https_step_host::{StepRuntime, Tenant};
+//! use https_step_host::{StepRuntime, Tenant, parse_step_config};
 //!
 //! let runtime = StepRuntime::builder().build()?;
 //! let tenant = Arc::new(Tenant::builder("acme").allow("http://127.0.0.1:8080")?.build()?);
-//! let parsed = https_step_core::parse_step_config(r#"{"url": "http://127.0.0.1:8080/health"}"#);
+//! let parsed = parse_step_config(r#"{"url": "http://127.0.0.1:8080/health"}"#);
 //! assert!(parsed.problems.is_empty());
 //! let outcome = runtime.run(&tenant, &parsed.config, "{}", Arc::new(|line: &str| eprintln!("{line}"))).await?;
 //! match outcome {
@@ -43,7 +44,9 @@ pub mod tenant;
 
 pub use egress::policy;
 
-pub use error::Error;
-pub use https_step_core::{StepFailure, StepOutcome};
+pub use error::{BoxError, CertificateProblem, Error, LimitKind, PolicyProblem};
+pub use https_step_core::{
+    ParsedConfig, Problem, StepConfig, StepFailure, StepOutcome, parse_step_config,
+};
 pub use runtime::{PreparedStep, ProgressFn, RuntimeBuilder, StepRuntime};
 pub use tenant::{ClientCertEntry, HostLimits, Tenant, TenantBuilder, TenantPolicy};

@@ -38,6 +38,22 @@ pub(crate) enum StoreError {
     NotACounter,
 }
 
+/// An open bucket of a tenant's store: the `wasi:keyvalue/store.bucket`
+/// resource a guest holds, a name within the store.
+pub struct Bucket {
+    name: String,
+}
+
+impl Bucket {
+    pub(crate) fn new(name: String) -> Bucket {
+        Bucket { name }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// One tenant's store: buckets of keys to bytes.
 #[derive(Debug, Default)]
 pub(crate) struct TenantStore {

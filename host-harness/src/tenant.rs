@@ -1,12 +1,14 @@
-//! A tenant: its outbound policy, trusted TLS roots, resolver overrides and
-//! limits, built once and shared by all of its runs. Written by hand with
-//! [`Tenant::builder`] or read from a policy file ([`TenantPolicy`], TOML).
+//! A tenant: its egress (policy, TLS roots, client certificates, resolver
+//! overrides, proxy, keep-alive pool: an [`crate::egress`] value it holds),
+//! its limits and its key-value store, built once and shared by all of its
+//! runs. Written by hand with [`Tenant::builder`] or read from a policy file
+//! ([`TenantPolicy`], TOML).
 
 use crate::Error;
-use crate::egress::policy::{AllowedOrigin, EgressPolicy};
-use crate::egress::pool::{ConnectionPool, Reuse};
-use crate::egress::proxy::Proxy;
-use crate::egress::tls::{ClientIdentity, client_config};
+use crate::egress::{NetworkLimits, Outbound, OutboundBuilder, RunEgress};
+use crate::error::{CertificateProblem, PolicyProblem};
+use crate::progress::ProgressFn;
+use crate::store::TenantStore;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -78,21 +80,22 @@ impl Default for HostLimits {
 }
 
 impl HostLimits {
-    pub(crate) fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub(crate) fn first_byte_timeout(&self) -> Duration {
-        Duration::from_millis(self.first_byte_timeout_ms)
-    }
-    pub(crate) fn between_bytes_timeout(&self) -> Duration {
-        Duration::from_millis(self.between_bytes_timeout_ms)
-    }
-    /// The connection reuse these limits allow.
-    pub(crate) fn reuse(&self) -> Reuse {
-        Reuse::new(
-            self.max_idle_connections_per_origin,
-            Duration::from_millis(self.idle_connection_ms),
-        )
+    /// The limits the egress point applies to each request of a run.
+    fn network(&self) -> NetworkLimits {
+        NetworkLimits {
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            first_byte_timeout: Duration::from_millis(self.first_byte_timeout_ms),
+            between_bytes_timeout: Duration::from_millis(self.between_bytes_timeout_ms),
+            max_response_bytes: self.max_response_bytes,
+            max_response_header_bytes: self.max_response_header_bytes,
+            max_response_headers: self.max_response_headers,
+            max_request_body_bytes: self.max_request_body_bytes,
+            max_requests_per_run: self.max_requests_per_run,
+            reuse: crate::egress::pool::Reuse::new(
+                self.max_idle_connections_per_origin,
+                Duration::from_millis(self.idle_connection_ms),
+            ),
+        }
     }
 }
 
@@ -182,61 +185,25 @@ fn yes() -> bool {
 /// Everything the host enforces for one tenant's runs.
 #[derive(Debug)]
 pub struct Tenant {
-    /// Tenant id, for logs.
-    pub id: String,
-    /// Outbound policy.
-    pub egress: EgressPolicy,
-    /// TLS client settings: webpki roots plus the tenant's extra roots, which
-    /// also pin exact server certificates.
-    pub tls: Arc<rustls::ClientConfig>,
-    /// TLS client settings that also present a client certificate, by origin.
-    pub(crate) client_tls: Vec<(AllowedOrigin, Arc<rustls::ClientConfig>)>,
-    /// Static resolver overrides (lower-case names).
-    pub resolve: HashMap<String, Vec<IpAddr>>,
-    /// Limits.
-    pub limits: HostLimits,
-    /// This tenant's idle keep-alive connections.
-    /// Request bodies are the guest's `wasi:http` bodies (egress sends them on).
-    pub(crate) pool: ConnectionPool<wasmtime_wasi_http::WasiBody>,
-    /// The outbound proxy, if any.
-    pub(crate) proxy: Option<Proxy>,
-    /// This tenant's key-value store (`wasi:keyvalue`): OAuth 2.0 tokens,
+    id: Arc<str>,
+    /// What the egress point enforces for the tenant's requests.
+    egress: Arc<Outbound>,
+    limits: HostLimits,
+    /// The tenant's key-value store (`wasi:keyvalue`): OAuth 2.0 tokens,
     /// shared by the tenant's runs and by no other tenant.
-    pub(crate) store: Arc<crate::store::TenantStore>,
+    store: Arc<TenantStore>,
     /// This tenant's number in the process, counted from 0 as tenants are
     /// built: in per-core mode it picks the tenant's core, so tenants spread
     /// over the cores evenly.
-    pub(crate) number: usize,
+    number: usize,
 }
 
 impl Tenant {
-    /// The TLS client settings for an origin: with its client certificate
-    /// when one is configured for it, else the tenant's plain ones.
-    pub(crate) fn tls_for(
-        &self,
-        host: &url::Host<String>,
-        port: u16,
-    ) -> &Arc<rustls::ClientConfig> {
-        self.client_tls
-            .iter()
-            .find(|(origin, _)| origin.matches(crate::egress::policy::Scheme::Https, host, port))
-            .map_or(&self.tls, |(_, config)| config)
-    }
-
-    /// Idle keep-alive connections this tenant holds right now.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
-
     /// Starts a tenant with the default policy: HTTPS to public hosts only.
     pub fn builder(id: impl Into<String>) -> TenantBuilder {
         TenantBuilder {
             id: id.into(),
-            egress: EgressPolicy::default(),
-            extra_roots: Vec::new(),
-            client_certs: Vec::new(),
-            resolve: HashMap::new(),
-            proxy: None,
+            egress: OutboundBuilder::default(),
             limits: HostLimits::default(),
         }
     }
@@ -244,48 +211,91 @@ impl Tenant {
     /// Reads a policy file; relative `ca_certs` paths are relative to it.
     pub fn from_policy_file(path: &Path) -> Result<TenantBuilder, Error> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Policy(format!("cannot read {}: {e}", path.display())))?;
-        let policy: TenantPolicy =
-            toml::from_str(&text).map_err(|e| Error::Policy(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::policy_from(PolicyProblem::UnreadableFile(path.into()), e))?;
+        let policy: TenantPolicy = toml::from_str(&text)
+            .map_err(|e| Error::policy_from(PolicyProblem::MalformedFile(path.into()), e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Tenant::from_policy(policy, base)
     }
 
     /// Builds from a parsed policy; `base` anchors relative certificate paths.
     pub fn from_policy(policy: TenantPolicy, base: &Path) -> Result<TenantBuilder, Error> {
-        let mut b = Tenant::builder(policy.tenant).limits(policy.limits);
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                let problem = CertificateProblem::UnreadableFile(path.into());
+                Error::certificate(problem, Some(Box::new(e)))
+            })
+        };
+        let mut b = Tenant::builder(policy.tenant)
+            .limits(policy.limits)
+            .allow_public_https(policy.allow_public_https)
+            .block_private_networks(policy.block_private_networks);
         for origin in &policy.allowed_hosts {
             b = b.allow(origin)?;
         }
-        b.egress.allow_public_https = policy.allow_public_https;
-        b.egress.block_private_networks = policy.block_private_networks;
         for cert in &policy.ca_certs {
             let path = base.join(cert);
-            let pem = std::fs::read(&path)
-                .map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))?;
-            b = b.ca_certs_pem(&pem)?;
+            b.egress = b
+                .egress
+                .ca_certs_pem(&read(&path)?, &path.display().to_string())?;
         }
         for entry in &policy.client_certs {
             let (cert, key) = (base.join(&entry.cert), base.join(&entry.key));
-            let read = |path: &Path| {
-                std::fs::read(path)
-                    .map_err(|e| Error::Certificate(format!("cannot read {}: {e}", path.display())))
-            };
-            let source = format!("{} / {}", cert.display(), key.display());
-            b = b.client_identity(
-                &entry.origin,
-                ClientIdentity::from_pem(&read(&cert)?, &read(&key)?, &source)?,
-            )?;
+            let of = format!("{} / {}", cert.display(), key.display());
+            b.egress = b
+                .egress
+                .client_cert_pem(&entry.origin, &read(&cert)?, &read(&key)?, &of)?;
         }
         for (name, addrs) in policy.resolve {
             b = b.resolve(&name, addrs);
         }
         match (&policy.proxy, policy.no_proxy.is_empty()) {
             (Some(url), _) => b = b.proxy(url, &policy.no_proxy)?,
-            (None, false) => return Err(Error::Policy("no_proxy is set, but no proxy; add proxy = \"http://host:port\" or remove no_proxy".into())),
+            (None, false) => return Err(Error::policy(PolicyProblem::NoProxyWithoutProxy)),
             (None, true) => {}
         }
         Ok(b)
+    }
+
+    /// The tenant's id, as logs and the durable service name it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The tenant's limits.
+    pub(crate) fn limits(&self) -> &HostLimits {
+        &self.limits
+    }
+
+    /// Idle keep-alive connections this tenant holds right now.
+    pub fn idle_connections(&self) -> usize {
+        self.egress.idle_connections()
+    }
+
+    /// The `wasi:http` hooks of one run of this tenant.
+    pub(crate) fn run_egress(&self, events: ProgressFn) -> RunEgress {
+        RunEgress::new(
+            self.egress.clone(),
+            self.limits.network(),
+            self.id.clone(),
+            events,
+        )
+    }
+
+    /// The tenant's key-value store.
+    pub(crate) fn store(&self) -> &Arc<TenantStore> {
+        &self.store
+    }
+
+    /// The tenant's number in the process (its core in per-core mode).
+    pub(crate) fn number(&self) -> usize {
+        self.number
+    }
+
+    /// Lowers `max_response_bytes` to at most `cap` (the durable service
+    /// keeps responses below the engine's journal-entry limit).
+    pub(crate) fn cap_response_bytes(&mut self, cap: u64) {
+        self.limits.max_response_bytes = self.limits.max_response_bytes.min(cap);
     }
 }
 
@@ -293,55 +303,41 @@ impl Tenant {
 #[derive(Debug)]
 pub struct TenantBuilder {
     id: String,
-    egress: EgressPolicy,
-    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
-    client_certs: Vec<(AllowedOrigin, ClientIdentity)>,
-    resolve: HashMap<String, Vec<IpAddr>>,
-    proxy: Option<Proxy>,
+    egress: OutboundBuilder,
     limits: HostLimits,
 }
 
 impl TenantBuilder {
-    /// Sends requests through the proxy at `url`
-    /// (`http://[user:password@]host[:port]`), except to hosts matching a
-    /// `no_proxy` entry (see [`TenantPolicy::no_proxy`]).
-    pub fn proxy(mut self, url: &str, no_proxy: &[String]) -> Result<Self, Error> {
-        let mut proxy = Proxy::parse(url).map_err(|e| Error::Policy(e.to_string()))?;
-        for entry in no_proxy {
-            proxy
-                .bypass(entry)
-                .map_err(|e| Error::Policy(e.to_string()))?;
-        }
-        self.proxy = Some(proxy);
+    /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
+    /// or `https://10.1.0.0/16:443`, private addresses included (see
+    /// [`crate::policy`]).
+    pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
+        self.egress = self.egress.allow(origin)?;
         Ok(self)
     }
 
-    /// Allows an origin such as `http://127.0.0.1:8080`, `https://*.corp.test:*`
-    /// or `https://10.1.0.0/16:443`, private addresses included.
-    pub fn allow(mut self, origin: &str) -> Result<Self, Error> {
-        let origin: AllowedOrigin = origin
-            .parse()
-            .map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
-        self.egress.allowed.push(origin);
-        Ok(self)
+    /// Admits `https://` to public hosts that no entry names (their every
+    /// resolved address must still be public). Default: true.
+    pub fn allow_public_https(mut self, on: bool) -> Self {
+        self.egress = self.egress.allow_public_https(on);
+        self
+    }
+
+    /// Refuses private, loopback, link-local and other non-public addresses
+    /// unless an entry allows them. Default: true.
+    pub fn block_private_networks(mut self, on: bool) -> Self {
+        self.egress = self.egress.block_private_networks(on);
+        self
     }
 
     /// Trusts the CA certificates of a PEM file's contents, in addition to the
     /// webpki roots; a server presenting exactly one of these certificates is
     /// accepted while it is valid and names the host (a pinned self-signed
-    /// certificate, see [`crate::egress::tls`]).
+    /// certificate, see `egress/tls.rs`).
     pub fn ca_certs_pem(mut self, pem: &[u8]) -> Result<Self, Error> {
-        use rustls_pki_types::pem::PemObject;
-        let before = self.extra_roots.len();
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
-            self.extra_roots
-                .push(cert.map_err(|e| Error::Certificate(format!("not a PEM certificate: {e}")))?);
-        }
-        if self.extra_roots.len() == before {
-            return Err(Error::Certificate(
-                "no CERTIFICATE block found in the PEM data".into(),
-            ));
-        }
+        self.egress = self
+            .egress
+            .ca_certs_pem(pem, "the CA certificates' PEM data")?;
         Ok(self)
     }
 
@@ -349,31 +345,30 @@ impl TenantBuilder {
     /// its private key `key_pem` to `origin` (as for [`TenantBuilder::allow`];
     /// https only) and to no other origin (mTLS).
     pub fn client_cert_pem(
-        self,
+        mut self,
         origin: &str,
         cert_pem: &[u8],
         key_pem: &[u8],
     ) -> Result<Self, Error> {
-        let identity = ClientIdentity::from_pem(
-            cert_pem,
-            key_pem,
-            &format!("client certificate for {origin}"),
-        )?;
-        self.client_identity(origin, identity)
-    }
-
-    fn client_identity(mut self, origin: &str, identity: ClientIdentity) -> Result<Self, Error> {
-        let parsed: AllowedOrigin = origin
-            .parse()
-            .map_err(|e: crate::egress::policy::OriginParseError| Error::Policy(e.to_string()))?;
-        self.client_certs.push((parsed, identity));
+        let of = format!("client certificate for {origin}");
+        self.egress = self
+            .egress
+            .client_cert_pem(origin, cert_pem, key_pem, &of)?;
         Ok(self)
     }
 
     /// Resolves `name` to `addrs` without DNS (tests, split-horizon setups).
     pub fn resolve(mut self, name: &str, addrs: Vec<IpAddr>) -> Self {
-        self.resolve.insert(name.to_ascii_lowercase(), addrs);
+        self.egress = self.egress.resolve(name, addrs);
         self
+    }
+
+    /// Sends requests through the proxy at `url`
+    /// (`http://[user:password@]host[:port]`), except to hosts matching a
+    /// `no_proxy` entry (see [`TenantPolicy::no_proxy`]).
+    pub fn proxy(mut self, url: &str, no_proxy: &[String]) -> Result<Self, Error> {
+        self.egress = self.egress.proxy(url, no_proxy)?;
+        Ok(self)
     }
 
     /// Replaces the limits.
@@ -384,29 +379,13 @@ impl TenantBuilder {
 
     /// Builds the tenant.
     pub fn build(self) -> Result<Tenant, Error> {
+        static BUILT: AtomicUsize = AtomicUsize::new(0);
         Ok(Tenant {
-            id: self.id,
-            egress: self.egress,
-            client_tls: self
-                .client_certs
-                .into_iter()
-                .map(|(origin, identity)| {
-                    Ok((
-                        origin,
-                        Arc::new(client_config(self.extra_roots.clone(), Some(identity))?),
-                    ))
-                })
-                .collect::<Result<_, Error>>()?,
-            tls: Arc::new(client_config(self.extra_roots, None)?),
-            resolve: self.resolve,
+            id: self.id.into(),
+            egress: Arc::new(self.egress.build()?),
             limits: self.limits,
-            pool: ConnectionPool::default(),
-            proxy: self.proxy,
             store: Arc::default(),
-            number: {
-                static BUILT: AtomicUsize = AtomicUsize::new(0);
-                BUILT.fetch_add(1, Ordering::Relaxed)
-            },
+            number: BUILT.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
@@ -414,6 +393,7 @@ impl TenantBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::OriginParseError;
 
     #[test]
     fn policy_file_with_every_field() {
@@ -435,10 +415,10 @@ mod tests {
             .expect("ok")
             .build()
             .expect("builds");
-        assert_eq!(t.id, "acme");
-        assert_eq!(t.egress.allowed.len(), 3);
-        assert!(!t.egress.allow_public_https);
-        assert_eq!(t.resolve["orders.internal"].len(), 2);
+        assert_eq!(t.id(), "acme");
+        assert_eq!(t.egress.policy.allowed.len(), 3);
+        assert!(!t.egress.policy.allow_public_https);
+        assert_eq!(t.egress.resolve["orders.internal"].len(), 2);
         assert_eq!(
             (
                 t.limits.max_response_bytes,
@@ -450,15 +430,87 @@ mod tests {
     }
 
     #[test]
-    fn unknown_keys_and_bad_entries_are_errors() {
+    fn the_builder_sets_every_policy_field() {
+        let t = Tenant::builder("b")
+            .allow_public_https(false)
+            .block_private_networks(false)
+            .build()
+            .expect("builds");
+        assert!(!t.egress.policy.allow_public_https);
+        assert!(!t.egress.policy.block_private_networks);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_entries_are_typed_errors() {
         assert!(toml::from_str::<TenantPolicy>("alowed_hosts = []").is_err());
         assert!(toml::from_str::<TenantPolicy>("[limits]\nmax_bytes = 1").is_err());
         let policy: TenantPolicy =
             toml::from_str(r#"allowed_hosts = ["ftp://x"]"#).expect("parses");
         let err = Tenant::from_policy(policy, Path::new(".")).expect_err("bad origin");
-        assert!(
-            err.to_string().contains("scheme must be http or https"),
-            "{err}"
+        let Error::Policy {
+            problem: PolicyProblem::Origin,
+            source: Some(source),
+        } = &err
+        else {
+            panic!("not an origin error: {err:?}");
+        };
+        assert!(source.is::<OriginParseError>(), "{source:?}");
+        // The text users see is the parse error's own.
+        assert_eq!(err.to_string(), source.to_string());
+        let policy: TenantPolicy = toml::from_str(r#"no_proxy = ["corp.test"]"#).expect("parses");
+        assert!(matches!(
+            Tenant::from_policy(policy, Path::new(".")),
+            Err(Error::Policy {
+                problem: PolicyProblem::NoProxyWithoutProxy,
+                source: None
+            })
+        ));
+        let policy: TenantPolicy = toml::from_str(r#"proxy = "ftp://p""#).expect("parses");
+        assert!(matches!(
+            Tenant::from_policy(policy, Path::new(".")),
+            Err(Error::Policy {
+                problem: PolicyProblem::Proxy,
+                source: Some(_)
+            })
+        ));
+    }
+
+    #[test]
+    fn unreadable_and_malformed_files_keep_their_cause() {
+        let missing = Path::new("/nonexistent/https-step/policy.toml");
+        let err = Tenant::from_policy_file(missing).expect_err("no such file");
+        let Error::Policy {
+            problem: PolicyProblem::UnreadableFile(path),
+            source: Some(source),
+        } = &err
+        else {
+            panic!("not an unreadable-file error: {err:?}");
+        };
+        assert_eq!(path, missing);
+        assert_eq!(
+            source
+                .downcast_ref::<std::io::Error>()
+                .map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
         );
+        let dir = std::env::temp_dir().join(format!("https-step-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "allowed_hosts = 7").expect("write");
+        let err = Tenant::from_policy_file(&file).expect_err("malformed");
+        assert!(
+            matches!(&err, Error::Policy { problem: PolicyProblem::MalformedFile(p), source: Some(s) }
+                if p == &file && s.is::<toml::de::Error>()),
+            "{err:?}"
+        );
+        let ca = dir.join("ca.toml");
+        std::fs::write(&ca, r#"ca_certs = ["missing-ca.pem"]"#).expect("write");
+        let err = Tenant::from_policy_file(&ca).expect_err("no CA file");
+        assert!(
+            matches!(&err, Error::Certificate { problem: CertificateProblem::UnreadableFile(p), .. }
+                if p == &dir.join("missing-ca.pem")),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -53,6 +53,39 @@ fn demo_runs_every_step_end_to_end() {
 }
 
 #[test]
+fn help_on_every_subcommand_exits_0_with_its_usage() {
+    for (sub, synopsis) in [
+        ("run", "usage: https-step run STEP.json"),
+        ("validate", "usage: https-step validate STEP.json"),
+        ("demo", "usage: https-step demo"),
+        (
+            "serve-restate",
+            "usage: https-step serve-restate --policies DIR",
+        ),
+        (
+            "service-component",
+            "usage: https-step service-component OUT.wasm",
+        ),
+    ] {
+        let out = https_step(&[sub, "--help"]);
+        assert_eq!(out.status.code(), Some(0), "{sub}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with(synopsis),
+            "{sub}: {}",
+            text(&out.stdout)
+        );
+        assert!(out.stderr.is_empty(), "{sub}: {}", text(&out.stderr));
+    }
+    let out = https_step(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stdout).starts_with("usage:\n  https-step run"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["frobnicate"][..],

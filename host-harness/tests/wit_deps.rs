@@ -9,49 +9,45 @@
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
-/// The `wit/deps` directory of the pinned crate `name`, from `cargo metadata`.
+/// The `wit/deps` directory of the pinned crate `name`: the version
+/// `Cargo.lock` pins, in the cargo registry's unpacked sources — which the
+/// build itself put there, since both crates are dependencies of this
+/// package. Nothing is resolved or downloaded here: `cargo metadata` would
+/// need every package of the whole lock file, including what only the
+/// non-default members use, which `cargo test` at the root never fetches.
 fn crate_wit_deps(name: &str) -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // Only this platform's packages: the others (Windows crates) may not be
-    // downloaded, and --offline must not need them.
-    let rustc =
-        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .arg("-vV")
-            .output()
-            .context("running rustc -vV")?;
-    let host = String::from_utf8_lossy(&rustc.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
-        .context("rustc -vV names no host")?;
-    let out = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-            &host,
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let package = meta["packages"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
-        .with_context(|| format!("{name} is not in the dependency graph"))?;
-    let manifest = PathBuf::from(package["manifest_path"].as_str().context("manifest_path")?);
-    Ok(manifest
-        .parent()
-        .context("crate dir")?
-        .join("wit")
-        .join("deps"))
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text =
+        std::fs::read_to_string(workspace.join("Cargo.lock")).context("reading Cargo.lock")?;
+    let lock: toml::Table = toml::from_str(&text).context("parsing Cargo.lock")?;
+    let versions: Vec<&str> = lock
+        .get("package")
+        .and_then(toml::Value::as_array)
+        .context("Cargo.lock has no packages")?
+        .iter()
+        .filter(|p| p.get("name").and_then(toml::Value::as_str) == Some(name))
+        .filter_map(|p| p.get("version")?.as_str())
+        .collect();
+    let [version] = versions[..] else {
+        bail!("Cargo.lock pins {name} at {versions:?}; expected exactly one version");
+    };
+    // Where cargo keeps registry sources: $CARGO_HOME, else ~/.cargo.
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::home_dir().map(|home| home.join(".cargo")))
+        .context("neither CARGO_HOME nor a home directory is set")?;
+    let sources = cargo_home.join("registry").join("src");
+    let dir = std::fs::read_dir(&sources)
+        .with_context(|| format!("reading {}", sources.display()))?
+        .filter_map(|index| Some(index.ok()?.path().join(format!("{name}-{version}"))))
+        .find(|dir| dir.is_dir())
+        .with_context(|| {
+            format!(
+                "{name} {version} is not unpacked under {}",
+                sources.display()
+            )
+        })?;
+    Ok(dir.join("wit").join("deps"))
 }
 
 fn wit_files(dir: &Path) -> Result<Vec<String>> {

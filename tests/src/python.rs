@@ -4,18 +4,19 @@
 //! (Python comes with the machine image) and reused by later runs, and the
 //! [`Server`] processes started from it.
 
+use crate::shared::ProcessGroup;
 use anyhow::{Context as _, Result, bail};
 use std::ffi::OsStr;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A server process run by the virtual environment's Python, killed by its
-/// process id when dropped.
+/// A server process run by the virtual environment's Python, killed with
+/// its process group (proxy.py's workers included) when dropped.
 pub struct Server {
-    child: Child,
+    group: ProcessGroup,
 }
 
 impl Server {
@@ -23,23 +24,24 @@ impl Server {
     /// as for [`venv`].
     pub fn start<S: AsRef<OsStr>>(target_tmp: &Path, args: &[S]) -> Result<Server> {
         let python = venv(target_tmp)?.join("bin/python");
-        let child = Command::new(python)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "starting python {:?}",
-                    args.iter().map(AsRef::as_ref).collect::<Vec<_>>()
-                )
-            })?;
-        Ok(Server { child })
+        let group = ProcessGroup::spawn(
+            Command::new(python)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .with_context(|| {
+            format!(
+                "starting python {:?}",
+                args.iter().map(AsRef::as_ref).collect::<Vec<_>>()
+            )
+        })?;
+        Ok(Server { group })
     }
 
     /// The port the server printed as the first line of its stdout.
     pub fn printed_port(&mut self) -> Result<u16> {
-        let stdout = self.child.stdout.take().context("no stdout")?;
+        let stdout = self.group.child().stdout.take().context("no stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         line.trim()
@@ -54,7 +56,7 @@ impl Server {
             if let Some(port) = read() {
                 return Ok(port);
             }
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.group.child().try_wait()? {
                 bail!("the server exited with {status}");
             }
             if started.elapsed() > Duration::from_secs(30) {
@@ -62,13 +64,6 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -156,11 +156,63 @@ pub async fn http(
         .context("no answer within 120 s")?
 }
 
-/// A process a test started (an engine, a server), its stdout and stderr
-/// appended to a log file; killed (SIGKILL) by its process id and reaped
-/// when dropped.
-pub struct ChildProcess {
+/// A process a test started, as the leader of a process group of its own:
+/// killed (SIGKILL) with every process it started in turn (proxy.py's
+/// workers, a shell's children) and reaped when dropped, so a test never
+/// leaves a server behind.
+pub struct ProcessGroup {
     child: Child,
+}
+
+impl ProcessGroup {
+    /// Starts `cmd` in a new process group.
+    pub fn spawn(cmd: &mut Command) -> anyhow::Result<ProcessGroup> {
+        use std::os::unix::process::CommandExt as _;
+        let child = cmd
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
+        Ok(ProcessGroup { child })
+    }
+
+    /// The group leader.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// The leader's process id (the group's id).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the whole group now (SIGKILL) and reaps the leader.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        let group = i32::try_from(self.child.id())
+            .ok()
+            .and_then(Pid::from_raw)
+            .context("a process id out of range")?;
+        // The group is gone already when its last process has exited.
+        match kill_process_group(group, Signal::KILL) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+            Err(e) => return Err(e).context("killing the process group"),
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// A process a test started (an engine, a server), its stdout and stderr
+/// appended to a log file; killed (SIGKILL) with its process group and
+/// reaped when dropped.
+pub struct ChildProcess {
+    group: ProcessGroup,
     log: PathBuf,
 }
 
@@ -172,25 +224,22 @@ impl ChildProcess {
             .append(true)
             .open(&log)
             .with_context(|| format!("opening {}", log.display()))?;
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
-        Ok(ChildProcess { child, log })
+        let group = ProcessGroup::spawn(
+            cmd.stdin(Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out),
+        )?;
+        Ok(ChildProcess { group, log })
     }
 
-    /// Kills the process now (SIGKILL) and reaps it.
+    /// Kills the process and its group now (SIGKILL) and reaps it.
     pub fn kill(mut self) -> anyhow::Result<()> {
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
+        self.group.kill()
     }
 
     /// The process's resident memory now, in MiB (0 where it cannot be read).
     pub fn rss_mib(&self) -> f64 {
-        proc_status_kib(&self.child.id().to_string(), "VmRSS:") as f64 / 1024.0
+        proc_status_kib(&self.group.id().to_string(), "VmRSS:") as f64 / 1024.0
     }
 
     /// The last `n` lines of its log, headed by the log's file name.
@@ -219,13 +268,6 @@ impl ChildProcess {
             Ok(std::net::TcpStream::connect(addr).is_ok())
         })
         .with_context(|| self.log_tail(30))
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -7,7 +7,7 @@
 //! `HTTPS_STEP_BLESS=1 cargo test --release -p https-step-tests --test config_schema`.
 
 use https_step_core::model::schema::step_config_schema;
-use https_step_core::schema::ResponseSchema;
+use https_step_core::response_schema::ResponseSchema;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 

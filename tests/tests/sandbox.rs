@@ -4,7 +4,7 @@
 //! while other tenants' concurrent runs succeed; a full runtime answers Busy
 //! and recovers.
 
-use https_step_host::{Error, HostLimits, StepRuntime, Tenant};
+use https_step_host::{Error, HostLimits, LimitKind, StepRuntime, Tenant};
 use https_step_tests::loopback::{LoopbackServer, Reply};
 use https_step_tests::shared::{step_runtime, tokio};
 use std::net::IpAddr;
@@ -224,7 +224,13 @@ fn an_infinite_loop_is_stopped_by_the_cpu_budget_while_others_run() {
         ))
         .await;
         assert!(
-            matches!(err, Error::ResourceLimit(ref m) if m.contains("CPU")),
+            matches!(
+                err,
+                Error::ResourceLimit {
+                    kind: LimitKind::Cpu,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(
@@ -250,7 +256,13 @@ fn a_memory_bomb_hits_the_memory_limit_while_others_run() {
         ))
         .await;
         assert!(
-            matches!(err, Error::ResourceLimit(ref m) if m.contains("memory")),
+            matches!(
+                err,
+                Error::ResourceLimit {
+                    kind: LimitKind::Memory,
+                    ..
+                }
+            ),
             "{err}"
         );
     });
@@ -342,23 +354,28 @@ fn a_full_runtime_answers_busy_and_recovers() {
     });
 }
 
+/// A server that never answers, and a tenant with `limits` allowed to reach it.
+async fn hanging(limits: HostLimits) -> (LoopbackServer, Arc<Tenant>) {
+    let server = LoopbackServer::http(Arc::new(|_: &_| Reply::Hang))
+        .await
+        .expect("server");
+    let tenant = Tenant::builder("t")
+        .allow(&server.origin())
+        .expect("allow")
+        .limits(limits)
+        .build()
+        .expect("tenant");
+    (server, Arc::new(tenant))
+}
+
 #[test]
 fn the_run_deadline_cancels_a_guest_blocked_on_io() {
     tokio().block_on(async {
-        let server = LoopbackServer::http(Arc::new(|_: &_| Reply::Hang))
-            .await
-            .expect("server");
-        let tenant = Arc::new(
-            Tenant::builder("t")
-                .allow(&server.origin())
-                .expect("allow")
-                .limits(HostLimits {
-                    max_run_ms: 500,
-                    ..HostLimits::default()
-                })
-                .build()
-                .expect("tenant"),
-        );
+        let (server, tenant) = hanging(HostLimits {
+            max_run_ms: 500,
+            ..HostLimits::default()
+        })
+        .await;
         let started = Instant::now();
         let r = step_runtime()
             .run(
@@ -369,9 +386,58 @@ fn the_run_deadline_cancels_a_guest_blocked_on_io() {
             )
             .await;
         assert!(
-            matches!(r, Err(Error::ResourceLimit(ref m)) if m.contains("max_run_ms")),
+            matches!(
+                r,
+                Err(Error::ResourceLimit {
+                    kind: LimitKind::RunTime,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));
+    });
+}
+
+/// A tenant's first-byte timeout shorter than the step's `timeout_ms` ends
+/// the attempt, and both the step's error and the host's event name that
+/// limit, not `timeout_ms`.
+#[test]
+fn a_host_timeout_names_the_host_limit_not_timeout_ms() {
+    tokio().block_on(async {
+        let (server, tenant) = hanging(HostLimits {
+            first_byte_timeout_ms: 300,
+            ..HostLimits::default()
+        })
+        .await;
+        let mut step = config(&format!("{}/hang", server.origin()));
+        step.timeout_ms = Some(20_000);
+        let lines = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = lines.clone();
+        let progress: https_step_host::ProgressFn = Arc::new(move |l: &str| {
+            sink.lock().expect("lock").push(l.to_string());
+        });
+        let started = Instant::now();
+        let failure = step_runtime()
+            .run(&tenant, &step, "{}", progress)
+            .await
+            .expect("the host ran the step")
+            .expect_err("the step timed out");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(failure.error.kind(), "timeout", "{}", failure.error);
+        let message = failure.error.to_string();
+        assert!(message.contains("first_byte_timeout_ms"), "{message}");
+        assert!(!message.contains("within timeout_ms"), "{message}");
+        let lines = lines.lock().expect("lock");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("first_byte_timeout_ms (300 ms)")),
+            "{lines:?}"
+        );
     });
 }

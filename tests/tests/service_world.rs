@@ -1,9 +1,10 @@
 //! The step as an HTTP service (README "HTTP service"): the service
 //! component (world `https-step-service`, exporting
 //! `wasi:http/incoming-handler`) served by `wasmtime serve` — wasmtime-cli
-//! 48.0.8, the same wasmtime as the harness, installed on first use with
+//! 48.0.8, the newest 48.x CLI on crates.io (the harness runs wasmtime
+//! 48.0.10 with the same 48.0.8 WASI crates), installed on first use with
 //! `cargo install --locked --root` into `target/tools/` and reused — on a free
-//! 127.0.0.1 port, started here and stopped by its process id.
+//! 127.0.0.1 port, started here and stopped with its process group.
 //!
 //! Checked: the component imports only what the `wasi:http/proxy` world
 //! offers; a signed POST retried 503 → 201 returns, field by field, what
@@ -26,7 +27,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The pinned engine: the same wasmtime as the harness's.
+/// The pinned engine: the newest wasmtime-cli of the harness's major
+/// release (48.0.9 and later were published for the `wasmtime` crates only).
 const WASMTIME_CLI: &str = "48.0.8";
 /// The Standard Webhooks secret of the signed step.
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";

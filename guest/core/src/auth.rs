@@ -8,8 +8,8 @@
 
 use crate::headers::{check_header, check_value};
 use crate::model::{
-    ApiKeyAuth, ApiKeyIn, Auth, KeyValue, Oauth2ClientAuth, Oauth2ClientCredentials, Problem,
-    StepConfig,
+    ApiKeyIn, Auth, DEFAULT_EXPIRY_MARGIN_S, DEFAULT_REFRESH_STATUS, DEFAULT_TOKEN_LIFETIME_S,
+    KeyValue, Oauth2ClientAuth, Oauth2ClientCredentials, Problem, StepConfig, TokenSignal,
 };
 use base64::Engine as _;
 
@@ -27,11 +27,6 @@ const RESERVED_PARAMS: [&str; 5] = [
 ];
 
 impl Oauth2ClientCredentials {
-    /// `client_auth` with its default (`basic`) applied.
-    pub(crate) fn client_auth(&self) -> Oauth2ClientAuth {
-        self.client_auth.unwrap_or(Oauth2ClientAuth::Basic)
-    }
-
     /// The form-encoded id and secret of `client_auth: basic` (RFC 6749
     /// §2.3.1: each is `application/x-www-form-urlencoded` before Basic).
     pub(crate) fn basic_token(&self) -> String {
@@ -40,11 +35,44 @@ impl Oauth2ClientCredentials {
     }
 }
 
-impl ApiKeyAuth {
-    /// Where the key goes, its default (`header`) applied.
-    pub(crate) fn placement(&self) -> ApiKeyIn {
-        self.location.unwrap_or(ApiKeyIn::Header)
+/// A checked OAuth 2.0 client credentials grant, its templates rendered and
+/// its defaults applied: what a run's token source needs.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct GrantPlan {
+    /// The grant as configured (rendered).
+    pub(crate) grant: Oauth2ClientCredentials,
+    pub(crate) client_auth: Oauth2ClientAuth,
+    pub(crate) expiry_margin_s: u32,
+    pub(crate) default_lifetime_s: u32,
+    /// Statuses that reject the token.
+    pub(crate) refresh_status: Vec<u16>,
+    /// A response-body value that rejects the token.
+    pub(crate) refresh_body: Option<TokenSignal>,
+}
+
+// Hand-written so that the client secret never reaches a log through `{:?}`.
+impl std::fmt::Debug for GrantPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GrantPlan({:?}, redacted)", self.grant.token_url)
     }
+}
+
+/// The plan of `auth`'s OAuth 2.0 grant, if it has one (of a checked config).
+pub(crate) fn grant_plan(auth: Option<&Auth>) -> Option<GrantPlan> {
+    let Some(Auth::Oauth2ClientCredentials(grant)) = auth else {
+        return None;
+    };
+    let refresh = grant.refresh_on.as_ref();
+    Some(GrantPlan {
+        client_auth: grant.client_auth(),
+        expiry_margin_s: grant.expiry_margin_s.unwrap_or(DEFAULT_EXPIRY_MARGIN_S),
+        default_lifetime_s: grant.default_lifetime_s.unwrap_or(DEFAULT_TOKEN_LIFETIME_S),
+        refresh_status: refresh
+            .and_then(|r| r.status.clone())
+            .unwrap_or_else(|| DEFAULT_REFRESH_STATUS.to_vec()),
+        refresh_body: refresh.and_then(|r| r.body.clone()),
+        grant: grant.clone(),
+    })
 }
 
 /// Every problem of `config.auth` and of headers that would fight with it.
@@ -275,7 +303,7 @@ fn basic_token(username: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BasicAuth, BearerAuth};
+    use crate::model::{ApiKeyAuth, BasicAuth, BearerAuth};
 
     fn config(auth: Auth) -> StepConfig {
         StepConfig {

@@ -5,7 +5,9 @@
 //! final size, and base64 is decoded straight into it (no decoded copy on
 //! the side), so a run holds the body about once besides its input.
 
-use crate::model::{Body, MultipartPart, Problem};
+use crate::model::{
+    Body, DEFAULT_BINARY_CONTENT_TYPE, DEFAULT_TEXT_CONTENT_TYPE, MultipartPart, Problem,
+};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::borrow::Cow;
 use std::io::Read;
@@ -17,9 +19,6 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// `Content-Type` of a binary body, and of a file or bytes part, by default.
-const OCTET_STREAM: &str = "application/octet-stream";
 
 /// The body's bytes and the `Content-Type` its kind implies (a configured
 /// `Content-Type` header wins over it, except for multipart, where
@@ -56,7 +55,7 @@ pub fn encode<'a>(
             Some(
                 t.content_type
                     .as_deref()
-                    .unwrap_or("text/plain; charset=utf-8")
+                    .unwrap_or(DEFAULT_TEXT_CONTENT_TYPE)
                     .into(),
             ),
         ),
@@ -66,7 +65,12 @@ pub fn encode<'a>(
                 .map_err(|e| Problem::new("body.binary.base64", e))?;
             (
                 bytes,
-                Some(b.content_type.as_deref().unwrap_or(OCTET_STREAM).into()),
+                Some(
+                    b.content_type
+                        .as_deref()
+                        .unwrap_or(DEFAULT_BINARY_CONTENT_TYPE)
+                        .into(),
+                ),
             )
         }
         Body::Multipart(parts) => {
@@ -193,8 +197,8 @@ fn multipart(parts: &[MultipartPart], boundary: &str) -> Result<Vec<u8>, Problem
             out.push(b'"');
         }
         out.extend_from_slice(b"\r\n");
-        let default_type =
-            (part.filename.is_some() || part.base64.is_some()).then_some(OCTET_STREAM);
+        let default_type = (part.filename.is_some() || part.base64.is_some())
+            .then_some(DEFAULT_BINARY_CONTENT_TYPE);
         if let Some(content_type) = part.content_type.as_deref().or(default_type) {
             out.extend_from_slice(b"Content-Type: ");
             out.extend_from_slice(content_type.as_bytes());
@@ -322,7 +326,7 @@ mod tests {
                 .expect("encode")
                 .content_type
                 .as_deref(),
-            Some(OCTET_STREAM)
+            Some(DEFAULT_BINARY_CONTENT_TYPE)
         );
     }
 

@@ -3,10 +3,9 @@
 //! The guest (wit-bindgen) and the host (wasmtime `bindgen!`) each generate
 //! their own Rust types for `wit/https-step.wit`, with the same names and
 //! fields. [`mirror_wit_types!`](crate::mirror_wit_types) implements [`Mirror`]
-//! both ways between them and this crate's types. The records' fields are
-//! listed once, where the model declares them (`wit_records!` in
-//! [`crate::model`]); the enums' cases here. JSON travels as text on both
-//! sides ([`JsonText`](crate::JsonText)), so nothing is converted by hand.
+//! both ways between them and this crate's types. Each type's fields or
+//! cases are listed once, where the model declares them (`#[derive(Mirror)]` in
+//! [`crate::model`]). JSON travels as text on both sides ([`JsonText`](crate::JsonText)), so nothing is converted by hand.
 
 /// Converts a value to its twin type on the other side of the WIT boundary.
 pub trait Mirror<T> {
@@ -46,47 +45,56 @@ impl<A: Mirror<C>, B: Mirror<D>, C, D> Mirror<Result<C, D>> for Result<A, B> {
 /// Implements [`Mirror`] both ways between this crate's types and the
 /// generated bindings of the `workflow:https-step/types` interface, given as a
 /// module name in scope (`use …::types as wit; mirror_wit_types!(wit);`).
+/// Each line expands the conversion that a type's `#[derive(Mirror)]`
+/// wrote; a type missing here has no conversion, which fails to compile
+/// wherever it crosses the boundary.
 #[macro_export]
 macro_rules! mirror_wit_types {
     ($wit:ident) => {
-        $crate::__mirror_records!($wit);
-        $crate::mirror_wit_types!(@map $wit; Method; [Get, Post, Put, Patch, Delete, Head, Options]; []);
-        $crate::mirror_wit_types!(@map $wit; SigningScheme; [Persona, StandardWebhooks, Github]; []);
-        $crate::mirror_wit_types!(@map $wit; Jitter; [None, Full]; []);
-        $crate::mirror_wit_types!(@map $wit; WaitReason; [Interval, Backoff, RetryAfter, TokenRefresh, PageInterval, PollInterval]; []);
-        $crate::mirror_wit_types!(@map $wit; PageNext; []; [LinkHeader, NextUrl, Cursor, Page, Offset]);
-        $crate::mirror_wit_types!(@map $wit; StatusUrl; [Location]; [Pointer]);
-        $crate::mirror_wit_types!(@map $wit; AttemptResult; []; [Done, Wait]);
-        $crate::mirror_wit_types!(@map $wit; PagesStop; [NoNext, EmptyPage, RepeatedPage, MaxPages, MaxItems, MaxTotalResponseBytes, Deadline, Failed]; []);
-        $crate::mirror_wit_types!(@map $wit; StatusPattern; []; [Code, Pattern]);
-        $crate::mirror_wit_types!(@map $wit; Body; []; [Json, Form, Text, Binary, Multipart]);
-        $crate::mirror_wit_types!(@map $wit; ResponseFormat; [Auto, Json, Text, Binary]; []);
-        $crate::mirror_wit_types!(@map $wit; Auth; []; [Basic, Bearer, ApiKey, Oauth2ClientCredentials]);
-        $crate::mirror_wit_types!(@map $wit; Oauth2ClientAuth; [Basic, Body]; []);
-        $crate::mirror_wit_types!(@map $wit; ApiKeyIn; [Header, Query]; []);
-        // `StepError` is non_exhaustive: a case without a WIT twin (a bug)
-        // crosses the boundary as `internal` with its message.
-        $crate::mirror_wit_types!(@map $wit; StepError; []; [InvalidConfig, Denied, Timeout,
-            Connection, Tls, Protocol, UnexpectedStatus, ResponseTooLarge, InvalidResponse,
-            SchemaMismatch, MissingOutput, Auth, Internal]; fallback Internal);
-    };
-    (@map $wit:ident; $name:ident; [$($unit:ident),*]; [$($payload:ident),*] $(; fallback $fb:ident)?) => {
-        impl $crate::mirror::Mirror<$crate::$name> for $wit::$name {
-            fn mirror(self) -> $crate::$name {
-                match self {
-                    $(Self::$unit => $crate::$name::$unit,)*
-                    $(Self::$payload(v) => $crate::$name::$payload($crate::mirror::Mirror::mirror(v)),)*
-                }
-            }
-        }
-        impl $crate::mirror::Mirror<$wit::$name> for $crate::$name {
-            fn mirror(self) -> $wit::$name {
-                match self {
-                    $(Self::$unit => $wit::$name::$unit,)*
-                    $(Self::$payload(v) => $wit::$name::$payload($crate::mirror::Mirror::mirror(v)),)*
-                    $(other => $wit::$name::$fb(other.to_string()),)?
-                }
-            }
-        }
+        $crate::__mirror_StepConfig!($wit);
+        $crate::__mirror_KeyValue!($wit);
+        $crate::__mirror_Method!($wit);
+        $crate::__mirror_StatusPattern!($wit);
+        $crate::__mirror_ResponseFormat!($wit);
+        $crate::__mirror_Body!($wit);
+        $crate::__mirror_TextBody!($wit);
+        $crate::__mirror_BinaryBody!($wit);
+        $crate::__mirror_MultipartPart!($wit);
+        $crate::__mirror_Auth!($wit);
+        $crate::__mirror_BasicAuth!($wit);
+        $crate::__mirror_BearerAuth!($wit);
+        $crate::__mirror_ApiKeyAuth!($wit);
+        $crate::__mirror_ApiKeyIn!($wit);
+        $crate::__mirror_Oauth2ClientCredentials!($wit);
+        $crate::__mirror_Oauth2ClientAuth!($wit);
+        $crate::__mirror_TokenRefresh!($wit);
+        $crate::__mirror_TokenSignal!($wit);
+        $crate::__mirror_Signing!($wit);
+        $crate::__mirror_SigningScheme!($wit);
+        $crate::__mirror_RetryPolicy!($wit);
+        $crate::__mirror_Jitter!($wit);
+        $crate::__mirror_Pagination!($wit);
+        $crate::__mirror_PageNext!($wit);
+        $crate::__mirror_LinkHeaderNext!($wit);
+        $crate::__mirror_CursorNext!($wit);
+        $crate::__mirror_PageNumberNext!($wit);
+        $crate::__mirror_OffsetNext!($wit);
+        $crate::__mirror_Poll!($wit);
+        $crate::__mirror_StatusUrl!($wit);
+        $crate::__mirror_PollUntil!($wit);
+        $crate::__mirror_StepOutcome!($wit);
+        $crate::__mirror_StepFailure!($wit);
+        $crate::__mirror_Attempt!($wit);
+        $crate::__mirror_WaitReason!($wit);
+        $crate::__mirror_Response!($wit);
+        $crate::__mirror_PagesOutcome!($wit);
+        $crate::__mirror_PageSummary!($wit);
+        $crate::__mirror_PagesStop!($wit);
+        $crate::__mirror_RunState!($wit);
+        $crate::__mirror_AttemptWait!($wit);
+        $crate::__mirror_AttemptResult!($wit);
+        $crate::__mirror_StepError!($wit);
+        $crate::__mirror_Problem!($wit);
+        $crate::__mirror_AuthError!($wit);
     };
 }

@@ -6,27 +6,18 @@
 //! maximum attempts, full jitter); gRPC A6 (the deadline spans every attempt);
 //! urllib3 (honour `Retry-After`, capped at 6 hours).
 
-use crate::model::{Jitter, Method, Problem, RetryPolicy, StepError};
+use crate::model::{
+    DEFAULT_INITIAL_MS, DEFAULT_JITTER, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_INTERVAL_MS,
+    DEFAULT_MAX_RETRY_AFTER_MS, DEFAULT_MULTIPLIER, DEFAULT_RETRY_ON_STATUS, Jitter, Method,
+    Problem, RetryPolicy, StepError,
+};
 
 /// Most attempts a step may make, the first included.
 pub const MAX_ATTEMPTS: u32 = 20;
-/// Default first exponential wait.
-pub const DEFAULT_INITIAL_MS: u32 = 500;
-/// Default exponential growth factor.
-pub const DEFAULT_MULTIPLIER: f64 = 2.0;
 /// Largest accepted multiplier.
 pub const MAX_MULTIPLIER: f64 = 10.0;
-/// Default largest exponential wait.
-pub const DEFAULT_MAX_INTERVAL_MS: u32 = 30_000;
-/// Default attempts of the exponential form.
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Longest single wait accepted in `intervals_ms` or `max_interval_ms` (1 hour).
 pub const MAX_WAIT_MS: u32 = 3_600_000;
-/// Default cap on `Retry-After` (6 hours, as urllib3's `DEFAULT_BACKOFF_MAX` for it).
-pub const DEFAULT_MAX_RETRY_AFTER_MS: u32 = 6 * 3_600_000;
-/// Statuses retried by default: request timeout, too early (RFC 8470), too many
-/// requests, and the transient server errors.
-pub const DEFAULT_RETRY_ON_STATUS: [u16; 7] = [408, 425, 429, 500, 502, 503, 504];
 /// Statuses that say the server did not act on the request, so even a
 /// non-idempotent request may be repeated without an idempotency key.
 const NOT_PROCESSED: [u16; 3] = [408, 425, 429];
@@ -157,7 +148,7 @@ impl RetryPlan {
                     multiplier,
                     max_interval_ms,
                     max_attempts,
-                    jitter: policy.jitter.unwrap_or(Jitter::Full),
+                    jitter: policy.jitter.unwrap_or(DEFAULT_JITTER),
                 }
             }
         };

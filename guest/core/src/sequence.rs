@@ -1,9 +1,13 @@
-//! Checks of `pagination` and `poll` (README "Pagination", "Polling"): every
-//! contradiction at once.
+//! `pagination` and `poll` (README "Pagination", "Polling"): every
+//! contradiction at once, and the plans the run follows, with every default
+//! applied once here.
 
 use crate::checks::check_pointer;
 use crate::model::{
-    Method, PageNext, Pagination, Poll, Problem, ResponseFormat, StatusUrl, StepConfig,
+    DEFAULT_LINK_REL, DEFAULT_MAX_PAGES, DEFAULT_MAX_POLLS, DEFAULT_OFFSET_START,
+    DEFAULT_PAGE_INTERVAL_MS, DEFAULT_PAGE_START, DEFAULT_POLL_INTERVAL_MS, DEFAULT_POLL_ON_STATUS,
+    DEFAULT_STATUS_URL, Method, PageNext, Pagination, Poll, PollUntil, Problem, ResponseFormat,
+    StatusUrl, StepConfig,
 };
 
 /// Most pages a step may fetch (`max_pages`).
@@ -17,8 +21,130 @@ pub const MAX_POLL_INTERVAL_MS: u32 = 3_600_000;
 /// Largest `max_total_response_bytes`: 1 GiB.
 pub const MAX_TOTAL_RESPONSE_BYTES: u64 = 1 << 30;
 
+/// A checked `pagination`, its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PagePlan {
+    /// How the next page is found.
+    pub(crate) next: NextPage,
+    /// JSON Pointer to each page's items; none: the page is one item.
+    pub(crate) items: Option<String>,
+    pub(crate) max_pages: u32,
+    pub(crate) max_items: Option<u32>,
+    pub(crate) interval_ms: u32,
+    pub(crate) allowed_origins: Vec<String>,
+}
+
+/// `pagination.next`, its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NextPage {
+    /// The `Link` header's target with relation `rel` (RFC 8288).
+    LinkHeader { rel: String },
+    /// A URL at a JSON Pointer in the page.
+    NextUrl { pointer: String },
+    /// A cursor at `pointer`, sent back as query parameter `param`.
+    Cursor { pointer: String, param: String },
+    /// Query parameter `param` counts pages from `start`.
+    Page { param: String, start: u32 },
+    /// Query parameter `param` counts items from `start`, by `step` per
+    /// page (none: by the items each page had).
+    Offset {
+        param: String,
+        start: u32,
+        step: Option<u32>,
+    },
+}
+
+impl NextPage {
+    /// The query parameter the page or offset modes count in, and where it starts.
+    pub(crate) fn counter(&self) -> Option<(&str, u32)> {
+        match self {
+            NextPage::Page { param, start } | NextPage::Offset { param, start, .. } => {
+                Some((param, *start))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl PagePlan {
+    fn new(p: &Pagination) -> Self {
+        let next = match &p.next {
+            PageNext::LinkHeader(l) => NextPage::LinkHeader {
+                rel: l.rel.clone().unwrap_or_else(|| DEFAULT_LINK_REL.into()),
+            },
+            PageNext::NextUrl(pointer) => NextPage::NextUrl {
+                pointer: pointer.clone(),
+            },
+            PageNext::Cursor(c) => NextPage::Cursor {
+                pointer: c.pointer.clone(),
+                param: c.param.clone(),
+            },
+            PageNext::Page(n) => NextPage::Page {
+                param: n.param.clone(),
+                start: n.start.unwrap_or(DEFAULT_PAGE_START),
+            },
+            PageNext::Offset(o) => NextPage::Offset {
+                param: o.param.clone(),
+                start: o.start.unwrap_or(DEFAULT_OFFSET_START),
+                step: o.step,
+            },
+        };
+        PagePlan {
+            next,
+            items: p.items.clone(),
+            max_pages: p.max_pages.unwrap_or(DEFAULT_MAX_PAGES),
+            max_items: p.max_items,
+            interval_ms: p.interval_ms.unwrap_or(DEFAULT_PAGE_INTERVAL_MS),
+            allowed_origins: p.allowed_origins.clone(),
+        }
+    }
+}
+
+/// A checked `poll`, its defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PollPlan {
+    pub(crate) on_status: Vec<u16>,
+    pub(crate) status_url: StatusUrl,
+    pub(crate) until: Option<PollUntil>,
+    pub(crate) interval_ms: u32,
+    pub(crate) max_polls: u32,
+    pub(crate) allowed_origins: Vec<String>,
+}
+
+impl PollPlan {
+    fn new(p: &Poll) -> Self {
+        PollPlan {
+            on_status: p
+                .on_status
+                .clone()
+                .unwrap_or_else(|| DEFAULT_POLL_ON_STATUS.to_vec()),
+            status_url: p.status_url.clone().unwrap_or(DEFAULT_STATUS_URL),
+            until: p.until.clone(),
+            interval_ms: p.interval_ms.unwrap_or(DEFAULT_POLL_INTERVAL_MS),
+            max_polls: p.max_polls.unwrap_or(DEFAULT_MAX_POLLS),
+            allowed_origins: p.allowed_origins.clone(),
+        }
+    }
+}
+
+/// The plans of a config's `pagination` and `poll`.
+pub(crate) type Plans = (Option<PagePlan>, Option<PollPlan>);
+
+/// Checks `pagination`, `poll` and `max_total_response_bytes`, adding every
+/// problem to `problems`; the plans when there was none.
+pub(crate) fn plan(config: &StepConfig, problems: &mut Vec<Problem>) -> Option<Plans> {
+    let before = problems.len();
+    check(config, problems);
+    (problems.len() == before).then(|| {
+        (
+            config.pagination.as_ref().map(PagePlan::new),
+            config.poll.as_ref().map(PollPlan::new),
+        )
+    })
+}
+
 /// The problems of `pagination`, `poll` and `max_total_response_bytes`.
-pub(crate) fn check(config: &StepConfig, problems: &mut Vec<Problem>) {
+fn check(config: &StepConfig, problems: &mut Vec<Problem>) {
     if config.pagination.is_some() && config.poll.is_some() {
         problems.push(Problem::new("poll", "cannot be combined with pagination; a step either pages through a listing or waits for a job"));
     }

@@ -14,7 +14,7 @@
 //! errors or `Debug` output.
 
 use crate::headers::{RESERVED_HEADERS, is_valid_name};
-use crate::model::{KeyValue, Problem, Signing, SigningScheme};
+use crate::model::{DEFAULT_SIGNING_SCHEME, KeyValue, Problem, Signing, SigningScheme};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -88,7 +88,7 @@ impl Signer {
     /// Checks `signing` (path `signing`), reporting every problem. Messages
     /// never contain a secret.
     pub fn new(signing: &Signing) -> Result<Signer, Vec<Problem>> {
-        let scheme = signing.scheme.unwrap_or(SigningScheme::Persona);
+        let scheme = signing.scheme.unwrap_or(DEFAULT_SIGNING_SCHEME);
         let mut problems = Vec::new();
         if signing.secrets.is_empty() {
             problems.push(Problem::new("signing.secret", "give at least one secret"));

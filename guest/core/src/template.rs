@@ -15,7 +15,9 @@
 //! redacted (`***`) from everything the step reports.
 
 use crate::headers::check_value;
-use crate::model::{ApiKeyIn, Auth, Body, Problem, SigningScheme, StepConfig};
+use crate::model::{
+    ApiKeyIn, Auth, Body, DEFAULT_SIGNING_SCHEME, Problem, SigningScheme, StepConfig,
+};
 use crate::request::encode_query_component;
 use serde_json::Value;
 use std::borrow::Cow;
@@ -439,7 +441,7 @@ pub fn render_config(mut config: StepConfig, source: &Source<'_>) -> (StepConfig
         }
     }
     if let Some(signing) = &mut config.signing {
-        let scheme = signing.scheme.unwrap_or(SigningScheme::Persona);
+        let scheme = signing.scheme.unwrap_or(DEFAULT_SIGNING_SCHEME);
         for (i, secret) in signing.secrets.iter_mut().enumerate() {
             let templated = secret.contains("{{");
             render_field(

@@ -1,13 +1,15 @@
 //! Semantic validation of a [`StepConfig`]: every problem, all at once.
 
+use crate::auth::GrantPlan;
 use crate::headers::check_header;
 use crate::model::read::ParsedConfig;
 use crate::model::{
     Auth, BinaryBody, Body, MAX_MAX_RESPONSE_BYTES, MAX_TIMEOUT_MS, Method, MultipartPart, Problem,
     ResponseFormat, StepConfig, TextBody,
 };
+use crate::response_schema::ResponseSchema;
 use crate::retry::RetryPlan;
-use crate::schema::ResponseSchema;
+use crate::sequence::{PagePlan, PollPlan};
 use crate::signing::Signer;
 use crate::status::{StatusSet, parse_patterns};
 use crate::template::{Source, render_config};
@@ -16,17 +18,29 @@ pub use crate::checks::MAX_URL_LEN;
 /// Most headers a step may configure.
 pub const MAX_HEADERS: usize = 100;
 
-/// The parts of a valid config that checking it produced.
+/// A valid config as the run uses it: what checking it produced, every
+/// optional field resolved with its default (the defaults' one home is
+/// [`crate::model::config`]; this is the one place they are applied).
 #[derive(Debug)]
-pub struct Checked {
+pub(crate) struct Checked {
     /// Statuses that count as success.
-    pub expected: StatusSet,
+    pub(crate) expected: StatusSet,
     /// The signer, when `signing` is set.
-    pub signer: Option<Signer>,
-    /// The retry policy with its defaults applied.
-    pub retry: RetryPlan,
+    pub(crate) signer: Option<Signer>,
+    /// The retry policy.
+    pub(crate) retry: RetryPlan,
     /// The compiled response schema, when `response_schema` is set.
-    pub schema: Option<ResponseSchema>,
+    pub(crate) schema: Option<ResponseSchema>,
+    pub(crate) timeout_ms: u32,
+    pub(crate) max_response_bytes: u64,
+    pub(crate) decompress: bool,
+    pub(crate) follow_redirects: bool,
+    pub(crate) format: ResponseFormat,
+    pub(crate) max_total_response_bytes: u64,
+    pub(crate) pagination: Option<PagePlan>,
+    pub(crate) poll: Option<PollPlan>,
+    /// The OAuth 2.0 grant whose token each attempt sends.
+    pub(crate) grant: Option<GrantPlan>,
 }
 
 /// Returns every problem of `config`, templates included, without a
@@ -62,7 +76,7 @@ pub fn every_problem(parsed: ParsedConfig) -> Vec<Problem> {
 
 /// Renders `config`'s templates from `source` and checks the result: the
 /// rendered config and its checked parts, or every problem of both stages.
-pub fn render_and_check(
+pub(crate) fn render_and_check(
     config: StepConfig,
     source: &Source<'_>,
 ) -> Result<(StepConfig, Checked), Vec<Problem>> {
@@ -85,14 +99,14 @@ pub fn render_and_check(
 
 /// Checks a config whose templates are rendered: the checked parts, or
 /// every problem.
-pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
+pub(crate) fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
     let mut problems = Vec::new();
     check_url(config, &mut problems);
     check_headers(config, &mut problems);
     check_query(config, &mut problems);
     check_body(config, &mut problems);
     check_response_format(config, &mut problems);
-    crate::sequence::check(config, &mut problems);
+    let plans = crate::sequence::plan(config, &mut problems);
     problems.extend(crate::auth::check(config));
     check_limits(config, &mut problems);
     let expected = match &config.expected_status {
@@ -119,13 +133,26 @@ pub fn check(config: &StepConfig) -> Result<Checked, Vec<Problem>> {
         )
     });
     check_outputs(config, &mut problems);
-    match (expected, signer, retry, schema) {
-        (Some(expected), signer, Some(retry), schema) if problems.is_empty() => Ok(Checked {
-            expected,
-            signer: signer.flatten(),
-            retry,
-            schema: schema.flatten(),
-        }),
+    match (expected, signer, retry, schema, plans) {
+        (Some(expected), signer, Some(retry), schema, Some((pagination, poll)))
+            if problems.is_empty() =>
+        {
+            Ok(Checked {
+                expected,
+                signer: signer.flatten(),
+                retry,
+                schema: schema.flatten(),
+                timeout_ms: config.timeout_ms(),
+                max_response_bytes: config.max_response_bytes(),
+                decompress: config.decompress(),
+                follow_redirects: config.follow_redirects(),
+                format: config.response_format(),
+                max_total_response_bytes: config.max_total_response_bytes(),
+                pagination,
+                poll,
+                grant: crate::auth::grant_plan(config.auth.as_ref()),
+            })
+        }
         _ => Err(problems),
     }
 }

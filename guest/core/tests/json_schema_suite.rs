@@ -2,9 +2,9 @@
 //! `ResponseSchema`: every test of every group must give the expected
 //! validity, except the groups listed in `SKIPPED`, which must be refused
 //! at compile time (features refused on purpose; see the module docs of
-//! `https_step_core::schema`).
+//! `https_step_core::response_schema`).
 
-use https_step_core::schema::ResponseSchema;
+use https_step_core::response_schema::ResponseSchema;
 use serde_json::Value;
 
 /// `file: group description` of the groups refused at compile time.

@@ -128,6 +128,7 @@ impl<S: TokenStore> Effects for Wasi<S> {
 
 /// The end of an attempt on the monotonic clock.
 struct Deadline {
+    started_ns: u64,
     at_ns: u64,
     timeout_ms: u32,
     /// The clock pollable of the deadline, made on the first wait and used
@@ -135,10 +136,40 @@ struct Deadline {
     timer: std::cell::OnceCell<Pollable>,
 }
 
+/// A host timeout that may end an attempt before its `timeout_ms`: the
+/// host passes each of the step's timeouts on capped by its own limits for
+/// the tenant (this project's host: the policy settings named here).
+#[derive(Clone, Copy)]
+enum HostLimit {
+    Connect,
+    FirstByte,
+    BetweenBytes,
+}
+
+impl HostLimit {
+    fn describe(self) -> &'static str {
+        match self {
+            HostLimit::Connect => "the host's connect timeout (connect_timeout_ms)",
+            HostLimit::FirstByte => "the host's first-byte timeout (first_byte_timeout_ms)",
+            HostLimit::BetweenBytes => {
+                "the host's between-bytes timeout (between_bytes_timeout_ms)"
+            }
+        }
+    }
+}
+
+/// Time the attempt's own deadline may still have when the host reports its
+/// own timeout of the same length: the host's timer starts a little after
+/// the guest computed what to ask for, so it fires a little after the
+/// deadline, never before it.
+const SAME_DEADLINE_NS: u64 = 5_000_000;
+
 impl Deadline {
     fn after_ms(ms: u32) -> Self {
+        let now = monotonic_clock::now();
         Deadline {
-            at_ns: monotonic_clock::now().saturating_add(u64::from(ms) * 1_000_000),
+            started_ns: now,
+            at_ns: now.saturating_add(u64::from(ms) * 1_000_000),
             timeout_ms: ms,
             timer: std::cell::OnceCell::new(),
         }
@@ -148,8 +179,26 @@ impl Deadline {
         self.at_ns.saturating_sub(monotonic_clock::now())
     }
 
+    /// The attempt's own deadline came before `what`.
     fn timeout(&self, what: &str) -> StepError {
         StepError::Timeout(format!("{what} within timeout_ms ({} ms)", self.timeout_ms))
+    }
+
+    /// The host reported a timeout of kind `limit` before `what`: its own
+    /// limit, shorter than what the step asked for, when the attempt's
+    /// deadline has not come yet (then the message names the host's limit
+    /// and how long it allowed, not `timeout_ms`); else the deadline.
+    fn host_timeout(&self, what: &str, limit: HostLimit) -> StepError {
+        let now = monotonic_clock::now();
+        if self.at_ns.saturating_sub(now) <= SAME_DEADLINE_NS {
+            return self.timeout(what);
+        }
+        let after_ms = now.saturating_sub(self.started_ns) / 1_000_000;
+        StepError::Timeout(format!(
+            "{what}: {} ended the attempt after {after_ms} ms, before its timeout_ms ({} ms); the host sets that limit for this tenant",
+            limit.describe(),
+            self.timeout_ms
+        ))
     }
 
     /// Waits until `pollable` is ready; false when the deadline came first.
@@ -320,7 +369,9 @@ fn body_error(detail: &str, limits: AttemptLimits, deadline: &Deadline) -> StepE
         BodyFailure::TooLarge => {
             too_large(limits.max_response_bytes, "the host's limit stopped it")
         }
-        BodyFailure::Timeout => deadline.timeout("the response body did not arrive"),
+        BodyFailure::Timeout => {
+            deadline.host_timeout("the response body did not arrive", HostLimit::BetweenBytes)
+        }
         BodyFailure::Broken => StepError::Connection(format!(
             "the connection broke while the response body was read ({detail})"
         )),
@@ -458,7 +509,7 @@ fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
         C::DestinationIpProhibited => StepError::Denied(
             "the destination resolves to an address the host's policy prohibits (destination-IP-prohibited), such as a private or loopback network".into(),
         ),
-        C::DnsTimeout => deadline.timeout("the DNS lookup did not finish"),
+        C::DnsTimeout => deadline.host_timeout("the DNS lookup did not finish", HostLimit::Connect),
         C::DnsError(p) => StepError::Connection(format!(
             "the DNS lookup failed{}",
             p.rcode.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
@@ -470,8 +521,12 @@ fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
         C::ConnectionRefused => StepError::Connection("the connection was refused".into()),
         C::ConnectionTerminated => StepError::Connection("the connection was closed by the server".into()),
         C::ConnectionLimitReached => StepError::Connection("the host's connection limit was reached".into()),
-        C::ConnectionTimeout => deadline.timeout("no connection was established"),
-        C::ConnectionReadTimeout | C::HttpResponseTimeout => deadline.timeout("no response"),
+        C::ConnectionTimeout => {
+            deadline.host_timeout("no connection was established", HostLimit::Connect)
+        }
+        C::ConnectionReadTimeout | C::HttpResponseTimeout => {
+            deadline.host_timeout("no response", HostLimit::FirstByte)
+        }
         C::ConnectionWriteTimeout => deadline.timeout("the request could not be sent"),
         C::TlsProtocolError => StepError::Tls("the TLS handshake failed".into()),
         C::TlsCertificateError => StepError::Tls("the server's TLS certificate is not trusted or not valid for this host".into()),

@@ -1,24 +1,30 @@
 //! The single egress choke point: every `wasi:http` request of a guest comes
-//! through [`Egress::send_request`], which applies the tenant's
-//! [`crate::egress::policy::EgressPolicy`], resolves the name itself, checks every address, and dials
-//! only a checked address (so a DNS answer cannot change between the check and
-//! the connection). wasmtime's `default_send_request` is not used: it resolves
-//! on its own, applies no address policy and trusts only webpki roots.
+//! through [`RunEgress::send_request`], which applies the tenant's
+//! [`policy::EgressPolicy`], resolves the name itself, checks every
+//! address, and dials only a checked address (so a DNS answer cannot change
+//! between the check and the connection). wasmtime's `default_send_request`
+//! is not used: it resolves on its own, applies no address policy and trusts
+//! only webpki roots.
+//!
+//! What is enforced for whom is an [`Outbound`] and its [`NetworkLimits`],
+//! built by the tenant ([`crate::tenant`]) and handed to each run's hooks;
+//! this module knows nothing else of tenants.
 
+mod outbound;
 pub mod policy;
 pub(crate) mod pool;
 pub(crate) mod proxy;
 pub(crate) mod tls;
 
-use crate::egress::policy::{Admission, Denial, Scheme, parse_host};
-use crate::egress::pool::{Connection, Lease, PoolKey};
-use crate::egress::proxy::{ConnectAnswer, MAX_CONNECT_HEAD, Proxy, connect_answer};
 use crate::progress::ProgressFn;
-use crate::tenant::Tenant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
+pub(crate) use outbound::{NetworkLimits, Outbound, OutboundBuilder};
+use policy::{Admission, Denial, Scheme, parse_host};
+use pool::{Connection, Lease, PoolKey};
+use proxy::{ConnectAnswer, MAX_CONNECT_HEAD, Proxy, connect_answer};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -30,17 +36,28 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// The `WasiHttpHooks` of one run.
-pub struct Egress {
-    tenant: Arc<Tenant>,
+pub(crate) struct RunEgress {
+    outbound: Arc<Outbound>,
+    limits: NetworkLimits,
+    /// The tenant's id, for logs.
+    tenant: Arc<str>,
     events: ProgressFn,
     /// Requests this run has made so far.
     requests: u32,
 }
 
-impl Egress {
-    /// Hooks for a run of `tenant`, reporting host-side events to `events`.
-    pub fn new(tenant: Arc<Tenant>, events: ProgressFn) -> Self {
-        Egress {
+impl RunEgress {
+    /// Hooks for a run of tenant `tenant` through `outbound` within `limits`,
+    /// reporting host-side events to `events`.
+    pub(crate) fn new(
+        outbound: Arc<Outbound>,
+        limits: NetworkLimits,
+        tenant: Arc<str>,
+        events: ProgressFn,
+    ) -> Self {
+        RunEgress {
+            outbound,
+            limits,
             tenant,
             events,
             requests: 0,
@@ -49,7 +66,7 @@ impl Egress {
 
     /// The same hooks for the tenant's next run: a new event sink and a
     /// fresh `max_requests_per_run` budget.
-    pub fn next_run(&mut self, events: ProgressFn) {
+    pub(crate) fn next_run(&mut self, events: ProgressFn) {
         self.events = events;
         self.requests = 0;
     }
@@ -57,44 +74,77 @@ impl Egress {
 
 type SendFuture = Box<dyn Future<Output = Result<Exchange, Error>> + Send>;
 
-impl WasiHttpHooks for Egress {
+impl WasiHttpHooks for RunEgress {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _response_errors: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        let (outbound, limits) = (self.outbound.clone(), self.limits);
         let tenant = self.tenant.clone();
         let events = self.events.clone();
         self.requests = self.requests.saturating_add(1);
-        let over_budget = self.requests > tenant.limits.max_requests_per_run;
+        let over_budget = self.requests > limits.max_requests_per_run;
         Box::new(async move {
             if over_budget {
                 events(&format!(
                     "egress refused: this run already made {} requests (limit max_requests_per_run)",
-                    tenant.limits.max_requests_per_run
+                    limits.max_requests_per_run
                 ));
                 return Err(Error::ConnectionLimitReached);
             }
             // The URI is logged without its query, which may carry values
             // from the workflow context.
-            let span = tracing::debug_span!("egress", tenant = %tenant.id, scheme = ?request.uri().scheme_str(), authority = ?request.uri().authority().map(ToString::to_string), path = request.uri().path());
-            let result =
-                tracing::Instrument::instrument(send(&tenant, request, options), span).await;
+            let span = tracing::debug_span!(
+                "egress",
+                tenant = %tenant,
+                scheme = ?request.uri().scheme_str(),
+                authority = ?request.uri().authority().map(ToString::to_string),
+                path = request.uri().path()
+            );
+            let route = Route {
+                out: &outbound,
+                limits: &limits,
+            };
+            let result = tracing::Instrument::instrument(send(route, request, options), span).await;
             match &result {
                 Err(Refusal::Policy(denial)) => {
-                    tracing::warn!(tenant = %tenant.id, %denial, "egress refused");
+                    tracing::warn!(tenant = %tenant, %denial, "egress refused");
                     events(&format!("egress refused: {denial}"));
                 }
                 Err(Refusal::Proxy { message, .. }) => {
-                    tracing::warn!(tenant = %tenant.id, %message, "egress through the proxy failed");
+                    tracing::warn!(tenant = %tenant, %message, "egress through the proxy failed");
                     events(&format!("egress through the proxy failed: {message}"));
+                }
+                Err(Refusal::HostTimeout {
+                    what,
+                    setting,
+                    limit,
+                    ..
+                }) => {
+                    let ms = limit.as_millis();
+                    tracing::info!(tenant = %tenant, setting, ms, "egress timed out at the tenant's limit");
+                    events(&format!(
+                        "egress: {what} within the tenant's {setting} ({ms} ms)"
+                    ));
+                }
+                Err(Refusal::Resolver { host, message }) => {
+                    tracing::info!(tenant = %tenant, %host, %message, "name resolution failed");
+                    events(&format!("egress: {host} could not be resolved: {message}"));
                 }
                 _ => {}
             }
             result.map_err(Refusal::into_error)
         })
     }
+}
+
+/// What one request is sent under: the tenant's egress and the run's limits.
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    out: &'a Outbound,
+    limits: &'a NetworkLimits,
 }
 
 /// Why a request did not get a response.
@@ -105,6 +155,21 @@ enum Refusal {
     Proxy {
         message: String,
         denied: bool,
+    },
+    /// One of the tenant's own timeouts ran out before the guest's: `what`
+    /// did not happen within `setting` (`limit`).
+    HostTimeout {
+        error: Error,
+        what: &'static str,
+        setting: &'static str,
+        limit: Duration,
+    },
+    /// The host's resolver failed for `host`; its `message` goes to the
+    /// run's events, not into the guest's error (DNS error payloads carry
+    /// DNS response codes, which the system resolver does not give).
+    Resolver {
+        host: String,
+        message: String,
     },
     Other(Error),
 }
@@ -119,7 +184,11 @@ impl Refusal {
                 message,
                 denied: false,
             } => Error::InternalError(Some(message)),
-            Refusal::Other(e) => e,
+            Refusal::HostTimeout { error, .. } | Refusal::Other(error) => error,
+            Refusal::Resolver { .. } => Error::DnsError {
+                rcode: None,
+                info_code: None,
+            },
         }
     }
 }
@@ -175,22 +244,70 @@ fn hyper_error(e: hyper::Error) -> Error {
 
 /// The timeouts of one request: the guest's, clamped to the tenant's maxima.
 struct Timeouts {
-    connect: Duration,
-    first_byte: Duration,
+    connect: Timeout,
+    first_byte: Timeout,
     between_bytes: Duration,
 }
 
+/// One timeout of a request, and the tenant's setting when it is the
+/// tenant's limit that ends it (the guest asked for longer, or for nothing):
+/// that one is named in the run's events, so nobody looks for the cause in
+/// the step's own `timeout_ms`.
+#[derive(Clone, Copy)]
+struct Timeout {
+    after: Duration,
+    tenant_setting: Option<&'static str>,
+}
+
+impl Timeout {
+    fn new(asked: Option<Duration>, max: Duration, setting: &'static str) -> Self {
+        match asked {
+            Some(asked) if asked < max => Timeout {
+                after: asked,
+                tenant_setting: None,
+            },
+            _ => Timeout {
+                after: max,
+                tenant_setting: Some(setting),
+            },
+        }
+    }
+
+    /// The refusal when it ran out before `what` happened.
+    fn expired(self, error: Error, what: &'static str) -> Refusal {
+        match self.tenant_setting {
+            Some(setting) => Refusal::HostTimeout {
+                error,
+                what,
+                setting,
+                limit: self.after,
+            },
+            None => Refusal::Other(error),
+        }
+    }
+}
+
 impl Timeouts {
-    fn new(tenant: &Tenant, options: Option<RequestOptions>) -> Self {
-        let limits = &tenant.limits;
-        let pick = |asked: Option<Duration>, max: Duration| asked.map_or(max, |a| a.min(max));
+    fn new(limits: &NetworkLimits, options: Option<RequestOptions>) -> Self {
         let o = options.unwrap_or_default();
+        let between = o
+            .between_bytes_timeout
+            .map_or(limits.between_bytes_timeout, |a| {
+                a.min(limits.between_bytes_timeout)
+            });
         Timeouts {
-            connect: pick(o.connect_timeout, limits.connect_timeout()),
-            first_byte: pick(o.first_byte_timeout, limits.first_byte_timeout()),
+            connect: Timeout::new(
+                o.connect_timeout,
+                limits.connect_timeout,
+                "connect_timeout_ms",
+            ),
+            first_byte: Timeout::new(
+                o.first_byte_timeout,
+                limits.first_byte_timeout,
+                "first_byte_timeout_ms",
+            ),
             // tokio's timers need a non-zero period.
-            between_bytes: pick(o.between_bytes_timeout, limits.between_bytes_timeout())
-                .max(Duration::from_millis(1)),
+            between_bytes: between.max(Duration::from_millis(1)),
         }
     }
 }
@@ -205,14 +322,18 @@ type Exchange = (
 );
 
 async fn send(
-    tenant: &Tenant,
+    route: Route<'_>,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<Exchange, Refusal> {
     let uri = request.uri().clone();
-    let origin = admit(tenant, &uri)?;
-    let timeouts = Timeouts::new(tenant, options);
-    let via = tenant.proxy.as_ref().filter(|p| p.applies_to(&origin.host));
+    let origin = admit(route.out, &uri)?;
+    let timeouts = Timeouts::new(route.limits, options);
+    let via = route
+        .out
+        .proxy
+        .as_ref()
+        .filter(|p| p.applies_to(&origin.host));
     if via.is_some() {
         // The proxy resolves names; an address written in the URL is checked here.
         let ip = match origin.host {
@@ -221,8 +342,9 @@ async fn send(
             url::Host::Domain(_) => None,
         };
         if let Some(ip) = ip {
-            tenant
-                .egress
+            route
+                .out
+                .policy
                 .check_address(
                     origin.admission,
                     origin.scheme,
@@ -238,7 +360,7 @@ async fn send(
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let max_body = tenant.limits.max_request_body_bytes;
+    let max_body = route.limits.max_request_body_bytes;
     if declared_len.is_some_and(|n| n > max_body) {
         return Err(Error::HttpRequestBodySize(declared_len).into());
     }
@@ -273,18 +395,18 @@ async fn send(
     // §9.3: persistent connections). If it turns out to have closed before
     // the request was written, the request goes on a new connection.
     let key = origin.pool_key();
-    let reuse = tenant.limits.reuse();
+    let reuse = route.limits.reuse;
     if reuse.enabled()
-        && let Some(lease) = tenant.pool.checkout(&key, reuse).await
+        && let Some(lease) = route.out.pool.checkout(&key, reuse).await
     {
-        match exchange(tenant, lease, request, &timeouts).await {
+        match exchange(route, lease, request, &timeouts).await {
             Err((_, Some(unsent))) => request = unsent,
             done => return done.map_err(|(e, _)| e),
         }
     }
 
-    let lease = dial(tenant, &origin, via, &timeouts).await?;
-    exchange(tenant, lease, request, &timeouts)
+    let lease = dial(route, &origin, via, &timeouts).await?;
+    exchange(route, lease, request, &timeouts)
         .await
         .map_err(|(e, _)| e)
 }
@@ -309,7 +431,7 @@ impl Origin {
 
 /// The origin of `uri`, if the tenant's policy admits it (the host name or
 /// address against the allowlist; addresses are checked after resolving).
-fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
+fn admit(out: &Outbound, uri: &http::Uri) -> Result<Origin, Refusal> {
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,
         Some("http") => Scheme::Http,
@@ -318,8 +440,8 @@ fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
     let raw_host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
     let host = parse_host(raw_host).ok_or(Error::HttpRequestUriInvalid)?;
     let port = uri.port_u16().unwrap_or(scheme.default_port());
-    let admission = tenant
-        .egress
+    let admission = out
+        .policy
         .admit(scheme, &host, port)
         .map_err(Refusal::Policy)?;
     Ok(Origin {
@@ -333,40 +455,41 @@ fn admit(tenant: &Tenant, uri: &http::Uri) -> Result<Origin, Refusal> {
 /// A new connection to `origin` (directly, or through `via`), TLS for https,
 /// and the HTTP/1.1 handshake, each step within the connect timeout.
 async fn dial(
-    tenant: &Tenant,
+    route: Route<'_>,
     origin: &Origin,
     via: Option<&Proxy>,
     timeouts: &Timeouts,
 ) -> Result<Lease<WasiBody>, Refusal> {
     let tcp = match via {
-        None => connect_direct(tenant, origin, timeouts).await?,
-        Some(proxy) => connect_proxy(tenant, proxy, timeouts).await?,
+        None => connect_direct(route.out, origin, timeouts).await?,
+        Some(proxy) => connect_proxy(route.out, proxy, timeouts).await?,
     };
     let stream: Box<dyn Stream> = match (origin.scheme, via) {
         (Scheme::Http, _) => Box::new(tcp),
         (Scheme::Https, None) => {
-            Box::new(tls_handshake(tenant, &origin.host, origin.port, tcp, timeouts).await?)
+            Box::new(tls_handshake(route.out, &origin.host, origin.port, tcp, timeouts).await?)
         }
         (Scheme::Https, Some(proxy)) => {
-            let tunnel = tokio::time::timeout(timeouts.connect, open_tunnel(proxy, origin, tcp))
-                .await
-                .map_err(|_| Refusal::Proxy {
-                    message: format!("the proxy {proxy} did not answer CONNECT in time"),
-                    denied: false,
-                })??;
-            Box::new(tls_handshake(tenant, &origin.host, origin.port, tunnel, timeouts).await?)
+            let tunnel =
+                tokio::time::timeout(timeouts.connect.after, open_tunnel(proxy, origin, tcp))
+                    .await
+                    .map_err(|_| Refusal::Proxy {
+                        message: format!("the proxy {proxy} did not answer CONNECT in time"),
+                        denied: false,
+                    })??;
+            Box::new(tls_handshake(route.out, &origin.host, origin.port, tunnel, timeouts).await?)
         }
     };
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .max_headers(tenant.limits.max_response_headers)
+        .max_headers(route.limits.max_response_headers)
         // hyper's minimum buffer is 8 KiB.
-        .max_buf_size(tenant.limits.max_response_header_bytes.max(8192))
+        .max_buf_size(route.limits.max_response_header_bytes.max(8192))
         .handshake::<_, WasiBody>(TokioIo::new(stream))
         .await?;
-    let reuse = tenant.limits.reuse();
+    let reuse = route.limits.reuse;
     Ok(Lease::new(
         Connection::spawn(sender, conn, reuse),
-        &tenant.pool,
+        &route.out.pool,
         origin.pool_key(),
         reuse,
     ))
@@ -376,7 +499,7 @@ async fn dial(
 /// the addresses the policy allows (so a DNS answer cannot change between the
 /// check and the connection) and connects to one of them.
 async fn connect_direct(
-    tenant: &Tenant,
+    out: &Outbound,
     origin: &Origin,
     timeouts: &Timeouts,
 ) -> Result<TcpStream, Refusal> {
@@ -386,15 +509,19 @@ async fn connect_direct(
         port,
         admission,
     } = origin;
-    let addrs = tokio::time::timeout(timeouts.connect, resolve(tenant, host, *port))
+    let addrs = tokio::time::timeout(timeouts.connect.after, resolve(out, host, *port))
         .await
-        .map_err(|_| Error::DnsTimeout)??;
+        .map_err(|_| {
+            timeouts
+                .connect
+                .expired(Error::DnsTimeout, "the name was not resolved")
+        })??;
     let host_name = host.to_string();
     let mut checked = Vec::new();
     let mut first_denial = None;
     for addr in addrs {
-        match tenant
-            .egress
+        match out
+            .policy
             .check_address(*admission, *scheme, *port, &host_name, addr.ip())
         {
             Ok(()) => checked.push(addr),
@@ -409,15 +536,19 @@ async fn connect_direct(
             None => Error::DestinationNotFound.into(),
         });
     }
-    tokio::time::timeout(timeouts.connect, connect(&checked))
+    tokio::time::timeout(timeouts.connect.after, connect(&checked))
         .await
-        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(|_| {
+            timeouts
+                .connect
+                .expired(Error::ConnectionTimeout, "no connection was established")
+        })?
 }
 
 /// Connects to the tenant's proxy. Its address is not checked against the
 /// private-network rule: the policy names it (proxies are usually internal).
 async fn connect_proxy(
-    tenant: &Tenant,
+    out: &Outbound,
     proxy: &Proxy,
     timeouts: &Timeouts,
 ) -> Result<TcpStream, Refusal> {
@@ -428,14 +559,14 @@ async fn connect_proxy(
     let (name, port) = proxy.address();
     let host = parse_host(name).ok_or_else(|| unreachable("its host is not a valid name"))?;
     let attempt = async {
-        let addrs = resolve(tenant, &host, port)
+        let addrs = resolve(out, &host, port)
             .await
             .map_err(|_| unreachable("its name does not resolve"))?;
         connect(&addrs)
             .await
             .map_err(|_| unreachable("the connection failed"))
     };
-    tokio::time::timeout(timeouts.connect, attempt)
+    tokio::time::timeout(timeouts.connect.after, attempt)
         .await
         .map_err(|_| unreachable("no connection in time"))?
 }
@@ -511,7 +642,7 @@ async fn open_tunnel(
 /// client certificate configured for this origin, if any), the name checked
 /// against `host` (a DNS name or an IP address, RFC 6125).
 async fn tls_handshake(
-    tenant: &Tenant,
+    out: &Outbound,
     host: &url::Host<String>,
     port: u16,
     tcp: TcpStream,
@@ -523,10 +654,14 @@ async fn tls_handshake(
         url::Host::Ipv4(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V4(*ip).into()),
         url::Host::Ipv6(ip) => rustls_pki_types::ServerName::IpAddress(IpAddr::V6(*ip).into()),
     };
-    let connector = tokio_rustls::TlsConnector::from(tenant.tls_for(host, port).clone());
-    tokio::time::timeout(timeouts.connect, connector.connect(server_name, tcp))
+    let connector = tokio_rustls::TlsConnector::from(out.tls_for(host, port).clone());
+    tokio::time::timeout(timeouts.connect.after, connector.connect(server_name, tcp))
         .await
-        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(|_| {
+            timeouts
+                .connect
+                .expired(Error::ConnectionTimeout, "the TLS handshake did not finish")
+        })?
         .map_err(|e| Refusal::Other(tls_error(&e)))
 }
 
@@ -534,19 +669,25 @@ async fn tls_handshake(
 /// the connection to the tenant's pool once it has been read to the end.
 /// The request comes back with the error when it was never written.
 async fn exchange(
-    tenant: &Tenant,
+    route: Route<'_>,
     mut lease: Lease<WasiBody>,
     request: http::Request<WasiBody>,
     timeouts: &Timeouts,
 ) -> Result<Exchange, (Refusal, Option<http::Request<WasiBody>>)> {
-    let response = match tokio::time::timeout(timeouts.first_byte, lease.send(request)).await {
+    let response = match tokio::time::timeout(timeouts.first_byte.after, lease.send(request)).await
+    {
         // Dropping the lease closes the connection: the server may still
         // answer this request, and nothing else may read that answer.
-        Err(_) => return Err((Error::ConnectionReadTimeout.into(), None)),
+        Err(_) => {
+            let refusal = timeouts
+                .first_byte
+                .expired(Error::ConnectionReadTimeout, "no response arrived");
+            return Err((refusal, None));
+        }
         Ok(Err((e, unsent))) => return Err((hyper_error(e).into(), unsent)),
         Ok(Ok(response)) => response,
     };
-    let cap = tenant.limits.max_response_bytes;
+    let cap = route.limits.max_response_bytes;
     let response = response.map(|incoming| {
         let incoming = incoming.map_err(hyper_error as fn(hyper::Error) -> Error);
         Guarded::new(incoming, Some(timeouts.between_bytes), cap, |cap| {
@@ -563,21 +704,22 @@ async fn exchange(
 }
 
 /// Resolves once; the tenant's static overrides come before DNS.
-async fn resolve(tenant: &Tenant, host: &url::Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+async fn resolve(out: &Outbound, host: &url::Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
     match host {
         url::Host::Ipv4(ip) => Ok(vec![SocketAddr::new(IpAddr::V4(*ip), port)]),
         url::Host::Ipv6(ip) => Ok(vec![SocketAddr::new(IpAddr::V6(*ip), port)]),
-        url::Host::Domain(name) if tenant.resolve.contains_key(name) => Ok(tenant.resolve[name]
-            .iter()
-            .map(|ip| SocketAddr::new(*ip, port))
-            .collect()),
-        url::Host::Domain(name) => match tokio::net::lookup_host((name.as_str(), port)).await {
-            Ok(addrs) => Ok(addrs.collect()),
-            Err(err) => Err(Error::DnsError {
-                rcode: Some(err.to_string()),
-                info_code: None,
-            }
-            .into()),
+        url::Host::Domain(name) => match out.resolve.get(name) {
+            Some(addrs) => Ok(addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
+            None => match tokio::net::lookup_host((name.as_str(), port)).await {
+                Ok(addrs) => Ok(addrs.collect()),
+                // getaddrinfo's failures (EAI_NONAME, EAI_AGAIN…) reach us as
+                // text only: a DNS error without a response code for the
+                // guest, the resolver's words in the run's events.
+                Err(err) => Err(Refusal::Resolver {
+                    host: name.clone(),
+                    message: err.to_string(),
+                }),
+            },
         },
     }
 }
@@ -727,14 +869,29 @@ mod tests {
     use super::*;
     use crate::egress::policy::Admission;
 
-    fn tenant(allow: &[&str]) -> Tenant {
+    fn outbound(allow: &[&str]) -> Outbound {
         allow
             .iter()
-            .fold(Tenant::builder("t"), |b, origin| {
+            .fold(OutboundBuilder::default(), |b, origin| {
                 b.allow(origin).expect("a valid origin")
             })
             .build()
-            .expect("a valid tenant")
+            .expect("a valid egress")
+    }
+
+    fn limits() -> NetworkLimits {
+        let five = Duration::from_secs(5);
+        NetworkLimits {
+            connect_timeout: five,
+            first_byte_timeout: five,
+            between_bytes_timeout: five,
+            max_response_bytes: 1 << 20,
+            max_response_header_bytes: 1 << 16,
+            max_response_headers: 100,
+            max_request_body_bytes: 1 << 20,
+            max_requests_per_run: 10,
+            reuse: pool::Reuse::new(0, five),
+        }
     }
 
     fn uri(text: &str) -> http::Uri {
@@ -743,7 +900,7 @@ mod tests {
 
     #[test]
     fn admission_checks_scheme_and_allowlist_before_any_io() {
-        let open = tenant(&[]);
+        let open = outbound(&[]);
         assert!(matches!(
             admit(&open, &uri("ftp://example.com/")),
             Err(Refusal::Other(Error::HttpRequestUriInvalid))
@@ -759,7 +916,7 @@ mod tests {
             (public.admission, public.port),
             (Admission::PublicOnly, 443)
         );
-        let listed = tenant(&["http://127.0.0.1:8080"]);
+        let listed = outbound(&["http://127.0.0.1:8080"]);
         let explicit = admit(&listed, &uri("http://127.0.0.1:8080/"))
             .ok()
             .expect("an allowed origin");
@@ -774,37 +931,75 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_timeout_names_the_tenant_setting_only_when_the_tenant_limit_ends_it() {
+        let limits = limits();
+        let asked_less = Some(RequestOptions {
+            connect_timeout: Some(Duration::from_secs(1)),
+            first_byte_timeout: Some(Duration::from_secs(60)),
+            between_bytes_timeout: None,
+        });
+        let timeouts = Timeouts::new(&limits, asked_less);
+        assert_eq!(timeouts.connect.after, Duration::from_secs(1));
+        assert!(matches!(
+            timeouts
+                .connect
+                .expired(Error::ConnectionTimeout, "no connection"),
+            Refusal::Other(Error::ConnectionTimeout)
+        ));
+        assert_eq!(timeouts.first_byte.after, limits.first_byte_timeout);
+        assert!(matches!(
+            timeouts
+                .first_byte
+                .expired(Error::ConnectionReadTimeout, "no response"),
+            Refusal::HostTimeout {
+                setting: "first_byte_timeout_ms",
+                error: Error::ConnectionReadTimeout,
+                ..
+            }
+        ));
+        assert_eq!(timeouts.between_bytes, limits.between_bytes_timeout);
+        // Nothing asked: the tenant's limits, named.
+        let timeouts = Timeouts::new(&limits, None);
+        assert_eq!(timeouts.connect.tenant_setting, Some("connect_timeout_ms"));
+    }
+
     #[tokio::test]
     async fn dial_connects_only_to_checked_addresses() {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let timeouts = Timeouts {
-            connect: Duration::from_secs(5),
-            first_byte: Duration::from_secs(5),
-            between_bytes: Duration::from_secs(5),
-        };
+        let limits = limits();
+        let timeouts = Timeouts::new(&limits, None);
         // Admitted only as a public https host: the loopback address is refused
         // after resolving, before connecting.
-        let open = tenant(&[]);
+        let open = outbound(&[]);
+        let route = Route {
+            out: &open,
+            limits: &limits,
+        };
         let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/")))
             .ok()
             .expect("admitted as public https");
         assert!(matches!(
-            dial(&open, &origin, None, &timeouts).await,
+            dial(route, &origin, None, &timeouts).await,
             Err(Refusal::Policy(Denial::Address { .. }))
         ));
         // Allowed explicitly: connected (HTTP/1.1's handshake needs no bytes from the server).
-        let listed = tenant(&[&format!("http://127.0.0.1:{port}")]);
+        let listed = outbound(&[&format!("http://127.0.0.1:{port}")]);
+        let route = Route {
+            out: &listed,
+            limits: &limits,
+        };
         let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/")))
             .ok()
             .expect("allowed");
-        assert!(dial(&listed, &origin, None, &timeouts).await.is_ok());
+        assert!(dial(route, &origin, None, &timeouts).await.is_ok());
         // Nothing listening: a connection error, not a policy refusal.
         drop(listener);
         assert!(matches!(
-            dial(&listed, &origin, None, &timeouts).await,
+            dial(route, &origin, None, &timeouts).await,
             Err(Refusal::Other(_))
         ));
     }

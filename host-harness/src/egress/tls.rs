@@ -11,6 +11,7 @@
 //! proves the server holds its key.
 
 use crate::Error;
+use crate::error::CertificateProblem;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{AlertDescription, CertificateError, DigitallySignedStruct, SignatureScheme};
@@ -30,21 +31,21 @@ pub(crate) fn client_config(
     for cert in &extra {
         roots
             .add(cert.clone())
-            .map_err(|e| Error::Certificate(format!("unusable CA certificate: {e}")))?;
+            .map_err(|e| Error::certificate(CertificateProblem::UnusableCa, Some(Box::new(e))))?;
     }
     let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
     )
     .build()
-    .map_err(|e| Error::Certificate(e.to_string()))?;
+    .map_err(|e| Error::certificate(CertificateProblem::TlsSettings, Some(Box::new(e))))?;
     let verifier = Arc::new(PinningVerifier {
         webpki,
         pinned: extra,
     });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Certificate(e.to_string()))?
+        .map_err(|e| Error::certificate(CertificateProblem::TlsSettings, Some(Box::new(e))))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
     match identity {
@@ -52,10 +53,8 @@ pub(crate) fn client_config(
         Some(id) => builder
             .with_client_auth_cert(id.chain, id.key)
             .map_err(|e| {
-                Error::Certificate(format!(
-                    "{}: unusable client certificate or key: {e}",
-                    id.source
-                ))
+                let problem = CertificateProblem::UnusableClientIdentity { of: id.source };
+                Error::certificate(problem, Some(Box::new(e)))
             }),
     }
 }
@@ -82,16 +81,24 @@ impl ClientIdentity {
         let chain = CertificateDer::pem_slice_iter(chain_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
-                Error::Certificate(format!("{source}: not a PEM certificate chain: {e}"))
+                let problem = CertificateProblem::NotPem {
+                    of: source.to_string(),
+                };
+                Error::certificate(problem, Some(Box::new(e)))
             })?;
         if chain.is_empty() {
-            return Err(Error::Certificate(format!(
-                "{source}: no CERTIFICATE block in the client certificate file"
-            )));
+            let problem = CertificateProblem::NoCertificate {
+                of: source.to_string(),
+            };
+            return Err(Error::certificate(problem, None));
         }
         // The parse error names the PEM problem only, never key material.
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| Error::Certificate(format!("{source}: not a PEM private key: {e}")))?;
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+            let problem = CertificateProblem::NotPemKey {
+                of: source.to_string(),
+            };
+            Error::certificate(problem, Some(Box::new(e)))
+        })?;
         Ok(ClientIdentity {
             chain,
             key,

@@ -12,7 +12,7 @@ wasmtime::component::bindgen!({
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
         "wasi:random": wasmtime_wasi::p2::bindings::random,
-        "wasi:keyvalue/store.bucket": super::keyvalue::Bucket,
+        "wasi:keyvalue/store.bucket": crate::store::Bucket,
     },
     require_store_data_send: true,
 });

@@ -3,39 +3,34 @@
 //! entries, no run of another tenant does. (wasmtime-wasi-keyvalue's store is
 //! per `Store`, so a token could not outlive its run there.)
 
-use super::RunState;
+use super::StoreData;
 use super::bindings::wasi::keyvalue::{atomics, store};
-use crate::store::TenantStore;
+use crate::store::{Bucket, TenantStore};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
 /// Keys per `list-keys` page.
 const LIST_PAGE: usize = 100;
 
-/// An open bucket: a name within the tenant's store.
-pub struct Bucket {
-    name: String,
-}
-
-impl RunState {
+impl StoreData {
     fn bucket(&self, bucket: &Resource<Bucket>) -> Result<(&Arc<TenantStore>, &str), store::Error> {
         let open = self
             .table
             .get(bucket)
             .map_err(|e| store::Error::Other(e.to_string()))?;
-        Ok((&self.store, open.name.as_str()))
+        Ok((&self.store, open.name()))
     }
 }
 
-impl store::Host for RunState {
+impl store::Host for StoreData {
     fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, store::Error> {
         self.table
-            .push(Bucket { name: identifier })
+            .push(Bucket::new(identifier))
             .map_err(|e| store::Error::Other(e.to_string()))
     }
 }
 
-impl store::HostBucket for RunState {
+impl store::HostBucket for StoreData {
     fn get(
         &mut self,
         bucket: Resource<Bucket>,
@@ -84,7 +79,7 @@ impl store::HostBucket for RunState {
     }
 }
 
-impl atomics::Host for RunState {
+impl atomics::Host for StoreData {
     fn increment(
         &mut self,
         bucket: Resource<Bucket>,

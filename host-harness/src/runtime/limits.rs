@@ -7,6 +7,7 @@
 //! by its text in [`is_hostcall_fuel`], with its own test.
 
 use crate::Error;
+use crate::error::LimitKind;
 use std::fmt;
 
 /// The guest used more CPU time than its tenant's `cpu_ms` (raised by the
@@ -104,21 +105,26 @@ fn is_hostcall_fuel(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Tells a resource limit from a fault in the guest, by the error's type.
 pub(super) fn classify(e: wasmtime::Error, doing: &'static str) -> Error {
-    let limit = |detail: String| Error::ResourceLimit(detail);
+    let limit = |kind: LimitKind, detail: String| Error::ResourceLimit { kind, detail };
     if e.chain()
         .any(|c| c.downcast_ref::<CpuExhausted>().is_some())
     {
-        return limit(format!(
-            "the step used more CPU time than its cpu_ms budget while {doing}"
-        ));
+        return limit(
+            LimitKind::Cpu,
+            format!("the step used more CPU time than its cpu_ms budget while {doing}"),
+        );
     }
     if let Some(refused) = e.chain().find_map(|c| c.downcast_ref::<GrowthRefused>()) {
-        return limit(format!(
-            "the step ran out of memory (memory_bytes) while {doing}: {refused}"
-        ));
+        return limit(
+            LimitKind::Memory,
+            format!("the step ran out of memory (memory_bytes) while {doing}: {refused}"),
+        );
     }
     if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-        return limit(format!("the step was interrupted while {doing}"));
+        return limit(
+            LimitKind::Interrupted,
+            format!("the step was interrupted while {doing}"),
+        );
     }
     let table_full = e.chain().any(|c| {
         matches!(
@@ -127,9 +133,10 @@ pub(super) fn classify(e: wasmtime::Error, doing: &'static str) -> Error {
         )
     });
     if table_full || e.chain().any(is_hostcall_fuel) {
-        return limit(format!(
-            "the step exceeded a host resource limit while {doing}: {e:#}"
-        ));
+        return limit(
+            LimitKind::HostResources,
+            format!("the step exceeded a host resource limit while {doing}: {e:#}"),
+        );
     }
     Error::GuestTrap {
         doing,
@@ -144,8 +151,19 @@ mod tests {
     #[test]
     fn causes_are_told_apart_by_type() {
         let cpu = classify(wasmtime::Error::new(CpuExhausted), "running");
+        // The words users see name the setting.
+        assert_eq!(
+            cpu.to_string(),
+            "the step was stopped: the step used more CPU time than its cpu_ms budget while running"
+        );
         assert!(
-            matches!(&cpu, Error::ResourceLimit(m) if m.contains("cpu_ms")),
+            matches!(
+                &cpu,
+                Error::ResourceLimit {
+                    kind: LimitKind::Cpu,
+                    ..
+                }
+            ),
             "{cpu}"
         );
         let grown = GrowthRefused {
@@ -158,7 +176,13 @@ mod tests {
             "running",
         );
         assert!(
-            matches!(&memory, Error::ResourceLimit(m) if m.contains("memory_bytes")),
+            matches!(
+                &memory,
+                Error::ResourceLimit {
+                    kind: LimitKind::Memory,
+                    ..
+                }
+            ),
             "{memory}"
         );
         let full = classify(
@@ -166,7 +190,13 @@ mod tests {
             "running",
         );
         assert!(
-            matches!(&full, Error::ResourceLimit(m) if m.contains("host resource limit")),
+            matches!(
+                &full,
+                Error::ResourceLimit {
+                    kind: LimitKind::HostResources,
+                    ..
+                }
+            ),
             "{full}"
         );
         let trap = classify(

@@ -8,7 +8,8 @@
 //! sockets, environment or inherited stdio are granted.
 
 use crate::Error;
-use crate::egress::Egress;
+use crate::egress::RunEgress;
+use crate::error::LimitKind;
 pub use crate::progress::ProgressFn;
 use crate::progress::ProgressStream;
 use crate::tenant::Tenant;
@@ -48,11 +49,11 @@ const HOSTCALL_FUEL: usize = 64 * 1024 * 1024;
 const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// The state of one run's `Store`.
-struct RunState {
+struct StoreData {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    egress: Egress,
+    egress: RunEgress,
     limits: RunLimiter,
     /// The tenant's `wasi:keyvalue` store (OAuth 2.0 tokens), shared by its runs.
     store: Arc<crate::store::TenantStore>,
@@ -63,7 +64,7 @@ struct RunState {
     cpu_budget: u64,
 }
 
-impl RunState {
+impl StoreData {
     /// Points a kept instance's state at its tenant's next run.
     fn next_run(&mut self, progress: ProgressFn) {
         self.progress.reset(progress.clone());
@@ -72,7 +73,7 @@ impl RunState {
     }
 }
 
-impl WasiView for RunState {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -81,7 +82,7 @@ impl WasiView for RunState {
     }
 }
 
-impl WasiHttpView for RunState {
+impl WasiHttpView for StoreData {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -91,7 +92,7 @@ impl WasiHttpView for RunState {
     }
 }
 
-impl bindings::workflow::https_step::types::Host for RunState {}
+impl bindings::workflow::https_step::types::Host for StoreData {}
 
 /// Stops the engine's epoch ticker when the runtime is dropped.
 struct Ticker(Arc<AtomicBool>);
@@ -116,7 +117,7 @@ pub struct StepRuntime {
 /// What every call shares, wherever it runs.
 struct Shared {
     engine: Engine,
-    pre: HttpsStepPre<RunState>,
+    pre: HttpsStepPre<StoreData>,
     /// Used for calls that make no requests (`validate`): denies everything.
     offline: Arc<Tenant>,
     slots: Arc<tokio::sync::Semaphore>,
@@ -131,7 +132,7 @@ struct Shared {
 }
 
 /// An instance with its store.
-type Instance = (Store<RunState>, HttpsStep);
+type Instance = (Store<StoreData>, HttpsStep);
 
 /// Instances kept between runs of one tenant ([`RuntimeBuilder::reuse_instances`]).
 struct Warm {
@@ -304,6 +305,11 @@ impl RuntimeBuilder {
         let kept = warm.as_ref().map_or(0, |w| w.cap);
         let pool = slots::pooling(self.max_concurrency + kept, self.max_memory_bytes);
         let mut config = Config::new();
+        // The step is a WASI 0.2 component: no async component model. Said
+        // explicitly, since a build that compiles wasmtime's
+        // `component-model-async` in (the test suite's `p3-experiment`)
+        // would otherwise turn it on by default.
+        config.concurrency_support(false);
         if self.pooling {
             config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         }
@@ -317,20 +323,20 @@ impl RuntimeBuilder {
             Some(dir) => cache::cached_component(&engine, wasm, dir)?,
             None => Component::new(&engine, wasm).map_err(load)?,
         };
-        let mut linker = Linker::<RunState>::new(&engine);
+        let mut linker = Linker::<StoreData>::new(&engine);
         // Rust's std for wasip2 imports wasi:cli, wasi:filesystem and more; they
         // are linked but the WasiCtx grants nothing (no preopens, env, args,
         // sockets or name lookup).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(load)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(load)?;
-        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<RunState>>(&mut linker, |s| s)
+        bindings::wasi::keyvalue::store::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |s| s)
             .map_err(load)?;
-        bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<RunState>>(
+        bindings::wasi::keyvalue::atomics::add_to_linker::<_, HasSelf<StoreData>>(
             &mut linker,
             |s| s,
         )
         .map_err(load)?;
-        bindings::workflow::https_step::types::add_to_linker::<_, HasSelf<RunState>>(
+        bindings::workflow::https_step::types::add_to_linker::<_, HasSelf<StoreData>>(
             &mut linker,
             |s| s,
         )
@@ -389,7 +395,7 @@ trait StepCall: Send + 'static {
     const DOING: &'static str;
     fn call<'a>(
         self,
-        store: &'a mut Store<RunState>,
+        store: &'a mut Store<StoreData>,
         step: &'a Guest,
     ) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
 }
@@ -400,7 +406,7 @@ struct Probe;
 impl StepCall for Probe {
     type Output = ();
     const DOING: &'static str = "instantiating";
-    async fn call(self, _: &mut Store<RunState>, _: &Guest) -> wasmtime::Result<()> {
+    async fn call(self, _: &mut Store<StoreData>, _: &Guest) -> wasmtime::Result<()> {
         Ok(())
     }
 }
@@ -413,7 +419,7 @@ impl StepCall for Validate {
     const DOING: &'static str = "validating";
     async fn call(
         self,
-        store: &mut Store<RunState>,
+        store: &mut Store<StoreData>,
         step: &Guest,
     ) -> wasmtime::Result<Self::Output> {
         step.call_validate(store, &self.0).await
@@ -431,7 +437,7 @@ impl StepCall for Run {
     const DOING: &'static str = "running";
     async fn call(
         self,
-        store: &mut Store<RunState>,
+        store: &mut Store<StoreData>,
         step: &Guest,
     ) -> wasmtime::Result<Self::Output> {
         step.call_run(store, &self.step.config, &self.context).await
@@ -450,7 +456,7 @@ impl StepCall for Attempt {
     const DOING: &'static str = "running an attempt";
     async fn call(
         self,
-        store: &mut Store<RunState>,
+        store: &mut Store<StoreData>,
         step: &Guest,
     ) -> wasmtime::Result<Self::Output> {
         step.call_run_attempt(store, &self.config, &self.context, self.state.as_ref())
@@ -470,7 +476,7 @@ impl Shared {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .stderr(stderr.clone());
-        let limits = &tenant.limits;
+        let limits = tenant.limits();
         let store_limits = RunLimiter {
             memory_bytes: limits.memory_bytes.min(self.max_memory_bytes),
             table_elements: MAX_TABLE_ELEMENTS,
@@ -478,12 +484,12 @@ impl Shared {
         let cpu_ticks = (limits.cpu_ms / TICK.as_millis() as u64).max(1);
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
-        let state = RunState {
+        let state = StoreData {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table,
-            store: tenant.store.clone(),
-            egress: Egress::new(tenant, progress),
+            store: tenant.store().clone(),
+            egress: tenant.run_egress(progress),
             limits: store_limits,
             progress: stderr,
             cpu_used: 0,
@@ -539,10 +545,10 @@ impl Shared {
     ) -> Result<C::Output, Error> {
         use tracing::Instrument;
         let _slot = self.slot().await?;
-        let max_run = Duration::from_millis(tenant.limits.max_run_ms);
-        let span = tracing::debug_span!("step_run", tenant = %tenant.id);
+        let max_run = Duration::from_millis(tenant.limits().max_run_ms);
+        let span = tracing::debug_span!("step_run", tenant = tenant.id());
         let work = async {
-            let kept = self.warm.as_ref().and_then(|w| w.take(tenant.number));
+            let kept = self.warm.as_ref().and_then(|w| w.take(tenant.number()));
             let (mut store, instance) = match kept {
                 Some((mut store, instance)) => {
                     store.data_mut().next_run(progress);
@@ -556,17 +562,18 @@ impl Shared {
                 .await
                 .map_err(|e| classify(e, C::DOING));
             if let (Some(warm), Ok(_)) = (&self.warm, &result) {
-                warm.keep(tenant.number, (store, instance));
+                warm.keep(tenant.number(), (store, instance));
             }
             result
         };
         tokio::time::timeout(max_run, work.instrument(span))
             .await
-            .map_err(|_| {
-                Error::ResourceLimit(format!(
+            .map_err(|_| Error::ResourceLimit {
+                kind: LimitKind::RunTime,
+                detail: format!(
                     "the run took longer than max_run_ms ({} ms)",
-                    tenant.limits.max_run_ms
-                ))
+                    tenant.limits().max_run_ms
+                ),
             })?
     }
 }
@@ -593,7 +600,7 @@ impl StepRuntime {
         let work = self.shared.clone().call(tenant.clone(), progress, call);
         match &self.cores {
             None => work.await,
-            Some(cores) => cores.run(tenant.number, work).await.unwrap_or_else(|e| {
+            Some(cores) => cores.run(tenant.number(), work).await.unwrap_or_else(|e| {
                 Err(Error::Load {
                     doing: "running the step on its core's thread",
                     source: Box::new(e),

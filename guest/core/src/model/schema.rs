@@ -7,7 +7,7 @@
 //! [`super::shapes`] (hand-written serde) get theirs here, next to nothing
 //! else, so each is described once more only in the form a schema needs.
 
-use super::{Body, Method, StatusPattern, StepConfig};
+use super::{Body, DEFAULT_TEXT_CONTENT_TYPE, Method, StatusPattern, StepConfig};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use std::borrow::Cow;
 
@@ -83,9 +83,9 @@ impl JsonSchema for Body {
                     "properties": {
                         "text": {"type": "string"},
                         "content_type": {
-                            "description": "Content-Type to send. Default: text/plain; charset=utf-8.",
+                            "description": format!("Content-Type to send. Default: {DEFAULT_TEXT_CONTENT_TYPE}."),
                             "type": "string",
-                            "default": "text/plain; charset=utf-8"
+                            "default": DEFAULT_TEXT_CONTENT_TYPE
                         }
                     },
                     "required": ["text"],

@@ -21,18 +21,12 @@
 
 use super::redact::Redacting;
 use super::{AttemptLimits, Effects};
-use crate::model::{
-    AuthError, KeyValue, Method, Oauth2ClientAuth, Oauth2ClientCredentials, Response, StepError,
-    TokenSignal,
-};
+use crate::auth::GrantPlan;
+use crate::model::{AuthError, KeyValue, Method, Oauth2ClientAuth, Response, StepError};
 use crate::request::{PreparedRequest, USER_AGENT};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Default `expiry_margin_s`.
-const DEFAULT_MARGIN_S: u64 = 60;
-/// Default `default_lifetime_s`: an hour, the lifetime most providers give.
-const DEFAULT_LIFETIME_S: u64 = 3600;
 /// Largest token response read: a token response is a small JSON object.
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 64 * 1024;
 /// How often a run waiting for another run's token request looks again.
@@ -51,13 +45,9 @@ struct Stored {
 
 /// The token source of one run.
 pub(super) struct Tokens {
-    grant: Oauth2ClientCredentials,
+    plan: GrantPlan,
     key: String,
     lock: String,
-    margin_s: u64,
-    default_lifetime_s: u64,
-    refresh_status: Vec<u16>,
-    signal: Option<TokenSignal>,
     limits: AttemptLimits,
     /// The token the last attempt sent.
     current: Option<String>,
@@ -66,40 +56,36 @@ pub(super) struct Tokens {
 impl Tokens {
     /// The token source of a rendered, checked grant; token requests get the
     /// step's attempt timeout.
-    pub(super) fn new(grant: &Oauth2ClientCredentials, limits: AttemptLimits) -> Tokens {
+    pub(super) fn new(plan: &GrantPlan, limits: AttemptLimits) -> Tokens {
+        let grant = &plan.grant;
         let mut hash = Sha256::new();
-        let mut field = |s: &str| {
-            // Length-prefixed, so no two different grants hash the same fields alike.
-            hash.update((s.len() as u64).to_le_bytes());
-            hash.update(s.as_bytes());
+        let mut field = |s: Option<&str>| {
+            // Tagged and length-prefixed, so no two different grants hash
+            // their fields alike (an absent scope is not an empty one).
+            match s {
+                None => hash.update([0]),
+                Some(s) => {
+                    hash.update([1]);
+                    hash.update((s.len() as u64).to_le_bytes());
+                    hash.update(s.as_bytes());
+                }
+            }
         };
-        field(grant.token_url.trim());
-        field(&grant.client_id);
-        field(&grant.client_secret);
-        field(grant.scope.as_deref().unwrap_or_default());
-        field(grant.audience.as_deref().unwrap_or_default());
+        field(Some(grant.token_url.trim()));
+        field(Some(&grant.client_id));
+        field(Some(&grant.client_secret));
+        field(grant.scope.as_deref());
+        field(grant.audience.as_deref());
         for kv in &grant.params {
-            field(&kv.key);
-            field(&kv.value);
+            field(Some(&kv.key));
+            field(Some(&kv.value));
         }
-        field(match grant.client_auth() {
-            Oauth2ClientAuth::Basic => "basic",
-            Oauth2ClientAuth::Body => "body",
-        });
+        field(Some(plan.client_auth.as_str()));
         let key = format!("oauth2/{}", hex::encode(hash.finalize()));
-        let refresh = grant.refresh_on.as_ref();
         Tokens {
             lock: format!("{key}/lock"),
             key,
-            margin_s: grant.expiry_margin_s.map_or(DEFAULT_MARGIN_S, u64::from),
-            default_lifetime_s: grant
-                .default_lifetime_s
-                .map_or(DEFAULT_LIFETIME_S, u64::from),
-            refresh_status: refresh
-                .and_then(|r| r.status.clone())
-                .unwrap_or_else(|| vec![401]),
-            signal: refresh.and_then(|r| r.body.clone()),
-            grant: grant.clone(),
+            plan: plan.clone(),
             limits: AttemptLimits {
                 max_response_bytes: MAX_TOKEN_RESPONSE_BYTES,
                 decompress: true,
@@ -169,16 +155,18 @@ impl Tokens {
     /// The cached token, unless it expires within the margin.
     fn cached(&self, fx: &mut dyn Effects) -> Option<String> {
         let stored: Stored = serde_json::from_slice(&fx.store_get(&self.key).ok()??).ok()?;
-        (fx.unix_secs().saturating_add(self.margin_s) < stored.expires_at)
+        (fx.unix_secs()
+            .saturating_add(u64::from(self.plan.expiry_margin_s))
+            < stored.expires_at)
             .then_some(stored.access_token)
     }
 
     /// Whether `response` rejects the token (`refresh_on`).
     pub(super) fn rejected_by(&self, response: &Response) -> bool {
-        if self.refresh_status.contains(&response.status) {
+        if self.plan.refresh_status.contains(&response.status) {
             return true;
         }
-        let Some(signal) = &self.signal else {
+        let Some(signal) = &self.plan.refresh_body else {
             return false;
         };
         let Some(json) = response
@@ -198,8 +186,8 @@ impl Tokens {
     /// Whether `response` rejects the token by its body (`refresh_on.body`)
     /// although its status may count as success.
     pub(super) fn signals_expiry(&self, response: &Response) -> bool {
-        self.signal.is_some()
-            && !self.refresh_status.contains(&response.status)
+        self.plan.refresh_body.is_some()
+            && !self.plan.refresh_status.contains(&response.status)
             && self.rejected_by(response)
     }
 
@@ -221,7 +209,7 @@ impl Tokens {
 
     /// The token request (RFC 6749 §4.4.2).
     fn request(&self) -> Result<PreparedRequest, StepError> {
-        let grant = &self.grant;
+        let grant = &self.plan.grant;
         let url = url::Url::parse(grant.token_url.trim())
             .map_err(|e| auth_error(None, format!("token_url is not a valid URL: {e}")))?;
         let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -239,7 +227,7 @@ impl Tokens {
             KeyValue::new("Accept", "application/json"),
             KeyValue::new("User-Agent", USER_AGENT),
         ];
-        match grant.client_auth() {
+        match self.plan.client_auth {
             Oauth2ClientAuth::Basic => headers.push(KeyValue::new(
                 "Authorization",
                 format!("Basic {}", grant.basic_token()),
@@ -341,12 +329,13 @@ impl Tokens {
             ));
         }
         // RFC 6749 §5.1: expires_in is a number of seconds; some servers send a string.
-        let lifetime = match field("expires_in") {
+        // Without it, the token is kept for the grant's `default_lifetime_s`.
+        let given = match field("expires_in") {
             Some(Value::Number(n)) => n.as_u64(),
             Some(Value::String(s)) => s.trim().parse().ok(),
             _ => None,
-        }
-        .unwrap_or(self.default_lifetime_s);
+        };
+        let lifetime = given.unwrap_or(u64::from(self.plan.default_lifetime_s));
         let took = fx.now_ms().saturating_sub(started);
         fx.progress(&format!(
             "oauth2: new token from {origin} in {took} ms, valid {lifetime} s"
@@ -365,9 +354,14 @@ fn auth_error(code: Option<&str>, message: String) -> StepError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::TokenRefresh;
+    use crate::model::{Oauth2ClientCredentials, TokenRefresh, TokenSignal};
     use crate::run::redact::Redactor;
     use crate::run::tests::{Fake, reply};
+
+    fn plan(grant: Oauth2ClientCredentials) -> GrantPlan {
+        crate::auth::grant_plan(Some(&crate::model::Auth::Oauth2ClientCredentials(grant)))
+            .expect("an OAuth 2.0 grant")
+    }
 
     fn grant() -> Oauth2ClientCredentials {
         Oauth2ClientCredentials {
@@ -394,7 +388,7 @@ mod tests {
 
     #[test]
     fn token_request_is_rfc6749_4_4_with_form_encoded_basic_credentials() {
-        let tokens = Tokens::new(&grant(), limits());
+        let tokens = Tokens::new(&plan(grant()), limits());
         let r = tokens.request().expect("request");
         assert_eq!(
             (r.method, r.url.as_str()),
@@ -410,10 +404,10 @@ mod tests {
             Some("Basic bXkrY2xpZW50OnMzY3IzdCUyNiUzRA==")
         );
         let body = Tokens::new(
-            &Oauth2ClientCredentials {
+            &plan(Oauth2ClientCredentials {
                 client_auth: Some(Oauth2ClientAuth::Body),
                 ..grant()
-            },
+            }),
             limits(),
         )
         .request()
@@ -437,7 +431,7 @@ mod tests {
                 r#"{"access_token":"tok_two_5678","token_type":"bearer"}"#,
             ),
         ]);
-        let mut tokens = Tokens::new(&grant(), limits());
+        let mut tokens = Tokens::new(&plan(grant()), limits());
         let mut redacting = Redacting {
             inner: &mut fx,
             redactor: Redactor::default(),
@@ -509,7 +503,7 @@ mod tests {
         ];
         for (answer, code, text) in cases {
             let mut fx = Fake::replying(vec![answer]);
-            let err = Tokens::new(&grant(), limits())
+            let err = Tokens::new(&plan(grant()), limits())
                 .token(&mut fx)
                 .expect_err("error");
             let StepError::Auth(a) = &err else {
@@ -528,7 +522,7 @@ mod tests {
     #[test]
     fn a_run_waits_for_the_lock_holder_and_takes_over_a_stale_lock() {
         let mut fx = Fake::replying(vec![reply(200, r#"{"access_token":"tok_after_stale"}"#)]);
-        let tokens = Tokens::new(&grant(), limits());
+        let tokens = Tokens::new(&plan(grant()), limits());
         fx.store.insert(tokens.lock.clone(), b"1".to_vec());
         assert_eq!(tokens.token(&mut fx).expect("token"), "tok_after_stale");
         // Polled for the timeout (1 s) plus the grace, then fetched itself.
@@ -552,7 +546,7 @@ mod tests {
             }),
             ..grant()
         };
-        let tokens = Tokens::new(&grant, limits());
+        let tokens = Tokens::new(&plan(grant.clone()), limits());
         let response = |status: u16, json: Option<&str>| Response {
             status,
             headers: vec![],
@@ -572,7 +566,7 @@ mod tests {
         assert!(!tokens.rejected_by(&response(200, Some(r#"{"error":{"code":"other"}}"#))));
 
         let mut fx = Fake::default();
-        let mut tokens = Tokens::new(&grant, limits());
+        let mut tokens = Tokens::new(&plan(grant), limits());
         let newer = serde_json::to_vec(&Stored {
             access_token: "newer".into(),
             expires_at: u64::MAX,
@@ -593,7 +587,7 @@ mod tests {
 
     #[test]
     fn grants_differing_in_any_field_have_different_keys() {
-        let base = Tokens::new(&grant(), limits()).key;
+        let base = Tokens::new(&plan(grant()), limits()).key;
         let others = [
             Oauth2ClientCredentials {
                 client_secret: "other".into(),
@@ -617,7 +611,7 @@ mod tests {
             },
         ];
         for other in others {
-            assert_ne!(Tokens::new(&other, limits()).key, base);
+            assert_ne!(Tokens::new(&plan(other), limits()).key, base);
         }
     }
 }

@@ -12,15 +12,11 @@ use super::attempts::{Exchange, Label, Session, use_json};
 use super::follow::request_to;
 use super::plan::Plan;
 use super::redact::Redacting;
-use crate::model::{
-    PageNext, PageSummary, PagesOutcome, PagesStop, Pagination, Response, StepError, WaitReason,
-};
+use crate::model::{PageSummary, PagesOutcome, PagesStop, Response, StepError, WaitReason};
 use crate::request::{PreparedRequest, set_query_param};
+use crate::sequence::{NextPage, PagePlan};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-
-/// Default `max_pages`.
-const DEFAULT_MAX_PAGES: u32 = 10;
 
 /// The items kept so far, as JSON text: one piece per page, joined into one
 /// array at the end. (One string grown page by page would double its
@@ -73,11 +69,11 @@ impl Items {
 /// Fetches the pages, from the plan's request on.
 pub(super) fn follow(
     plan: &Plan,
-    p: &Pagination,
+    p: &PagePlan,
     session: &mut Session<'_>,
     fx: &mut Redacting<'_>,
 ) -> Done {
-    let max_pages = p.max_pages.unwrap_or(DEFAULT_MAX_PAGES);
+    let max_pages = p.max_pages;
     let mut items = Items {
         pages: Vec::new(),
         len: 0,
@@ -88,13 +84,10 @@ pub(super) fn follow(
     let mut total_bytes: u64 = 0;
     let mut previous: Option<[u8; 32]> = None;
     // The page or offset counter of those modes: the first page's, then the next's.
-    let mut position: u64 = match &p.next {
-        PageNext::Page(n) => u64::from(n.start.unwrap_or(1)),
-        PageNext::Offset(o) => u64::from(o.start.unwrap_or(0)),
-        _ => 0,
-    };
+    let mut position: u64 = 0;
     let mut request = plan.request.clone();
-    if let Some(param) = counter_param(&p.next) {
+    if let Some((param, start)) = p.next.counter() {
+        position = u64::from(start);
         set_query_param(&mut request.url, param, &position.to_string());
     }
     let mut same_origin = true;
@@ -200,7 +193,7 @@ pub(super) fn follow(
         if number >= max_pages {
             break (response, PagesStop::MaxPages, true);
         }
-        let interval = u64::from(p.interval_ms.unwrap_or(0));
+        let interval = u64::from(p.interval_ms);
         if session.left_ms(fx).is_some_and(|left| interval >= left) {
             break (response, PagesStop::Deadline, true);
         }
@@ -259,15 +252,6 @@ pub(super) fn follow(
     }
 }
 
-/// The query parameter the page or offset modes count in.
-fn counter_param(next: &PageNext) -> Option<&str> {
-    match next {
-        PageNext::Page(n) => Some(&n.param),
-        PageNext::Offset(o) => Some(&o.param),
-        _ => None,
-    }
-}
-
 /// A next-page problem, before the page number is known to it.
 struct NextError(String);
 
@@ -277,13 +261,13 @@ impl NextError {
     }
 }
 
-fn links(response: &Response, rel: Option<&str>) -> Vec<String> {
+fn links(response: &Response, rel: &str) -> Vec<String> {
     let values = response
         .headers
         .iter()
         .filter(|kv| kv.key.eq_ignore_ascii_case("link"))
         .map(|kv| kv.value.as_str());
-    crate::link::targets(values, rel.unwrap_or("next"))
+    crate::link::targets(values, rel)
 }
 
 /// A cursor value as query text: a non-empty string or a number; `None`
@@ -304,7 +288,7 @@ fn cursor_text(value: Option<&Value>) -> Result<Option<String>, String> {
 /// The next page's URL (absolute or relative to this page's), or `None`
 /// when this was the last page.
 fn next_target(
-    next: &PageNext,
+    next: &NextPage,
     request: &PreparedRequest,
     first: &PreparedRequest,
     response: &Response,
@@ -318,8 +302,8 @@ fn next_target(
         Some(url.to_string())
     };
     Ok(match next {
-        PageNext::LinkHeader(l) => links(response, l.rel.as_deref()).into_iter().next(),
-        PageNext::NextUrl(pointer) => match json.pointer(pointer) {
+        NextPage::LinkHeader { rel } => links(response, rel).into_iter().next(),
+        NextPage::NextUrl { pointer } => match json.pointer(pointer) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -330,22 +314,23 @@ fn next_target(
                 )));
             }
         },
-        PageNext::Cursor(c) => cursor_text(json.pointer(&c.pointer))
+        NextPage::Cursor { pointer, param } => cursor_text(json.pointer(pointer))
             .map_err(NextError)?
             .map(|cursor| {
                 // The cursor goes on the first request's URL: its other query
                 // parameters stay as configured on every page.
                 let mut url = first.url.clone();
-                set_query_param(&mut url, &c.param, &cursor);
+                set_query_param(&mut url, param, &cursor);
                 url.to_string()
             }),
-        PageNext::Page(n) => {
+        NextPage::Page { param, .. } => {
             *position += 1;
-            counted(&n.param, *position)
+            counted(param, *position)
         }
-        PageNext::Offset(o) => {
-            *position += o.step.map_or(added as u64, u64::from);
-            counted(&o.param, *position)
+        NextPage::Offset { param, step, .. } => {
+            // Without a fixed step, by the items this page had.
+            *position += step.map_or(added as u64, u64::from);
+            counted(param, *position)
         }
     })
 }

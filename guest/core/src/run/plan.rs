@@ -3,12 +3,12 @@
 
 use super::AttemptLimits;
 use super::redact::Redactor;
-use crate::model::{
-    Auth, KeyValue, Oauth2ClientCredentials, Pagination, Poll, Problem, ResponseFormat, StepConfig,
-};
+use crate::auth::GrantPlan;
+use crate::model::{KeyValue, Problem, ResponseFormat, StepConfig};
 use crate::request::{PreparedRequest, prepare};
+use crate::response_schema::ResponseSchema;
 use crate::retry::RetryPlan;
-use crate::schema::ResponseSchema;
+use crate::sequence::{PagePlan, PollPlan};
 use crate::signing::Signer;
 use crate::status::StatusSet;
 use crate::template::Source;
@@ -24,13 +24,13 @@ pub(super) struct Plan {
     pub(super) outputs: Vec<KeyValue>,
     pub(super) follow_redirects: bool,
     pub(super) format: ResponseFormat,
-    pub(super) pagination: Option<Pagination>,
-    pub(super) poll: Option<Poll>,
+    pub(super) pagination: Option<PagePlan>,
+    pub(super) poll: Option<PollPlan>,
     pub(super) max_total_response_bytes: u64,
     /// The header `auth` adds (lower-case), dropped when a redirect leaves the origin.
     pub(super) auth_header: Option<String>,
     /// The rendered OAuth 2.0 grant whose token each attempt sends.
-    pub(super) oauth2: Option<Oauth2ClientCredentials>,
+    pub(super) oauth2: Option<GrantPlan>,
     pub(super) limits: AttemptLimits,
 }
 
@@ -53,18 +53,12 @@ pub(super) fn plan(
         problems
     })?;
     let (rendered, checked) = render_and_check(config, &Source::Context(&context))?;
-    let mut secrets = rendered
+    let mut secrets: Vec<String> = rendered
         .signing
-        .as_ref()
-        .map(|s| s.secrets.clone())
-        .unwrap_or_default();
-    secrets.extend(
-        rendered
-            .auth
-            .as_ref()
-            .map(crate::auth::secrets)
-            .unwrap_or_default(),
-    );
+        .iter()
+        .flat_map(|s| s.secrets.clone())
+        .collect();
+    secrets.extend(rendered.auth.iter().flat_map(crate::auth::secrets));
     let redactor = Redactor::new(&context, &secrets);
     // Everything the context gives is in `rendered` now; without it, a file
     // body is decoded next to one copy of its base64, not two.
@@ -76,24 +70,21 @@ pub(super) fn plan(
         retry: checked.retry,
         schema: checked.schema,
         outputs: rendered.outputs.clone(),
-        follow_redirects: rendered.follow_redirects.unwrap_or(false),
-        format: rendered.response_format(),
-        pagination: rendered.pagination.clone(),
-        poll: rendered.poll.clone(),
-        max_total_response_bytes: rendered.max_total_response_bytes(),
+        follow_redirects: checked.follow_redirects,
+        format: checked.format,
+        pagination: checked.pagination,
+        poll: checked.poll,
+        max_total_response_bytes: checked.max_total_response_bytes,
         auth_header: rendered
             .auth
             .as_ref()
             .and_then(crate::auth::header_name)
             .map(|n| n.to_ascii_lowercase()),
-        oauth2: match &rendered.auth {
-            Some(Auth::Oauth2ClientCredentials(grant)) => Some(grant.clone()),
-            _ => None,
-        },
+        oauth2: checked.grant,
         limits: AttemptLimits {
-            timeout_ms: rendered.timeout_ms(),
-            max_response_bytes: rendered.max_response_bytes(),
-            decompress: rendered.decompress(),
+            timeout_ms: checked.timeout_ms,
+            max_response_bytes: checked.max_response_bytes,
+            decompress: checked.decompress,
         },
     };
     Ok((plan, redactor))

@@ -13,29 +13,20 @@ use super::attempts::{Exchange, Label, Session, retry_after_ms, use_json};
 use super::follow::request_to;
 use super::plan::Plan;
 use super::redact::Redacting;
-use crate::model::{Method, Poll, Response, StatusUrl, StepError, WaitReason};
+use crate::model::{Method, Response, StatusUrl, StepError, WaitReason};
+use crate::sequence::PollPlan;
 use serde_json::Value;
-
-/// Default `poll.on_status`.
-const DEFAULT_ON_STATUS: [u16; 1] = [202];
-/// Default `poll.interval_ms`.
-const DEFAULT_INTERVAL_MS: u32 = 1000;
-/// Default `poll.max_polls`.
-const DEFAULT_MAX_POLLS: u32 = 60;
 
 /// Sends the first request, then polls while the job runs.
 pub(super) fn follow(
     plan: &Plan,
-    p: &Poll,
+    p: &PollPlan,
     session: &mut Session<'_>,
     fx: &mut Redacting<'_>,
 ) -> Done {
-    let on_status = p
-        .on_status
-        .clone()
-        .unwrap_or_else(|| DEFAULT_ON_STATUS.to_vec());
-    let max_polls = p.max_polls.unwrap_or(DEFAULT_MAX_POLLS);
-    let interval = u64::from(p.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS));
+    let on_status = &p.on_status;
+    let max_polls = p.max_polls;
+    let interval = u64::from(p.interval_ms);
     let fail = |response: Option<Response>, error: StepError| Done {
         response,
         outputs: Vec::new(),
@@ -45,7 +36,7 @@ pub(super) fn follow(
     let first = Exchange {
         request: &plan.request,
         label: Label::Single,
-        also_ok: &on_status,
+        also_ok: on_status,
         use_json: false,
         credentials: true,
     };
@@ -98,14 +89,14 @@ pub(super) fn follow(
             ));
             return fail(Some(response), error);
         }
-        match status_url(p.status_url.as_ref(), &response, json.as_ref()) {
+        match status_url(&p.status_url, &response, json.as_ref()) {
             Ok(Some(next)) => target = Some(next),
             Ok(None) if target.is_some() => {}
             Ok(None) => {
                 let error = StepError::InvalidResponse(format!(
                     "the response ({}) says the job runs but names no status URL ({})",
                     response.status,
-                    where_(p.status_url.as_ref())
+                    where_(&p.status_url)
                 ));
                 return fail(Some(response), error);
             }
@@ -145,7 +136,7 @@ pub(super) fn follow(
         let ex = Exchange {
             request: &next.request,
             label: Label::Poll(polls),
-            also_ok: &on_status,
+            also_ok: on_status,
             use_json: false,
             credentials: next.same_origin,
         };
@@ -192,11 +183,11 @@ fn state_text(value: &Value) -> String {
 
 /// The status URL the response names, if any.
 fn status_url(
-    from: Option<&StatusUrl>,
+    from: &StatusUrl,
     response: &Response,
     json: Option<&Value>,
 ) -> Result<Option<String>, StepError> {
-    match from.unwrap_or(&StatusUrl::Location) {
+    match from {
         StatusUrl::Location => Ok(response
             .headers
             .iter()
@@ -213,10 +204,10 @@ fn status_url(
     }
 }
 
-fn where_(from: Option<&StatusUrl>) -> String {
+fn where_(from: &StatusUrl) -> String {
     match from {
-        None | Some(StatusUrl::Location) => "no Location header".into(),
-        Some(StatusUrl::Pointer(p)) => format!("nothing at {p:?}"),
+        StatusUrl::Location => "no Location header".into(),
+        StatusUrl::Pointer(p) => format!("nothing at {p:?}"),
     }
 }
 
@@ -232,7 +223,7 @@ fn in_words(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Method as M, PollUntil, StepConfig};
+    use crate::model::{Method as M, Poll, PollUntil, StepConfig};
     use crate::run::run;
     use crate::run::tests::Fake;
 

@@ -1,0 +1,190 @@
+//! What the egress point enforces for one tenant, built once and shared by
+//! its runs: the outbound policy, the TLS roots and pinned certificates,
+//! client certificates by origin, resolver overrides, the proxy and the
+//! keep-alive pool ([`Outbound`]); and the per-request network limits
+//! ([`NetworkLimits`]), which the host may lower for some runs. A tenant
+//! holds both; nothing here knows what a tenant is.
+
+use super::policy::{AllowedOrigin, EgressPolicy, OriginParseError, Scheme};
+use super::pool::{ConnectionPool, Reuse};
+use super::proxy::Proxy;
+use super::tls::{ClientIdentity, client_config};
+use crate::Error;
+use crate::error::{CertificateProblem, PolicyProblem};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi_http::WasiBody;
+
+/// A tenant's egress, ready to send requests.
+#[derive(Debug)]
+pub(crate) struct Outbound {
+    pub(crate) policy: EgressPolicy,
+    /// TLS client settings: webpki roots plus the tenant's extra roots, which
+    /// also pin exact server certificates.
+    tls: Arc<rustls::ClientConfig>,
+    /// The same settings presenting a client certificate, by origin.
+    client_tls: Vec<(AllowedOrigin, Arc<rustls::ClientConfig>)>,
+    /// Static resolver overrides (lower-case names).
+    pub(crate) resolve: HashMap<String, Vec<IpAddr>>,
+    /// Idle keep-alive connections, never shared with another tenant.
+    /// Request bodies are the guest's `wasi:http` bodies.
+    pub(super) pool: ConnectionPool<WasiBody>,
+    pub(super) proxy: Option<Proxy>,
+}
+
+impl Outbound {
+    /// The TLS client settings for an origin: with its client certificate
+    /// when one is configured for it, else the plain ones.
+    pub(super) fn tls_for(
+        &self,
+        host: &url::Host<String>,
+        port: u16,
+    ) -> &Arc<rustls::ClientConfig> {
+        self.client_tls
+            .iter()
+            .find(|(origin, _)| origin.matches(Scheme::Https, host, port))
+            .map_or(&self.tls, |(_, config)| config)
+    }
+
+    /// Idle keep-alive connections held right now.
+    pub(crate) fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
+    }
+}
+
+/// Builds an [`Outbound`]. Starts with the default policy: HTTPS to public
+/// hosts only, webpki roots, no proxy.
+#[derive(Debug, Default)]
+pub(crate) struct OutboundBuilder {
+    policy: EgressPolicy,
+    extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    client_certs: Vec<(AllowedOrigin, ClientIdentity)>,
+    resolve: HashMap<String, Vec<IpAddr>>,
+    proxy: Option<Proxy>,
+}
+
+/// An origin entry as the policy reads it.
+fn origin(entry: &str) -> Result<AllowedOrigin, Error> {
+    entry
+        .parse()
+        .map_err(|e: OriginParseError| Error::policy_from(PolicyProblem::Origin, e))
+}
+
+impl OutboundBuilder {
+    /// Allows an origin (see [`super::policy`]).
+    pub(crate) fn allow(mut self, entry: &str) -> Result<Self, Error> {
+        self.policy.allowed.push(origin(entry)?);
+        Ok(self)
+    }
+
+    /// Admits `https://` to public hosts without an entry.
+    pub(crate) fn allow_public_https(mut self, on: bool) -> Self {
+        self.policy.allow_public_https = on;
+        self
+    }
+
+    /// Refuses non-public addresses unless an entry allows them.
+    pub(crate) fn block_private_networks(mut self, on: bool) -> Self {
+        self.policy.block_private_networks = on;
+        self
+    }
+
+    /// Trusts (and pins) the certificates of PEM data; `of` names the data
+    /// in errors.
+    pub(crate) fn ca_certs_pem(mut self, pem: &[u8], of: &str) -> Result<Self, Error> {
+        use rustls_pki_types::pem::PemObject;
+        let before = self.extra_roots.len();
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| {
+                let problem = CertificateProblem::NotPem { of: of.to_string() };
+                Error::certificate(problem, Some(Box::new(e)))
+            })?;
+            self.extra_roots.push(cert);
+        }
+        if self.extra_roots.len() == before {
+            let problem = CertificateProblem::NoCertificate { of: of.to_string() };
+            return Err(Error::certificate(problem, None));
+        }
+        Ok(self)
+    }
+
+    /// Presents the client certificate chain `cert_pem` (leaf first) with
+    /// its private key `key_pem` to `entry`'s origins (https only) and to no
+    /// other; `of` names them in errors.
+    pub(crate) fn client_cert_pem(
+        mut self,
+        entry: &str,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        of: &str,
+    ) -> Result<Self, Error> {
+        let identity = ClientIdentity::from_pem(cert_pem, key_pem, of)?;
+        self.client_certs.push((origin(entry)?, identity));
+        Ok(self)
+    }
+
+    /// Resolves `name` to `addrs` without DNS.
+    pub(crate) fn resolve(mut self, name: &str, addrs: Vec<IpAddr>) -> Self {
+        self.resolve.insert(name.to_ascii_lowercase(), addrs);
+        self
+    }
+
+    /// Sends requests through the proxy at `url`, except to hosts matching
+    /// a `no_proxy` entry.
+    pub(crate) fn proxy(mut self, url: &str, no_proxy: &[String]) -> Result<Self, Error> {
+        let fail = |e| Error::policy_from(PolicyProblem::Proxy, e);
+        let mut proxy = Proxy::parse(url).map_err(fail)?;
+        for entry in no_proxy {
+            proxy.bypass(entry).map_err(fail)?;
+        }
+        self.proxy = Some(proxy);
+        Ok(self)
+    }
+
+    /// Builds the TLS settings and the rest.
+    pub(crate) fn build(self) -> Result<Outbound, Error> {
+        let client_tls = self
+            .client_certs
+            .into_iter()
+            .map(|(origin, identity)| {
+                Ok((
+                    origin,
+                    Arc::new(client_config(self.extra_roots.clone(), Some(identity))?),
+                ))
+            })
+            .collect::<Result<_, Error>>()?;
+        Ok(Outbound {
+            policy: self.policy,
+            tls: Arc::new(client_config(self.extra_roots, None)?),
+            client_tls,
+            resolve: self.resolve,
+            pool: ConnectionPool::default(),
+            proxy: self.proxy,
+        })
+    }
+}
+
+/// The limits of each request a run makes, whatever the step asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NetworkLimits {
+    /// DNS, TCP connect and TLS handshake, each.
+    pub(crate) connect_timeout: Duration,
+    /// From sending to the response head.
+    pub(crate) first_byte_timeout: Duration,
+    /// Longest pause inside the response body.
+    pub(crate) between_bytes_timeout: Duration,
+    /// Largest response body passed to the guest.
+    pub(crate) max_response_bytes: u64,
+    /// Largest response header section.
+    pub(crate) max_response_header_bytes: usize,
+    /// Most response header fields.
+    pub(crate) max_response_headers: usize,
+    /// Largest request body.
+    pub(crate) max_request_body_bytes: u64,
+    /// Most requests of one run.
+    pub(crate) max_requests_per_run: u32,
+    /// Keep-alive connection reuse.
+    pub(crate) reuse: Reuse,
+}
