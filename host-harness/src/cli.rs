@@ -46,12 +46,16 @@ prints every problem of the config; exit 0 if valid, 1 if not.
     },
     Subcommand {
         name: "serve-restate",
-        synopsis: "https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]",
+        synopsis: "https-step serve-restate --policies DIR [--listen ADDR] [--max-concurrency N] [--ingress URL|local]",
         about: "\
 serves the step as the Restate service HttpsStep (durable retries and
 waits, README \"Durable runs\") until interrupted; tenants are the
 *.toml policies in DIR. --listen default 127.0.0.1:9080; the
-runtime's run slots (default 64) queue attempts beyond them.
+runtime's run slots (default {max_concurrency}) queue attempts beyond them.
+--ingress: the Restate ingress whose object HttpsStepLimits keeps the
+tenants' rate limits and back-off windows, shared by every process of
+the deployment (default http://127.0.0.1:8080); `local` keeps them in
+this process.
 ",
     },
     Subcommand {
@@ -91,7 +95,7 @@ pub fn usage() -> String {
         text.push('\n');
         text.push_str(c.name);
         text.push('\n');
-        for line in c.about.lines() {
+        for line in about(c).lines() {
             text.push_str(&format!("  {line}\n").replace("  \n", "\n"));
         }
     }
@@ -108,7 +112,16 @@ fn subcommand_usage(name: &str) -> Option<String> {
     } else {
         String::new()
     };
-    Some(format!("usage: {}\n\n{}{notes}", c.synopsis, c.about))
+    Some(format!("usage: {}\n\n{}{notes}", c.synopsis, about(c)))
+}
+
+/// A subcommand's description with the defaults it names filled in from
+/// their one home.
+fn about(c: &Subcommand) -> String {
+    c.about.replace(
+        "{max_concurrency}",
+        &crate::DEFAULT_MAX_CONCURRENCY.to_string(),
+    )
 }
 
 /// Exit code: success.
@@ -157,14 +170,16 @@ enum Command {
     },
     /// `demo`.
     Demo,
-    /// `serve-restate --policies DIR [--listen ADDR] [--max-concurrency N]`.
+    /// `serve-restate --policies DIR [--listen ADDR] [--max-concurrency N] [--ingress URL|local]`.
     ServeRestate {
         #[arg(long)]
         policies: String,
         #[arg(long, default_value = "127.0.0.1:9080")]
         listen: std::net::SocketAddr,
-        #[arg(long = "max-concurrency", default_value_t = 64)]
+        #[arg(long = "max-concurrency", default_value_t = crate::DEFAULT_MAX_CONCURRENCY)]
         max_concurrency: usize,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        ingress: String,
     },
     /// `service-component OUT.wasm`.
     ServiceComponent { out: String },
@@ -233,7 +248,8 @@ pub async fn execute(
             policies,
             listen,
             max_concurrency,
-        } => return serve_restate(&policies, listen, max_concurrency, &err).await,
+            ingress,
+        } => return serve_restate(&policies, listen, max_concurrency, &ingress, &err).await,
         Command::ServiceComponent { out: path } => {
             return match std::fs::write(&path, https_step_guest_artifact::SERVICE_WASM) {
                 Ok(()) => {
@@ -317,14 +333,25 @@ async fn serve_restate(
     policies: &str,
     listen: std::net::SocketAddr,
     max_concurrency: usize,
+    ingress: &str,
     err: &SharedWriter,
 ) -> u8 {
     let built = builder()
         .max_concurrency(max_concurrency)
         .slot_wait(DURABLE_SLOT_WAIT)
         .build();
+    let limits = |ingress: &str| -> Result<Option<Arc<dyn crate::limits::SharedLimits>>, Error> {
+        Ok(match ingress {
+            "local" => None,
+            url => Some(Arc::new(crate::durable::RestateLimits::new(url)?)),
+        })
+    };
     let service = match built.and_then(|runtime| {
-        crate::durable::DurableService::from_policy_dir(runtime, std::path::Path::new(policies))
+        crate::durable::DurableService::from_policy_dir(
+            runtime,
+            std::path::Path::new(policies),
+            limits(ingress)?,
+        )
     }) {
         Ok(service) => service,
         Err(e) => {
@@ -517,7 +544,8 @@ mod tests {
             Ok(Command::ServeRestate {
                 policies: "p".into(),
                 listen: "127.0.0.1:0".parse().expect("addr"),
-                max_concurrency: 8
+                max_concurrency: 8,
+                ingress: "http://127.0.0.1:8080".into(),
             })
         );
         assert_eq!(
@@ -531,7 +559,8 @@ mod tests {
             Ok(Command::ServeRestate {
                 policies: "p".into(),
                 listen: "127.0.0.1:9080".parse().expect("addr"),
-                max_concurrency: 64
+                max_concurrency: crate::DEFAULT_MAX_CONCURRENCY,
+                ingress: "http://127.0.0.1:8080".into(),
             })
         );
         for bad in [

@@ -58,10 +58,45 @@ pub enum Error {
         /// What happened, naming the limit's setting.
         detail: String,
     },
-    /// As many runs as the runtime allows are already in progress; try again
-    /// when one has finished.
-    #[error("the step runtime is busy: all {0} run slots are in use")]
-    Busy(usize),
+    /// The run got no slot within the runtime's `slot_wait`: every slot was
+    /// in use, or the tenant already ran its share of them, or its queue of
+    /// waiting runs was full. Try again when a run has finished.
+    #[error("the step runtime is busy: {}", busy_text(tenant, *slots, *share, cause))]
+    Busy {
+        /// The tenant whose run it was.
+        tenant: String,
+        /// The runtime's run slots (`max_concurrency`).
+        slots: usize,
+        /// The tenant's share of them (`max_concurrent_runs`).
+        share: usize,
+        /// Which bound it met.
+        cause: BusyCause,
+    },
+}
+
+/// Which bound a run without a slot met ([`Error::Busy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BusyCause {
+    /// Every slot was in use.
+    Full,
+    /// The tenant had its share of the slots running.
+    TenantShare,
+    /// The tenant's queue of runs waiting for a slot held this many
+    /// (`max_queued_runs`).
+    QueueFull(usize),
+}
+
+fn busy_text(tenant: &str, slots: usize, share: usize, cause: &BusyCause) -> String {
+    match cause {
+        BusyCause::Full => format!("all {slots} run slots are in use"),
+        BusyCause::TenantShare => format!(
+            "tenant {tenant:?} already runs {share} steps, its share (max_concurrent_runs) of the {slots} run slots"
+        ),
+        BusyCause::QueueFull(queued) => format!(
+            "tenant {tenant:?} already has {queued} runs waiting for a slot (max_queued_runs)"
+        ),
+    }
 }
 
 /// A boxed error source.
@@ -89,6 +124,20 @@ pub enum PolicyProblem {
     Proxy,
     /// `no_proxy` is set without `proxy`.
     NoProxyWithoutProxy,
+    /// The Restate ingress that keeps shared limits is not a usable URL.
+    Ingress {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `[[rate_limits]]` entry is unusable.
+    RateLimit {
+        /// The entry's origin, as written.
+        origin: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl std::fmt::Display for PolicyProblem {
@@ -108,6 +157,12 @@ impl std::fmt::Display for PolicyProblem {
             ),
             PolicyProblem::Origin => f.write_str("invalid allowed origin"),
             PolicyProblem::Proxy => f.write_str("unusable proxy setting"),
+            PolicyProblem::Ingress { url, reason } => {
+                write!(f, "the Restate ingress {url:?}: {reason}")
+            }
+            PolicyProblem::RateLimit { origin, reason } => {
+                write!(f, "rate_limits entry {origin:?}: {reason}")
+            }
             PolicyProblem::NoProxyWithoutProxy => f.write_str(
                 "no_proxy is set, but no proxy; add proxy = \"http://host:port\" or remove no_proxy",
             ),
@@ -251,7 +306,7 @@ impl Error {
             Error::Certificate { .. } => "certificate",
             Error::GuestTrap { .. } => "guest-trap",
             Error::ResourceLimit { .. } => "resource-limit",
-            Error::Busy(_) => "busy",
+            Error::Busy { .. } => "busy",
         }
     }
 }

@@ -42,11 +42,13 @@ mod runtime;
 mod store;
 pub mod tenant;
 
-pub use egress::policy;
+pub use egress::{limits, policy};
 
-pub use error::{BoxError, CertificateProblem, Error, LimitKind, PolicyProblem};
+pub use error::{BoxError, BusyCause, CertificateProblem, Error, LimitKind, PolicyProblem};
 pub use https_step_core::{
     ParsedConfig, Problem, StepConfig, StepFailure, StepOutcome, parse_step_config,
 };
-pub use runtime::{PreparedStep, ProgressFn, RuntimeBuilder, StepRuntime};
-pub use tenant::{ClientCertEntry, HostLimits, Tenant, TenantBuilder, TenantPolicy};
+pub use runtime::{DEFAULT_MAX_CONCURRENCY, PreparedStep, ProgressFn, RuntimeBuilder, StepRuntime};
+pub use tenant::{
+    ClientCertEntry, HostLimits, RateLimitEntry, Tenant, TenantBuilder, TenantPolicy,
+};

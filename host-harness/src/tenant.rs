@@ -5,6 +5,7 @@
 //! ([`TenantPolicy`], TOML).
 
 use crate::Error;
+use crate::egress::limits::SharedLimits;
 use crate::egress::{NetworkLimits, Outbound, OutboundBuilder, RunEgress};
 use crate::error::{CertificateProblem, PolicyProblem};
 use crate::progress::ProgressFn;
@@ -36,7 +37,8 @@ pub struct HostLimits {
     pub max_response_headers: usize,
     /// Largest request body. Default: 16777216 (16 MiB).
     pub max_request_body_bytes: u64,
-    /// Most outbound requests of one run (attempts + redirects). Default: 64.
+    /// Most outbound requests of one run: attempts, redirects, pages, polls
+    /// and token requests. Default: 64.
     pub max_requests_per_run: u32,
     /// Guest linear memory. Default: 134217728 (128 MiB); at most the
     /// runtime's `max_memory_bytes`.
@@ -57,6 +59,15 @@ pub struct HostLimits {
     /// connection is rarely one the server is closing; one it has closed is
     /// noticed and replaced before anything is sent. Default: 4000.
     pub idle_connection_ms: u64,
+    /// Most of the runtime's run slots this tenant holds at once; its
+    /// further runs wait in its own queue and never take a slot another
+    /// tenant could use. Default: half the runtime's slots, at least one (a
+    /// host with a single tenant sets it to all of them).
+    pub max_concurrent_runs: Option<usize>,
+    /// Most of this tenant's runs waiting for a slot at once (each waits at
+    /// most the runtime's `slot_wait`); beyond it a run is refused at once.
+    /// Default: 256.
+    pub max_queued_runs: usize,
 }
 
 impl Default for HostLimits {
@@ -75,6 +86,8 @@ impl Default for HostLimits {
             max_run_ms: 900_000,
             max_idle_connections_per_origin: 8,
             idle_connection_ms: 4_000,
+            max_concurrent_runs: None,
+            max_queued_runs: 256,
         }
     }
 }
@@ -159,6 +172,40 @@ pub struct TenantPolicy {
     /// Limits. Default: [`HostLimits::default`].
     #[serde(default)]
     pub limits: HostLimits,
+    /// Limits per destination, shared by all of the tenant's runs; a
+    /// request's origin takes the first entry that covers it. Default: none.
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimitEntry>,
+    /// An upstream's `429`, or `503` with `Retry-After`, holds back the
+    /// tenant's other requests to that origin until the time it names:
+    /// they are answered locally and never reach it. Default: true.
+    #[serde(default = "yes")]
+    pub shared_backoff: bool,
+    /// The longest such hold. Default: 3600000 (1 hour).
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+/// One `[[rate_limits]]` entry of a policy file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitEntry {
+    /// The origins it covers, written as in `allowed_hosts` (wildcards and
+    /// `:*` ports allowed: one quota for all of them). Required.
+    pub origin: String,
+    /// Requests per second, refilling a token bucket. Default: none (no
+    /// rate); give it, `max_in_flight`, or both.
+    pub requests_per_second: Option<f64>,
+    /// The bucket's size: how many requests may go at once after a quiet
+    /// spell. Default: one second's worth, at least 1.
+    pub burst: Option<u32>,
+    /// The most requests open at once, from sending to the end of the
+    /// response. Default: none (no cap).
+    pub max_in_flight: Option<u32>,
+}
+
+fn default_max_backoff_ms() -> u64 {
+    u64::try_from(crate::egress::DEFAULT_MAX_BACKOFF.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One `[[client_certs]]` entry of a policy file.
@@ -205,6 +252,8 @@ impl Tenant {
             id: id.into(),
             egress: OutboundBuilder::default(),
             limits: HostLimits::default(),
+            shared_backoff: true,
+            max_backoff_ms: default_max_backoff_ms(),
         }
     }
 
@@ -249,6 +298,12 @@ impl Tenant {
         for (name, addrs) in policy.resolve {
             b = b.resolve(&name, addrs);
         }
+        for entry in &policy.rate_limits {
+            b = b.rate_limit(entry)?;
+        }
+        b = b
+            .shared_backoff(policy.shared_backoff)
+            .max_backoff_ms(policy.max_backoff_ms);
         match (&policy.proxy, policy.no_proxy.is_empty()) {
             (Some(url), _) => b = b.proxy(url, &policy.no_proxy)?,
             (None, false) => return Err(Error::policy(PolicyProblem::NoProxyWithoutProxy)),
@@ -305,6 +360,8 @@ pub struct TenantBuilder {
     id: String,
     egress: OutboundBuilder,
     limits: HostLimits,
+    shared_backoff: bool,
+    max_backoff_ms: u64,
 }
 
 impl TenantBuilder {
@@ -377,12 +434,52 @@ impl TenantBuilder {
         self
     }
 
+    /// Adds a limit for the origins `entry` covers (see
+    /// [`TenantPolicy::rate_limits`]).
+    pub fn rate_limit(mut self, entry: &RateLimitEntry) -> Result<Self, Error> {
+        self.egress = self.egress.rate_limit(
+            &entry.origin,
+            entry.requests_per_second,
+            entry.burst,
+            entry.max_in_flight,
+        )?;
+        Ok(self)
+    }
+
+    /// Whether an upstream's 429 (or 503 with `Retry-After`) holds back the
+    /// tenant's other requests to that origin. Default: true.
+    pub fn shared_backoff(mut self, on: bool) -> Self {
+        self.shared_backoff = on;
+        self
+    }
+
+    /// The longest such hold, in milliseconds. Default: 3600000 (1 hour).
+    pub fn max_backoff_ms(mut self, ms: u64) -> Self {
+        self.max_backoff_ms = ms;
+        self
+    }
+
+    /// Keeps the tenant's rate-limit buckets, in-flight counts and back-off
+    /// windows in `store` — one several processes share, so the limits hold
+    /// across them — instead of in this process (the default).
+    pub fn shared_limits(mut self, store: Arc<dyn SharedLimits>) -> Self {
+        self.egress = self.egress.shared_limits(store);
+        self
+    }
+
     /// Builds the tenant.
     pub fn build(self) -> Result<Tenant, Error> {
         static BUILT: AtomicUsize = AtomicUsize::new(0);
         Ok(Tenant {
             id: self.id.into(),
-            egress: Arc::new(self.egress.build()?),
+            egress: Arc::new(
+                self.egress
+                    .backoff(
+                        self.shared_backoff
+                            .then(|| Duration::from_millis(self.max_backoff_ms)),
+                    )
+                    .build()?,
+            ),
             limits: self.limits,
             store: Arc::default(),
             number: BUILT.fetch_add(1, Ordering::Relaxed),
@@ -427,6 +524,23 @@ mod tests {
             ),
             (1024, 100, 64)
         );
+    }
+
+    /// The README's policy file, every field in it, reads as a policy.
+    #[test]
+    fn the_readme_policy_example_reads() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .expect("README.md");
+        let block = readme
+            .split("Policy file, every field optional:\n\n```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("the README's policy example");
+        let policy: TenantPolicy = toml::from_str(block).expect("the example reads");
+        assert_eq!(policy.rate_limits.len(), 1);
+        assert_eq!(policy.limits.max_concurrent_runs, Some(256));
+        assert!(policy.shared_backoff);
     }
 
     #[test]

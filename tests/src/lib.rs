@@ -31,6 +31,7 @@ pub mod loopback;
 #[cfg(feature = "p3-experiment")]
 pub mod p3_experiment;
 pub mod python;
+pub mod restate;
 pub mod shared;
 pub mod signature;
 pub mod soak;

@@ -20,39 +20,28 @@
 //! command line (`https_step_host::cli::execute`, what the binary's `main`
 //! calls), since an integration test cannot name another package's binary.
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use https_step_tests::loopback::{LoopbackServer, Reply, in_order};
-use https_step_tests::shared::{ChildProcess, free_port, npm_packages, tokio, wait_for};
+use https_step_tests::restate::{
+    EngineAddrs, exchange, get, ok_json, register, request, restate_server, serve_cli_if_asked,
+    sql, start_engine, start_service,
+};
+use https_step_tests::shared::{free_port, tokio, wait_for};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Set in the environment of this binary's child that plays the CLI.
-const CLI_ROLE: &str = "HTTPS_STEP_DURABLE_TEST_CLI";
 /// The Standard Webhooks secret of the signed step.
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 /// Runs waiting at once in the third part.
 const WAITING_RUNS: usize = 1000;
+/// The service's run slots.
+const SLOTS: usize = 64;
 
 fn main() -> Result<()> {
-    if std::env::var_os(CLI_ROLE).is_some() {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        let stderr = Arc::new(std::sync::Mutex::new(std::io::stderr()));
-        let code = runtime.block_on(https_step_host::cli::execute(
-            &args,
-            None,
-            &mut std::io::stdout().lock(),
-            stderr,
-        ));
-        std::process::exit(i32::from(code));
-    }
+    serve_cli_if_asked()?;
     let args = Arguments::from_args();
     let trial = Trial::test(
         "durable_runs_survive_sigkill_deduplicate_and_wait_for_free",
@@ -61,143 +50,13 @@ fn main() -> Result<()> {
     libtest_mimic::run(&args, vec![trial]).exit()
 }
 
-/// Where the engine listens; the same addresses after a restart.
-struct EngineAddrs {
-    ingress: SocketAddr,
-    admin: SocketAddr,
-    fabric: SocketAddr,
-}
-
-/// The restate-server binary of the pinned npm package.
-fn restate_server() -> Result<PathBuf> {
-    let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("hosts/restate");
-    let dir = npm_packages(&sources, Path::new(env!("CARGO_TARGET_TMPDIR")))?;
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x64",
-        "aarch64" => "arm64",
-        other => bail!("restate-server ships no binary for {other}"),
-    };
-    let bin = dir.join(format!(
-        "node_modules/@restatedev/restate-server-{}-{arch}/bin/restate-server",
-        std::env::consts::OS
-    ));
-    ensure!(bin.exists(), "{} is missing after npm ci", bin.display());
-    Ok(bin)
-}
-
-/// Starts the engine on `addrs` with its data in `work/engine`, and waits
-/// until its admin API and ingress answer.
-fn start_engine(bin: &Path, work: &Path, addrs: &EngineAddrs) -> Result<ChildProcess> {
-    let engine = ChildProcess::start(
-        Command::new(bin)
-            .args([
-                "--no-logo",
-                "--node-name",
-                "n1",
-                "--listen-mode",
-                "tcp",
-                "--bind-address",
-                &addrs.fabric.to_string(),
-            ])
-            .arg("--base-dir")
-            .arg(work.join("engine"))
-            .env("RESTATE_ADMIN__BIND_ADDRESS", addrs.admin.to_string())
-            .env("RESTATE_INGRESS__BIND_ADDRESS", addrs.ingress.to_string())
-            .env("RESTATE_DISABLE_TELEMETRY", "true")
-            .env("RESTATE_LOG_DISABLE_ANSI_CODES", "true"),
-        work.join("engine.log"),
-    )?;
-    wait_for(Duration::from_secs(60), "restate-server to answer", || {
-        Ok(
-            get(addrs.admin, "/health")?.0 == 200
-                && get(addrs.ingress, "/restate/health")?.0 == 200,
-        )
-    })
-    .with_context(|| engine.log_tail(30))?;
-    Ok(engine)
-}
-
-/// Starts the step's service (`https-step serve-restate`) on `addr` with the
-/// policies of `work/policies`, and waits until it accepts connections.
-fn start_service(work: &Path, addr: SocketAddr) -> Result<ChildProcess> {
-    let service = ChildProcess::start(
-        Command::new(std::env::current_exe()?)
-            .env(CLI_ROLE, "1")
-            .args(["serve-restate", "--listen", &addr.to_string(), "--policies"])
-            .arg(work.join("policies")),
-        work.join("service.log"),
-    )?;
-    service.wait_listening(addr, Duration::from_secs(60))?;
-    Ok(service)
-}
-
-/// One HTTP/1.1 exchange with the engine: its status and body.
-async fn exchange(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, String)> {
-    let mut headers = headers.to_vec();
-    if body.is_some() {
-        headers.push(("content-type", "application/json"));
-    }
-    let (status, _, text) = https_step_tests::shared::http(
-        method,
-        &format!("http://{addr}{path}"),
-        &headers,
-        body.map(|b| b.to_string().into_bytes()),
-    )
-    .await?;
-    Ok((status, text))
-}
-
-/// [`exchange`], waited for.
-fn request(
-    method: &str,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> Result<(u16, String)> {
-    tokio().block_on(exchange(method, addr, path, headers, body))
-}
-
-fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    request("GET", addr, path, &[], None)
-}
-
-/// A 2xx answer's JSON.
-fn ok_json(answer: (u16, String)) -> Result<Value> {
-    ensure!(
-        (200..300).contains(&answer.0),
-        "status {}: {}",
-        answer.0,
-        answer.1
-    );
-    serde_json::from_str(&answer.1).with_context(|| format!("not JSON: {}", answer.1))
-}
-
-/// Rows of a query of the engine's introspection tables (SQL).
-fn sql(admin: SocketAddr, query: &str) -> Result<Vec<Value>> {
-    let rows = ok_json(request(
-        "POST",
-        admin,
-        "/query",
-        &[("accept", "application/json")],
-        Some(&json!({"query": query})),
-    )?)?;
-    Ok(rows["rows"].as_array().cloned().unwrap_or_default())
-}
-
 /// A scripted upstream: `replies` in order, then the last one again.
 fn upstream(replies: Vec<Reply>) -> Result<LoopbackServer> {
     Ok(tokio().block_on(LoopbackServer::http(in_order(replies)))?)
 }
 
 fn durable_runs() -> Result<()> {
-    let bin = restate_server()?;
+    let bin = restate_server(Path::new(env!("CARGO_TARGET_TMPDIR")))?;
     let work = std::env::temp_dir().join(format!("https-step-durable-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("policies"))?;
@@ -213,23 +72,11 @@ fn durable_runs() -> Result<()> {
 }
 
 fn scenario(bin: &Path, work: &Path) -> Result<()> {
-    let addrs = EngineAddrs {
-        ingress: free_port()?,
-        admin: free_port()?,
-        fabric: free_port()?,
-    };
+    let addrs = EngineAddrs::free()?;
     let service_addr = free_port()?;
     let mut engine = start_engine(bin, work, &addrs)?;
-    let mut service = start_service(work, service_addr)?;
-    let uri = format!("http://{service_addr}");
-    ok_json(request(
-        "POST",
-        addrs.admin,
-        "/deployments",
-        &[],
-        Some(&json!({"uri": uri})),
-    )?)
-    .context("registering the service")?;
+    let mut service = start_service(work, service_addr, addrs.ingress, SLOTS, "service.log")?;
+    register(addrs.admin, &format!("http://{service_addr}"))?;
 
     // 1. Killed during the first wait, continued after a restart.
     let orders = upstream(vec![
@@ -251,7 +98,7 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
         "/HttpsStep/run/send",
         &key,
         Some(&run),
-    )?)?;
+    ))?;
     let id = sent["invocationId"]
         .as_str()
         .context("an invocation id")?
@@ -287,11 +134,11 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
         killed.elapsed()
     );
     engine = start_engine(bin, work, &addrs)?;
-    service = start_service(work, service_addr)?;
+    service = start_service(work, service_addr, addrs.ingress, SLOTS, "service.log")?;
     let output = ok_json(get(
         addrs.ingress,
         &format!("/restate/invocation/{id}/attach"),
-    )?)
+    ))
     .context("attaching to the run")?;
     ensure!(
         output["ok"] == json!(true) && output["status"] == json!(201),
@@ -331,7 +178,7 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
         "/HttpsStep/run",
         &key,
         Some(&run),
-    )?)?;
+    ))?;
     ensure!(again == output, "the same result:\n{again:#}\n{output:#}");
     ensure!(orders.requests().len() == 3, "no new upstream request");
 
@@ -358,7 +205,7 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
                         &[("idempotency-key", &key)],
                         Some(&waiting),
                     )
-                    .await?,
+                    .await,
                 )
             });
             if sends.len() >= 32 {
@@ -403,7 +250,7 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
         "/HttpsStep/stats",
         &[],
         None,
-    )?)?;
+    ))?;
     ensure!(
         stats["runs_in_flight"] == json!(0),
         "no runtime slot held while {WAITING_RUNS} runs wait: {stats}"

@@ -4,7 +4,7 @@
 //! request, a second tenant with the same grant makes its own, later runs
 //! reuse the token, and a token is replaced ahead of its `expires_in`.
 
-use https_step_host::{StepRuntime, Tenant};
+use https_step_host::{HostLimits, StepRuntime, Tenant};
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
 use https_step_tests::shared::tokio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,7 +84,19 @@ fn fifty_concurrent_cold_runs_of_one_tenant_make_one_token_request_and_tenants_n
         let (server, issued) = servers(3600).await?;
         let origin = server.origin();
         let config = Arc::new(config(&origin, None));
-        let tenant = |id: &str| anyhow::Ok(Arc::new(Tenant::builder(id).allow(&origin)?.build()?));
+        // Each tenant may use every slot: 50 runs of one tenant at once.
+        let every_slot = HostLimits {
+            max_concurrent_runs: Some(64),
+            ..HostLimits::default()
+        };
+        let tenant = |id: &str| {
+            anyhow::Ok(Arc::new(
+                Tenant::builder(id)
+                    .allow(&origin)?
+                    .limits(every_slot.clone())
+                    .build()?,
+            ))
+        };
         let (a, b) = (tenant("tenant-a")?, tenant("tenant-b")?);
 
         let runs: Vec<_> = (0..50)

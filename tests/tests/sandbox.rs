@@ -313,10 +313,15 @@ fn a_full_runtime_answers_busy_and_recovers() {
             .await
             .expect("server"),
         );
+        // The runtime's only tenant: it may use both slots.
         let tenant = Arc::new(
             Tenant::builder("t")
                 .allow(&server.origin())
                 .expect("allow")
+                .limits(HostLimits {
+                    max_concurrent_runs: Some(2),
+                    ..HostLimits::default()
+                })
                 .build()
                 .expect("tenant"),
         );
@@ -338,7 +343,17 @@ fn a_full_runtime_answers_busy_and_recovers() {
                 quiet(),
             )
             .await;
-        assert!(matches!(busy, Err(Error::Busy(2))), "{busy:?}");
+        assert!(
+            matches!(
+                busy,
+                Err(Error::Busy {
+                    slots: 2,
+                    share: 2,
+                    ..
+                })
+            ),
+            "{busy:?}"
+        );
         for h in [a, b] {
             assert!(matches!(h.await.expect("join"), Ok(Ok(_))));
         }

@@ -7,6 +7,6 @@ fn soak_smoke_run() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = tokio.block_on(https_step_tests::soak::run(400, 10))?;
-    eprintln!("{report}");
+    eprintln!("{}", report.summary);
     Ok(())
 }

@@ -48,6 +48,9 @@ fn attempt_json(a: &Attempt) -> Value {
             v[key] = n.into();
         }
     }
+    if let Some(limit) = &a.host_limit {
+        v["host_limit"] = limit.as_str().into();
+    }
     v
 }
 

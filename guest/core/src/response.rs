@@ -4,6 +4,13 @@ use crate::model::{KeyValue, Response, ResponseFormat, StepError};
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
+/// The header a host puts on a `429` it answered itself because its limits
+/// for the tenant held the request back (a rate limit, a cap on requests in
+/// flight, an upstream's back-off window), naming which; the request never
+/// reached the server. This project's host writes it (README "Rate limits
+/// and back-pressure"), as Envoy marks its local rate limit's answers.
+pub const LOCAL_LIMIT_HEADER: &str = "x-https-step-local-limit";
+
 /// A response as the transport delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawResponse {

@@ -216,6 +216,7 @@ fn unsent(error: StepError) -> SendError {
     SendError {
         error,
         maybe_sent: false,
+        budget_spent: false,
     }
 }
 
@@ -224,6 +225,7 @@ fn sent(error: StepError) -> SendError {
     SendError {
         error,
         maybe_sent: true,
+        budget_spent: false,
     }
 }
 
@@ -389,22 +391,35 @@ fn write_body(body: OutgoingBody, bytes: &[u8], deadline: &Deadline) -> Result<(
             .map_err(|()| StepError::Internal("wasi:http gave no body stream".into()))?;
         let mut rest = bytes;
         while !rest.is_empty() {
-            let n = writable(&stream, deadline)?;
+            let n = writable(&stream, deadline, false)?;
             // As much as `check-write` grants (wasi:io 0.2 `output-stream`).
             let (chunk, tail) =
                 rest.split_at(usize::try_from(n).unwrap_or(usize::MAX).min(rest.len()));
             stream.write(chunk).map_err(write_error)?;
             rest = tail;
         }
-        stream.flush().map_err(write_error)?;
-        writable(&stream, deadline)?;
+        flushed(&stream, deadline)?;
         // The stream must be dropped before `finish` (wasi:http 0.2 resource rules).
     }
     OutgoingBody::finish(body, None).map_err(|c| map_error_code(&c, deadline))
 }
 
-/// Waits until `stream` accepts bytes; returns how many.
-fn writable(stream: &OutputStream, deadline: &Deadline) -> Result<u64, StepError> {
+/// Flushes `stream`, every byte of the body written, and waits until the
+/// host took them. A stream the host has closed by then is no failure: it
+/// knows the body's length (`Content-Length`, RFC 9112 §6.2) and lets go of
+/// the stream once it has read that many bytes, which can happen before this
+/// last look.
+fn flushed(stream: &OutputStream, deadline: &Deadline) -> Result<(), StepError> {
+    match stream.flush() {
+        Err(StreamError::Closed) => Ok(()),
+        Err(e) => Err(write_error(e)),
+        Ok(()) => writable(stream, deadline, true).map(drop),
+    }
+}
+
+/// Waits until `stream` accepts bytes; returns how many (0 when `written`,
+/// the whole body handed over, and the host has closed the stream).
+fn writable(stream: &OutputStream, deadline: &Deadline, written: bool) -> Result<u64, StepError> {
     loop {
         match stream.check_write() {
             Ok(0) => {
@@ -413,6 +428,7 @@ fn writable(stream: &OutputStream, deadline: &Deadline) -> Result<u64, StepError
                 }
             }
             Ok(n) => return Ok(n),
+            Err(StreamError::Closed) if written => return Ok(0),
             Err(e) => return Err(write_error(e)),
         }
     }
@@ -495,6 +511,9 @@ fn classify(error: StepError, code: &ErrorCode) -> SendError {
     SendError {
         error,
         maybe_sent: !before_sending,
+        // The one use hosts make of this code: a budget of requests per run
+        // (README "Tenant sandbox", `max_requests_per_run`).
+        budget_spent: matches!(code, C::ConnectionLimitReached),
     }
 }
 
@@ -520,7 +539,10 @@ fn map_error_code(code: &ErrorCode, deadline: &Deadline) -> StepError {
         }
         C::ConnectionRefused => StepError::Connection("the connection was refused".into()),
         C::ConnectionTerminated => StepError::Connection("the connection was closed by the server".into()),
-        C::ConnectionLimitReached => StepError::Connection("the host's connection limit was reached".into()),
+        // Worded again by the run, which counts its requests.
+        C::ConnectionLimitReached => {
+            StepError::Denied("the host allows this run no more requests".into())
+        }
         C::ConnectionTimeout => {
             deadline.host_timeout("no connection was established", HostLimit::Connect)
         }

@@ -10,6 +10,7 @@
 //! built by the tenant ([`crate::tenant`]) and handed to each run's hooks;
 //! this module knows nothing else of tenants.
 
+pub mod limits;
 mod outbound;
 pub mod policy;
 pub(crate) mod pool;
@@ -21,7 +22,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-pub(crate) use outbound::{NetworkLimits, Outbound, OutboundBuilder};
+pub(crate) use outbound::{DEFAULT_MAX_BACKOFF, NetworkLimits, Outbound, OutboundBuilder};
 use policy::{Admission, Denial, Scheme, parse_host};
 use pool::{Connection, Lease, PoolKey};
 use proxy::{ConnectAnswer, MAX_CONNECT_HEAD, Proxy, connect_answer};
@@ -106,9 +107,20 @@ impl WasiHttpHooks for RunEgress {
             let route = Route {
                 out: &outbound,
                 limits: &limits,
+                tenant: &tenant,
+                events: &events,
             };
             let result = tracing::Instrument::instrument(send(route, request, options), span).await;
             match &result {
+                Err(Refusal::Limited { retry_after, held }) => {
+                    let marker = held.marker();
+                    let seconds = retry_after_seconds(*retry_after);
+                    tracing::info!(tenant = %tenant, %marker, seconds, "egress answered locally");
+                    events(&format!(
+                        "egress: held back by the tenant's limits ({marker}); answered 429, retry after {seconds} s"
+                    ));
+                    return Ok(local_answer(seconds, held));
+                }
                 Err(Refusal::Policy(denial)) => {
                     tracing::warn!(tenant = %tenant, %denial, "egress refused");
                     events(&format!("egress refused: {denial}"));
@@ -140,11 +152,55 @@ impl WasiHttpHooks for RunEgress {
     }
 }
 
-/// What one request is sent under: the tenant's egress and the run's limits.
+/// What one request is sent under: the tenant's egress, the run's limits,
+/// the tenant's id and the run's events.
 #[derive(Clone, Copy)]
 struct Route<'a> {
     out: &'a Outbound,
     limits: &'a NetworkLimits,
+    tenant: &'a str,
+    events: &'a ProgressFn,
+}
+
+/// `Retry-After` in whole seconds, rounded up (RFC 9110 §10.2.3).
+fn retry_after_seconds(wait: Duration) -> u64 {
+    u64::try_from(wait.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// The host's own answer to a request its tenant's limits held back: `429`
+/// with `Retry-After` and [`limits::LOCAL_LIMIT_HEADER`] naming what held
+/// it, so the step retries it like any 429 and can tell it apart.
+fn local_answer(retry_after_s: u64, held: &limits::Held) -> Exchange {
+    use http_body_util::Full;
+    let body = serde_json::json!({
+        "error": "held back by the host's limits for this tenant",
+        "limit": held.marker(),
+        "retry_after_s": retry_after_s,
+    })
+    .to_string();
+    let mut response = http::Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(retry_after_s),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    if let Ok(marker) = http::HeaderValue::from_str(&held.marker()) {
+        headers.insert(limits::LOCAL_LIMIT_HEADER, marker);
+    }
+    let worker: Box<dyn Future<Output = Result<(), Error>> + Send> =
+        Box::new(std::future::ready(Ok(())));
+    (response, worker)
 }
 
 /// Why a request did not get a response.
@@ -155,6 +211,12 @@ enum Refusal {
     Proxy {
         message: String,
         denied: bool,
+    },
+    /// The tenant's limits held it back longer than its attempt may wait:
+    /// answered locally ([`local_answer`]), never sent.
+    Limited {
+        retry_after: Duration,
+        held: limits::Held,
     },
     /// One of the tenant's own timeouts ran out before the guest's: `what`
     /// did not happen within `setting` (`limit`).
@@ -185,6 +247,8 @@ impl Refusal {
                 denied: false,
             } => Error::InternalError(Some(message)),
             Refusal::HostTimeout { error, .. } | Refusal::Other(error) => error,
+            // Answered before it comes to this (`send_request`).
+            Refusal::Limited { .. } => Error::HttpRequestDenied,
             Refusal::Resolver { .. } => Error::DnsError {
                 rcode: None,
                 info_code: None,
@@ -364,6 +428,24 @@ async fn send(
     if declared_len.is_some_and(|n| n > max_body) {
         return Err(Error::HttpRequestBodySize(declared_len).into());
     }
+    // The tenant's limits for this origin: go now, after a wait that fits
+    // in half of what is left of the attempt (the request keeps the other
+    // half: a permit won at the deadline would only time out upstream), or
+    // not at all (a local 429).
+    let origin_text = origin.to_string();
+    let ask = limits::Ask {
+        tenant: route.tenant,
+        origin: &origin_text,
+        rule: limits::rule_for(&route.out.rules, origin.scheme, &origin.host, origin.port)
+            .map(|r| (r.key.as_str(), &r.quota)),
+        hold: timeouts.first_byte.after / 2,
+    };
+    let permit = match limits::admit(&route.out.limits, ask).await {
+        limits::Admission::Go(permit) => permit,
+        limits::Admission::Refused { retry_after, held } => {
+            return Err(Refusal::Limited { retry_after, held });
+        }
+    };
     let mut request = request.map(|body| {
         Guarded::new(body, None, max_body, |_| Error::HttpRequestBodySize(None)).boxed_unsync()
     });
@@ -396,19 +478,61 @@ async fn send(
     // the request was written, the request goes on a new connection.
     let key = origin.pool_key();
     let reuse = route.limits.reuse;
-    if reuse.enabled()
-        && let Some(lease) = route.out.pool.checkout(&key, reuse).await
-    {
-        match exchange(route, lease, request, &timeouts).await {
-            Err((_, Some(unsent))) => request = unsent,
-            done => return done.map_err(|(e, _)| e),
+    let exchanged = 'sent: {
+        if reuse.enabled()
+            && let Some(lease) = route.out.pool.checkout(&key, reuse).await
+        {
+            match exchange(route, lease, request, &timeouts).await {
+                Err((_, Some(unsent))) => request = unsent,
+                done => break 'sent done.map_err(|(e, _)| e)?,
+            }
+        }
+        let lease = dial(route, &origin, via, &timeouts).await?;
+        exchange(route, lease, request, &timeouts)
+            .await
+            .map_err(|(e, _)| e)?
+    };
+    Ok(after_response(route, &ask, exchanged, permit))
+}
+
+/// What the tenant's limits take from a response: a back-off window when
+/// it asks the tenant to stay away (and `shared_backoff` is on), and the
+/// request's place among `max_in_flight`, held until its body is read.
+fn after_response(
+    route: Route<'_>,
+    ask: &limits::Ask<'_>,
+    (response, worker): Exchange,
+    permit: limits::Permit,
+) -> Exchange {
+    let origin = ask.origin;
+    if let Some(max) = route.out.max_backoff {
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok());
+        let now = limits::unix_ms();
+        if let Some(until) = limits::backoff_until(status, retry_after, now, max) {
+            route
+                .out
+                .limits
+                .back_off(route.tenant, ask.scope(), origin, until);
+            (route.events)(&format!(
+                "egress: {origin} answered {status} asking to wait {} ms; the tenant's requests to it are held back until then",
+                until - now
+            ));
         }
     }
-
-    let lease = dial(route, &origin, via, &timeouts).await?;
-    exchange(route, lease, request, &timeouts)
-        .await
-        .map_err(|(e, _)| e)
+    // The permit lives as long as the body, which the guest drops once it
+    // has read it (or given up on it).
+    let response = response.map(|body| {
+        body.map_frame(move |frame| {
+            let _held = &permit;
+            frame
+        })
+        .boxed_unsync()
+    });
+    (response, worker)
 }
 
 /// Where a request goes, as admitted by the tenant's policy.
@@ -417,6 +541,14 @@ struct Origin {
     host: url::Host<String>,
     port: u16,
     admission: Admission,
+}
+
+/// `scheme://host:port`, the port always written: the key of the origin's
+/// back-off window and what the run's events name.
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
 }
 
 impl Origin {
@@ -975,9 +1107,12 @@ mod tests {
         // Admitted only as a public https host: the loopback address is refused
         // after resolving, before connecting.
         let open = outbound(&[]);
+        let events: ProgressFn = Arc::new(|_: &str| {});
         let route = Route {
             out: &open,
             limits: &limits,
+            tenant: "t",
+            events: &events,
         };
         let origin = admit(&open, &uri(&format!("https://127.0.0.1:{port}/")))
             .ok()
@@ -991,6 +1126,8 @@ mod tests {
         let route = Route {
             out: &listed,
             limits: &limits,
+            tenant: "t",
+            events: &events,
         };
         let origin = admit(&listed, &uri(&format!("http://127.0.0.1:{port}/")))
             .ok()

@@ -5,6 +5,7 @@
 //! ([`NetworkLimits`]), which the host may lower for some runs. A tenant
 //! holds both; nothing here knows what a tenant is.
 
+use super::limits::{LocalLimits, Quota, RateRule, SharedLimits};
 use super::policy::{AllowedOrigin, EgressPolicy, OriginParseError, Scheme};
 use super::pool::{ConnectionPool, Reuse};
 use super::proxy::Proxy;
@@ -32,6 +33,13 @@ pub(crate) struct Outbound {
     /// Request bodies are the guest's `wasi:http` bodies.
     pub(super) pool: ConnectionPool<WasiBody>,
     pub(super) proxy: Option<Proxy>,
+    /// `[[rate_limits]]`, in order: a request's origin takes the first that covers it.
+    pub(super) rules: Vec<RateRule>,
+    /// Where the buckets, in-flight counts and back-off windows live.
+    pub(super) limits: Arc<dyn SharedLimits>,
+    /// The longest back-off window an upstream may open; none when
+    /// `shared_backoff` is off.
+    pub(super) max_backoff: Option<Duration>,
 }
 
 impl Outbound {
@@ -56,13 +64,34 @@ impl Outbound {
 
 /// Builds an [`Outbound`]. Starts with the default policy: HTTPS to public
 /// hosts only, webpki roots, no proxy.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct OutboundBuilder {
     policy: EgressPolicy,
     extra_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     client_certs: Vec<(AllowedOrigin, ClientIdentity)>,
     resolve: HashMap<String, Vec<IpAddr>>,
     proxy: Option<Proxy>,
+    rules: Vec<RateRule>,
+    limits: Option<Arc<dyn SharedLimits>>,
+    max_backoff: Option<Duration>,
+}
+
+/// Default `max_backoff_ms`: an hour.
+pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+impl Default for OutboundBuilder {
+    fn default() -> Self {
+        OutboundBuilder {
+            policy: EgressPolicy::default(),
+            extra_roots: Vec::new(),
+            client_certs: Vec::new(),
+            resolve: HashMap::new(),
+            proxy: None,
+            rules: Vec::new(),
+            limits: None,
+            max_backoff: Some(DEFAULT_MAX_BACKOFF),
+        }
+    }
 }
 
 /// An origin entry as the policy reads it.
@@ -143,6 +172,67 @@ impl OutboundBuilder {
         Ok(self)
     }
 
+    /// Adds a rate limit for the origins `entry` covers (see
+    /// [`super::limits`]): `per_second` tokens a second in a bucket of
+    /// `burst` (default: one second's worth, at least 1), at most
+    /// `max_in_flight` open at once.
+    pub(crate) fn rate_limit(
+        mut self,
+        entry: &str,
+        per_second: Option<f64>,
+        burst: Option<u32>,
+        max_in_flight: Option<u32>,
+    ) -> Result<Self, Error> {
+        let fail = |reason: &'static str| {
+            Error::policy(PolicyProblem::RateLimit {
+                origin: entry.to_string(),
+                reason,
+            })
+        };
+        if per_second.is_none() && max_in_flight.is_none() {
+            return Err(fail("give requests_per_second, max_in_flight or both"));
+        }
+        if per_second.is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 1e6)) {
+            return Err(fail(
+                "requests_per_second must be above 0 and at most 1000000",
+            ));
+        }
+        if burst.is_some() && per_second.is_none() {
+            return Err(fail(
+                "burst is the bucket of requests_per_second; give that too",
+            ));
+        }
+        if burst == Some(0) || max_in_flight == Some(0) {
+            return Err(fail("burst and max_in_flight must be at least 1"));
+        }
+        let default_burst = per_second.map_or(1, |r| r.ceil() as u32).max(1);
+        let origin = origin(entry)?;
+        self.rules.push(RateRule {
+            key: origin.to_string(),
+            origin,
+            quota: Quota {
+                per_second,
+                burst: burst.unwrap_or(default_burst),
+                max_in_flight,
+            },
+        });
+        Ok(self)
+    }
+
+    /// Lets an upstream's 429 (or 503 with `Retry-After`) hold back the
+    /// tenant's other requests to that origin for at most `max` (none: off).
+    pub(crate) fn backoff(mut self, max: Option<Duration>) -> Self {
+        self.max_backoff = max;
+        self
+    }
+
+    /// Keeps the limits in `store` instead of this process (default: a
+    /// [`LocalLimits`] of the tenant's own).
+    pub(crate) fn shared_limits(mut self, store: Arc<dyn SharedLimits>) -> Self {
+        self.limits = Some(store);
+        self
+    }
+
     /// Builds the TLS settings and the rest.
     pub(crate) fn build(self) -> Result<Outbound, Error> {
         let client_tls = self
@@ -162,6 +252,11 @@ impl OutboundBuilder {
             resolve: self.resolve,
             pool: ConnectionPool::default(),
             proxy: self.proxy,
+            rules: self.rules,
+            limits: self
+                .limits
+                .unwrap_or_else(|| Arc::new(LocalLimits::default())),
+            max_backoff: self.max_backoff,
         })
     }
 }

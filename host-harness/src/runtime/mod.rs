@@ -9,7 +9,7 @@
 
 use crate::Error;
 use crate::egress::RunEgress;
-use crate::error::LimitKind;
+use crate::error::{BusyCause, LimitKind};
 pub use crate::progress::ProgressFn;
 use crate::progress::ProgressStream;
 use crate::tenant::Tenant;
@@ -27,6 +27,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub(crate) mod bindings;
 mod cache;
 mod cores;
+mod fair;
 mod keyvalue;
 mod limits;
 mod slots;
@@ -94,6 +95,12 @@ impl WasiHttpView for StoreData {
 
 impl bindings::workflow::https_step::types::Host for StoreData {}
 
+/// A tenant's share of `slots` when its policy sets none: half, at least one,
+/// so no single tenant can hold every slot of a shared runtime.
+fn default_share(slots: usize) -> usize {
+    (slots / 2).max(1)
+}
+
 /// Stops the engine's epoch ticker when the runtime is dropped.
 struct Ticker(Arc<AtomicBool>);
 
@@ -120,8 +127,7 @@ struct Shared {
     pre: HttpsStepPre<StoreData>,
     /// Used for calls that make no requests (`validate`): denies everything.
     offline: Arc<Tenant>,
-    slots: Arc<tokio::sync::Semaphore>,
-    max_concurrency: usize,
+    slots: Arc<fair::Slots>,
     slot_wait: Duration,
     max_memory_bytes: usize,
     /// Instances created so far.
@@ -191,6 +197,14 @@ impl PreparedStep {
     }
 }
 
+/// The default run slots of a runtime ([`RuntimeBuilder::max_concurrency`]).
+/// A step's work is I/O: a run waiting 30 s on a slow API (an LLM, a report)
+/// holds its slot all that time, so slots must be plentiful, and what bounds
+/// them is memory. A run waiting on an upstream costs about 290 KiB of RSS
+/// (BENCHMARKS.md: 1,000 runs in flight, +280 MiB), so 512 slots, all busy,
+/// cost about 145 MiB; the pool reserves address space for them, not memory.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 512;
+
 /// Configures a [`StepRuntime`].
 pub struct RuntimeBuilder {
     wasm: Option<Vec<u8>>,
@@ -207,7 +221,7 @@ impl Default for RuntimeBuilder {
     fn default() -> Self {
         RuntimeBuilder {
             wasm: None,
-            max_concurrency: 64,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
             slot_wait: Duration::ZERO,
             max_memory_bytes: 256 * 1024 * 1024,
             cache_dir: None,
@@ -227,15 +241,17 @@ impl RuntimeBuilder {
     }
 
     /// Most runs at once; the pooling allocator is sized for it and a run
-    /// beyond it fails with [`Error::Busy`]. Default: 64.
+    /// beyond it fails with [`Error::Busy`]. Default:
+    /// [`DEFAULT_MAX_CONCURRENCY`].
     pub fn max_concurrency(mut self, runs: usize) -> Self {
         self.max_concurrency = runs.max(1);
         self
     }
 
     /// How long a run waits for a slot when all `max_concurrency` are taken
-    /// before it fails with [`Error::Busy`]; waiting runs are served in
-    /// arrival order. Default: zero (fail at once), so a host that can route
+    /// (or its tenant holds its `max_concurrent_runs`) before it fails with
+    /// [`Error::Busy`]; freed slots go to the tenants with waiting runs in
+    /// turn, each tenant's runs in arrival order. Default: zero (fail at once), so a host that can route
     /// a run elsewhere learns at once; a host that queues (the Restate
     /// service) waits instead.
     pub fn slot_wait(mut self, wait: Duration) -> Self {
@@ -372,8 +388,7 @@ impl RuntimeBuilder {
             engine,
             pre,
             offline,
-            slots: Arc::new(tokio::sync::Semaphore::new(self.max_concurrency)),
-            max_concurrency: self.max_concurrency,
+            slots: fair::Slots::new(self.max_concurrency),
             slot_wait: self.slot_wait,
             max_memory_bytes: self.max_memory_bytes,
             instantiations: AtomicU64::new(0),
@@ -520,17 +535,30 @@ impl Shared {
         Ok((store, instance))
     }
 
-    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
-        let busy = Error::Busy(self.max_concurrency);
-        match self.slots.clone().try_acquire_owned() {
-            Ok(slot) => Ok(slot),
-            Err(_) if self.slot_wait.is_zero() => Err(busy),
-            Err(_) => tokio::time::timeout(self.slot_wait, self.slots.clone().acquire_owned())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .ok_or(busy),
-        }
+    /// A run slot for `tenant`, within its share of them (README "Tenant
+    /// sandbox", fair run slots).
+    async fn slot(&self, tenant: &Tenant) -> Result<fair::Slot, Error> {
+        let slots = self.slots.capacity();
+        let limits = tenant.limits();
+        let share = limits.max_concurrent_runs.unwrap_or(default_share(slots));
+        self.slots
+            .acquire(
+                tenant.number(),
+                share,
+                limits.max_queued_runs,
+                self.slot_wait,
+            )
+            .await
+            .map_err(|refused| Error::Busy {
+                tenant: tenant.id().to_string(),
+                slots,
+                share: share.clamp(1, slots),
+                cause: match refused {
+                    fair::Refused::Full => BusyCause::Full,
+                    fair::Refused::Share => BusyCause::TenantShare,
+                    fair::Refused::QueueFull => BusyCause::QueueFull(limits.max_queued_runs),
+                },
+            })
     }
 
     /// Takes a slot, instantiates the component for `tenant` in a fresh
@@ -544,7 +572,7 @@ impl Shared {
         call: C,
     ) -> Result<C::Output, Error> {
         use tracing::Instrument;
-        let _slot = self.slot().await?;
+        let _slot = self.slot(&tenant).await?;
         let max_run = Duration::from_millis(tenant.limits().max_run_ms);
         let span = tracing::debug_span!("step_run", tenant = tenant.id());
         let work = async {
@@ -640,7 +668,7 @@ impl StepRuntime {
 
     /// Runs holding a slot right now (0 when idle: nothing leaked).
     pub fn runs_in_flight(&self) -> usize {
-        self.shared.max_concurrency - self.shared.slots.available_permits()
+        self.shared.slots.in_use()
     }
 
     /// Runs `config` for `tenant` with the workflow `context` (JSON text).
@@ -718,8 +746,19 @@ mod tests {
         runtime.probe().await.expect("and stays ready");
         assert_eq!(runtime.instantiations(), 2);
         assert_eq!(runtime.runs_in_flight(), 0, "a probe gives its slot back");
-        let _held = runtime.shared.slot().await.expect("the one slot");
-        assert!(matches!(runtime.probe().await, Err(Error::Busy(1))));
+        let _held = runtime
+            .shared
+            .slot(&runtime.shared.offline)
+            .await
+            .expect("the one slot");
+        assert!(matches!(
+            runtime.probe().await,
+            Err(Error::Busy {
+                slots: 1,
+                cause: BusyCause::TenantShare,
+                ..
+            })
+        ));
         assert_eq!(
             runtime.instantiations(),
             2,
@@ -734,7 +773,11 @@ mod tests {
             .slot_wait(Duration::from_secs(30))
             .build()
             .expect("the embedded component loads");
-        let held = runtime.shared.slot().await.expect("the one slot");
+        let held = runtime
+            .shared
+            .slot(&runtime.shared.offline)
+            .await
+            .expect("the one slot");
         let release = async {
             tokio::time::sleep(Duration::from_millis(50)).await;
             drop(held);
@@ -746,9 +789,13 @@ mod tests {
             .slot_wait(Duration::from_millis(20))
             .build()
             .expect("loads");
-        let _held = short.shared.slot().await.expect("the one slot");
+        let _held = short
+            .shared
+            .slot(&short.shared.offline)
+            .await
+            .expect("the one slot");
         assert!(
-            matches!(short.probe().await, Err(Error::Busy(1))),
+            matches!(short.probe().await, Err(Error::Busy { slots: 1, .. })),
             "no slot within the wait"
         );
     }

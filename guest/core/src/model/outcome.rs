@@ -24,6 +24,11 @@ pub struct Attempt {
     pub page: Option<u32>,
     /// The poll it made (asynchronous jobs).
     pub poll: Option<u32>,
+    /// When the host answered it itself (a `429` marked with
+    /// [`crate::response::LOCAL_LIMIT_HEADER`]): which of its limits held
+    /// the request back; the request never reached the server.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub host_limit: Option<String>,
 }
 
 /// Why the step waited before the next attempt.
@@ -138,7 +143,8 @@ pub struct PagesOutcome {
     /// Every page fetched, in order.
     pub pages: Vec<PageSummary>,
     /// A limit (`max_pages`, `max_items`, `max_total_response_bytes`, the
-    /// deadline) stopped it while more pages were there.
+    /// deadline, the host's request budget) stopped it while more pages
+    /// were there.
     pub truncated: bool,
     /// Why it stopped.
     pub stopped: PagesStop,
@@ -161,6 +167,9 @@ pub enum PagesStop {
     MaxTotalResponseBytes,
     /// The retry deadline (`retry.deadline_ms`) came.
     Deadline,
+    /// The host's budget of requests per run was spent (this project's
+    /// host: the tenant's `max_requests_per_run`).
+    MaxRequestsPerRun,
     /// A page failed (after its retries), and with it the step.
     Failed,
 }
@@ -176,6 +185,7 @@ impl PagesStop {
             PagesStop::MaxItems => "max-items",
             PagesStop::MaxTotalResponseBytes => "max-total-response-bytes",
             PagesStop::Deadline => "deadline",
+            PagesStop::MaxRequestsPerRun => "max-requests-per-run",
             PagesStop::Failed => "failed",
         }
     }

@@ -26,6 +26,7 @@ struct Tried {
     outputs: Vec<KeyValue>,
     error: Option<StepError>,
     maybe_sent: bool,
+    budget_spent: bool,
 }
 
 /// How one request's attempts ended.
@@ -35,6 +36,9 @@ pub(super) struct Exchanged {
     pub(super) json: Option<serde_json::Value>,
     pub(super) outputs: Vec<KeyValue>,
     pub(super) error: Option<StepError>,
+    /// It ended because the host's request budget for the run is spent
+    /// ([`super::SendError::budget_spent`]).
+    pub(super) budget_spent: bool,
 }
 
 /// Which request of the run an exchange is, for `attempts` and progress lines.
@@ -231,21 +235,26 @@ impl<'p> Session<'p> {
                 json: None,
                 outputs: Vec::new(),
                 error: Some(StepError::Internal("no attempt was left to make".into())),
+                budget_spent: false,
             });
         }
         self.number += 1;
         pending.counted += 1;
         let (number, counted, refreshed) = (self.number, pending.counted, pending.refreshed);
         let has_key = pending.base.header(IDEMPOTENCY_KEY_HEADER).is_some();
-        let attempt = |status, error, elapsed_ms, wait: Option<(u64, WaitReason)>| Attempt {
+        let attempt = |response: Option<&Response>,
+                       error,
+                       elapsed_ms,
+                       wait: Option<(u64, WaitReason)>| Attempt {
             number,
-            status,
+            status: response.map(|r| r.status),
             error,
             elapsed_ms,
             wait_ms: wait.map(|w| w.0),
             wait_reason: wait.map(|w| w.1),
             page,
             poll,
+            host_limit: response.and_then(local_limit).map(str::to_string),
         };
         let mut limits = plan.limits;
         if let Some(left) = self.left_ms(fx) {
@@ -272,6 +281,7 @@ impl<'p> Session<'p> {
                         json: None,
                         outputs: Vec::new(),
                         error: Some(error),
+                        budget_spent: false,
                     });
                 }
             }
@@ -297,7 +307,7 @@ impl<'p> Session<'p> {
                 pending.counted -= 1;
                 tokens.invalidate(fx);
                 self.attempts.push(attempt(
-                    status,
+                    Some(response),
                     tried.error.clone(),
                     elapsed_ms,
                     Some((0, WaitReason::TokenRefresh)),
@@ -317,8 +327,12 @@ impl<'p> Session<'p> {
                 }));
             }
         }
-        self.attempts
-            .push(attempt(status, tried.error.clone(), elapsed_ms, None));
+        self.attempts.push(attempt(
+            tried.response.as_ref(),
+            tried.error.clone(),
+            elapsed_ms,
+            None,
+        ));
         let Some(error) = tried.error else {
             fx.progress(&format!(
                 "{prefix}attempt {number}: {} in {elapsed_ms} ms",
@@ -329,6 +343,7 @@ impl<'p> Session<'p> {
                 json: tried.json,
                 outputs: tried.outputs,
                 error: None,
+                budget_spent: false,
             });
         };
         let failed = format!(
@@ -350,6 +365,7 @@ impl<'p> Session<'p> {
                 json: None,
                 outputs: Vec::new(),
                 error,
+                budget_spent: tried.budget_spent,
             })
         };
         let tries = counted + u32::from(refreshed);
@@ -456,26 +472,30 @@ fn try_once(
                 outputs: Vec::new(),
                 error: Some(e.error),
                 maybe_sent: e.maybe_sent,
+                budget_spent: e.budget_spent,
             };
         }
         Ok(raw) => raw,
     };
     let (response, json, decode_error) = decode(raw, plan.format);
-    let checked =
-        if plan.expected.contains(response.status) || ex.also_ok.contains(&response.status) {
-            match decode_error {
-                Some(e) => Err(e),
-                None if ex.use_json => use_json(plan, json.as_ref()),
-                None => Ok(Vec::new()),
-            }
-        } else {
-            Err(StepError::UnexpectedStatus(format!(
-                "{}the server answered {}; expected {}",
-                ex.label.prefix(),
-                response.status,
-                plan.expected
-            )))
-        };
+    let checked = if plan.expected.contains(response.status)
+        || ex.also_ok.contains(&response.status)
+    {
+        match decode_error {
+            Some(e) => Err(e),
+            None if ex.use_json => use_json(plan, json.as_ref()),
+            None => Ok(Vec::new()),
+        }
+    } else {
+        let prefix = ex.label.prefix();
+        let (status, expected) = (response.status, &plan.expected);
+        Err(StepError::UnexpectedStatus(match local_limit(&response) {
+            Some(limit) => format!(
+                "{prefix}the host's limits for this tenant held the request back ({limit}) and it answered {status} itself, without sending it; expected {expected}"
+            ),
+            None => format!("{prefix}the server answered {status}; expected {expected}"),
+        }))
+    };
     let (outputs, error) = match checked {
         Ok(outputs) => (outputs, None),
         Err(e) => (Vec::new(), Some(e)),
@@ -486,7 +506,24 @@ fn try_once(
         outputs,
         error,
         maybe_sent: true,
+        budget_spent: false,
     }
+}
+
+/// Which of the host's limits answered `response` itself, when it is a
+/// `429` the host marked with [`crate::response::LOCAL_LIMIT_HEADER`].
+fn local_limit(response: &Response) -> Option<&str> {
+    if response.status != 429 {
+        return None;
+    }
+    response
+        .headers
+        .iter()
+        .find(|kv| {
+            kv.key
+                .eq_ignore_ascii_case(crate::response::LOCAL_LIMIT_HEADER)
+        })
+        .map(|kv| kv.value.as_str())
 }
 
 /// Checks the response JSON against the schema and extracts the outputs.

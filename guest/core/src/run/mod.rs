@@ -54,6 +54,11 @@ pub struct SendError {
     /// surely did not (refused by policy, DNS or connect failure, TLS
     /// handshake failure): such a request is always safe to repeat.
     pub maybe_sent: bool,
+    /// The host refused it because the run has made as many requests as the
+    /// host allows one run (its request budget: `max_requests_per_run` in
+    /// this project's host, `connection-limit-reached` in `wasi:http`); no
+    /// later request of the run would be sent either.
+    pub budget_spent: bool,
 }
 
 /// The outside world as the step sees it.
@@ -105,10 +110,7 @@ pub fn run(
     let continue_on_error = config.continue_on_error;
     let (plan, redactor) = plan::plan(config, context, &mut |n| fx.random_bytes(n))
         .map_err(StepFailure::invalid_config)?;
-    let fx = &mut Redacting {
-        inner: fx,
-        redactor,
-    };
+    let fx = &mut Redacting::new(fx, redactor);
     let mut session = attempts::Session::new(&plan, fx);
     let done = if let Some(pagination) = &plan.pagination {
         pages::follow(&plan, pagination, &mut session, fx)
@@ -163,10 +165,7 @@ pub fn run_attempt(
             return AttemptResult::Done(Err(StepFailure::invalid_config(problems)));
         }
     };
-    let fx = &mut Redacting {
-        inner: fx,
-        redactor,
-    };
+    let fx = &mut Redacting::new(fx, redactor);
     let mut session = match &state {
         Some(state) => attempts::Session::resume(&plan, state, fx),
         None => attempts::Session::new(&plan, fx),
@@ -357,7 +356,11 @@ pub(crate) mod tests {
     }
 
     fn fail(error: StepError, maybe_sent: bool) -> Result<RawResponse, SendError> {
-        Err(SendError { error, maybe_sent })
+        Err(SendError {
+            error,
+            maybe_sent,
+            budget_spent: false,
+        })
     }
 
     impl Effects for Fake {
@@ -428,6 +431,50 @@ pub(crate) mod tests {
         })
     }
 
+    /// A 429 the host answered itself is retried like any 429, honouring its
+    /// Retry-After, and the attempt says which of the host's limits it was.
+    #[test]
+    fn a_local_429_names_the_host_limit_and_is_retried() {
+        let limit = "requests_per_second https://api.test:443";
+        let mut fx = Fake::replying(vec![
+            reply_with(
+                429,
+                &[
+                    ("retry-after", "2"),
+                    (crate::response::LOCAL_LIMIT_HEADER, limit),
+                ],
+                "{}",
+            ),
+            reply(200, "{}"),
+        ]);
+        let mut c = StepConfig::get("https://api.test/x");
+        c.retry = Some(RetryPolicy {
+            max_attempts: Some(3),
+            ..Default::default()
+        });
+        let out = run(c, "{}".into(), &mut fx).expect("ok on the second attempt");
+        assert_eq!(out.attempts[0].host_limit.as_deref(), Some(limit));
+        assert_eq!(out.attempts[0].wait_reason, Some(WaitReason::RetryAfter));
+        assert_eq!(fx.slept, vec![2000]);
+        assert_eq!(out.attempts[1].host_limit, None);
+        assert!(
+            fx.log[0].contains(limit) && fx.log[0].contains("answered 429 itself"),
+            "{:?}",
+            fx.log
+        );
+        // A server's own 429 names no host limit.
+        let mut fx = Fake::replying(vec![reply(429, "{}")]);
+        let failure =
+            run(StepConfig::get("https://api.test/x"), "{}".into(), &mut fx).expect_err("no retry");
+        assert_eq!(failure.attempts[0].host_limit, None);
+        assert!(
+            failure
+                .error
+                .to_string()
+                .contains("the server answered 429")
+        );
+    }
+
     #[test]
     fn success_records_one_attempt() {
         let mut fx = Fake::replying(vec![reply(201, r#"{"id":"ord_1"}"#)]);
@@ -449,7 +496,8 @@ pub(crate) mod tests {
                 wait_ms: None,
                 wait_reason: None,
                 page: None,
-                poll: None
+                poll: None,
+                host_limit: None,
             }]
         );
         assert_eq!(*fx.sent[0].body, br#"{"sku":"A"}"#);

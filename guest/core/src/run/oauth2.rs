@@ -432,10 +432,7 @@ mod tests {
             ),
         ]);
         let mut tokens = Tokens::new(&plan(grant()), limits());
-        let mut redacting = Redacting {
-            inner: &mut fx,
-            redactor: Redactor::default(),
-        };
+        let mut redacting = Redacting::new(&mut fx, Redactor::default());
         assert_eq!(
             tokens.header(&mut redacting).expect("token").value,
             "Bearer tok_one_1234"
@@ -456,10 +453,7 @@ mod tests {
         );
         // 120 s lifetime, 60 s margin: after 61 s it is replaced.
         fx.clock += 61_000;
-        let mut redacting = Redacting {
-            inner: &mut fx,
-            redactor: Redactor::default(),
-        };
+        let mut redacting = Redacting::new(&mut fx, Redactor::default());
         assert_eq!(
             tokens.header(&mut redacting).expect("new").value,
             "Bearer tok_two_5678"

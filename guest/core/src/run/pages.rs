@@ -92,6 +92,9 @@ pub(super) fn follow(
     }
     let mut same_origin = true;
     let mut number: u32 = 1;
+    // The last page's response, for the output when a later page cannot be
+    // fetched because the host's request budget is spent.
+    let mut last_page: Option<Response> = None;
     let failed = |pages: Vec<PageSummary>, response: Option<Response>, error: StepError| Done {
         response,
         outputs: Vec::new(),
@@ -111,6 +114,15 @@ pub(super) fn follow(
             credentials: same_origin,
         };
         let got = session.exchange(&ex, fx);
+        if got.budget_spent
+            && let Some(last) = last_page.take()
+        {
+            // Like max_pages: the pages so far are the output, marked truncated.
+            fx.progress(&format!(
+                "page {number}: the host's request budget for this run is spent; stopping"
+            ));
+            break (last, PagesStop::MaxRequestsPerRun, true);
+        }
         let response = match (got.response, got.error) {
             (response, Some(error)) => return failed(pages, response, error),
             (Some(response), None) => response,
@@ -211,6 +223,7 @@ pub(super) fn follow(
         };
         request = next.request;
         same_origin = next.same_origin;
+        last_page = Some(response);
         if interval > 0 {
             session.wait(interval, WaitReason::PageInterval, fx);
         }
@@ -359,6 +372,64 @@ mod tests {
 
     fn urls(fx: &Fake) -> Vec<String> {
         fx.sent.iter().map(|r| r.url.to_string()).collect()
+    }
+
+    /// The host's refusal of a request beyond the run's budget.
+    fn budget_spent() -> Result<crate::RawResponse, crate::SendError> {
+        Err(crate::SendError {
+            error: crate::StepError::Denied("the host allows this run no more requests".into()),
+            maybe_sent: false,
+            budget_spent: true,
+        })
+    }
+
+    #[test]
+    fn a_spent_request_budget_ends_the_listing_with_its_pages() {
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::Page(PageNumberNext {
+                param: "page".into(),
+                start: None,
+            }),
+            Some("/data"),
+        );
+        let mut fx = Fake::replying(vec![
+            reply(200, r#"{"data": [1, 2]}"#),
+            reply(200, r#"{"data": [3]}"#),
+            budget_spent(),
+        ]);
+        let out = run(c, "{}".into(), &mut fx).expect("the pages so far are the output");
+        assert_eq!(
+            out.response.and_then(|r| r.json).as_deref(),
+            Some("[1,2,3]")
+        );
+        let p = out.pagination.expect("pagination");
+        assert_eq!(
+            (p.pages.len(), p.truncated, p.stopped),
+            (2, true, crate::model::PagesStop::MaxRequestsPerRun)
+        );
+        // Spent on the first request: nothing to show, the step is denied,
+        // and the message says which limit and how many requests were made.
+        let c = paginated(
+            "https://api.test/items",
+            PageNext::Page(PageNumberNext {
+                param: "page".into(),
+                start: None,
+            }),
+            Some("/data"),
+        );
+        let failure = run(c, "{}".into(), &mut Fake::replying(vec![budget_spent()]))
+            .expect_err("nothing was fetched");
+        assert_eq!(failure.error.kind(), "denied");
+        assert!(
+            failure
+                .error
+                .to_string()
+                .contains("this run has made 0 requests")
+                && failure.error.to_string().contains("max_requests_per_run"),
+            "{}",
+            failure.error
+        );
     }
 
     #[test]

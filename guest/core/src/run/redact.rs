@@ -37,10 +37,24 @@ pub(super) fn redact_attempts(r: &Redactor, attempts: Vec<Attempt>) -> Vec<Attem
 
 /// [`Effects`] whose progress lines are redacted. It owns the run's
 /// [`Redactor`], so secrets learnt while attempting (fetched tokens) are
-/// added where every later line passes.
+/// added where every later line passes. It also counts the run's requests,
+/// which is how a refusal of the host's request budget gets its number.
 pub(super) struct Redacting<'a> {
-    pub(super) inner: &'a mut dyn Effects,
+    inner: &'a mut dyn Effects,
     pub(super) redactor: Redactor,
+    /// Requests the host accepted so far: attempts, redirect hops, pages,
+    /// polls and token requests alike, as the host counts them.
+    sent: u32,
+}
+
+impl<'a> Redacting<'a> {
+    pub(super) fn new(inner: &'a mut dyn Effects, redactor: Redactor) -> Self {
+        Redacting {
+            inner,
+            redactor,
+            sent: 0,
+        }
+    }
 }
 
 impl Effects for Redacting<'_> {
@@ -49,7 +63,19 @@ impl Effects for Redacting<'_> {
         request: &PreparedRequest,
         limits: AttemptLimits,
     ) -> Result<RawResponse, SendError> {
-        self.inner.send(request, limits)
+        match self.inner.send(request, limits) {
+            Err(mut e) if e.budget_spent => {
+                e.error = crate::model::StepError::Denied(format!(
+                    "this run has made {} requests, as many as the host allows one run (max_requests_per_run); this one was not sent",
+                    self.sent
+                ));
+                Err(e)
+            }
+            result => {
+                self.sent = self.sent.saturating_add(1);
+                result
+            }
+        }
     }
     fn now_ms(&mut self) -> u64 {
         self.inner.now_ms()

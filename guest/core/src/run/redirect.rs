@@ -92,6 +92,7 @@ pub(super) fn send_following(
                 return Err(SendError {
                     error,
                     maybe_sent: true,
+                    budget_spent: false,
                 });
             }
             Some(Ok(next)) => {
@@ -103,6 +104,7 @@ pub(super) fn send_following(
                             next.url
                         )),
                         maybe_sent: true,
+                        budget_spent: false,
                     });
                 }
                 fx.progress(&format!(

@@ -25,12 +25,18 @@
 //! # async fn example() -> Result<(), https_step_host::Error> {
 //! use https_step_host::{StepRuntime, durable::DurableService};
 //! let runtime = StepRuntime::builder().slot_wait(std::time::Duration::from_secs(600)).build()?;
-//! let service = DurableService::from_policy_dir(runtime, std::path::Path::new("policies"))?;
+//! let limits = std::sync::Arc::new(https_step_host::durable::RestateLimits::new("http://127.0.0.1:8080")?);
+//! let service = DurableService::from_policy_dir(runtime, std::path::Path::new("policies"), Some(limits))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9080").await.expect("port 9080 is free");
 //! service.serve(listener).await;
 //! # Ok(()) }
 //! ```
 
+mod limits;
+
+pub use limits::RestateLimits;
+
+use crate::egress::limits::SharedLimits;
 use crate::error::PolicyProblem;
 use crate::output::{host_error_json, step_result_json};
 use crate::{Error, StepRuntime, Tenant};
@@ -134,14 +140,25 @@ impl DurableService {
     }
 
     /// A service for every `*.toml` tenant policy in `dir` (README "Tenant
-    /// sandbox"; a policy's `tenant` names it in requests).
-    pub fn from_policy_dir(runtime: StepRuntime, dir: &Path) -> Result<Self, Error> {
+    /// sandbox"; a policy's `tenant` names it in requests). With `limits`,
+    /// the tenants' rate limits and back-off windows live there — for
+    /// several service processes of one deployment, [`RestateLimits`] —
+    /// else each in this process.
+    pub fn from_policy_dir(
+        runtime: StepRuntime,
+        dir: &Path,
+        limits: Option<Arc<dyn SharedLimits>>,
+    ) -> Result<Self, Error> {
         let unreadable = |e| Error::policy_from(PolicyProblem::UnreadableDirectory(dir.into()), e);
         let mut tenants = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(unreadable)? {
             let path = entry.map_err(unreadable)?.path();
             if path.extension().is_some_and(|ext| ext == "toml") {
-                tenants.push(Tenant::from_policy_file(&path)?.build()?);
+                let mut tenant = Tenant::from_policy_file(&path)?;
+                if let Some(limits) = &limits {
+                    tenant = tenant.shared_limits(limits.clone());
+                }
+                tenants.push(tenant.build()?);
             }
         }
         if tenants.is_empty() {
@@ -164,6 +181,7 @@ impl DurableService {
             .abort_timeout(self.abort_timeout);
         let endpoint = Endpoint::builder()
             .bind(self.into_service_definition().options(options))
+            .bind(limits::LimitsObject)
             .build();
         HttpServer::new(endpoint).serve(listener).await;
     }
@@ -195,7 +213,7 @@ async fn attempt(
             }));
         }
         Ok(AttemptResult::Done(result)) => step_result_json(&result),
-        Err(busy @ Error::Busy(_)) => return Err(busy.into()),
+        Err(busy @ Error::Busy { .. }) => return Err(busy.into()),
         Err(e) => host_error_json(&e),
     };
     Ok(Json(Journaled::Done(raw(output)?)))
@@ -357,7 +375,7 @@ mod tests {
         let empty =
             std::env::temp_dir().join(format!("https-step-no-policies-{}", std::process::id()));
         std::fs::create_dir_all(&empty).expect("a directory");
-        let err = DurableService::from_policy_dir(runtime(), &empty)
+        let err = DurableService::from_policy_dir(runtime(), &empty, None)
             .err()
             .expect("no policies");
         assert!(
