@@ -233,26 +233,21 @@ fn scenario(bin: &Path, work: &Path) -> Result<()> {
         outputs.iter().all(|o| o["ok"] == json!(true)),
         "every run ends ok"
     );
-    let local: usize = outputs
-        .iter()
-        .map(|o| {
-            o["attempts"].as_array().map_or(0, |a| {
-                a.iter().filter(|a| a["host_limit"].is_string()).count()
-            })
-        })
-        .sum();
+    // Attempts of all runs, answered by the host (`host_limit`) or not.
+    let attempts = |by_host: bool| -> usize {
+        outputs
+            .iter()
+            .filter_map(|o| o["attempts"].as_array())
+            .flatten()
+            .filter(|a| a["host_limit"].is_string() == by_host)
+            .count()
+    };
+    let local = attempts(true);
     let arrivals = rated.arrivals();
     ensure!(local > 0, "the host's local 429s show in attempts");
     // Every run reached the upstream; only an attempt the host let go can
     // have (one that timed out may have, and was retried).
-    let sent: usize = outputs
-        .iter()
-        .map(|o| {
-            o["attempts"].as_array().map_or(0, |a| {
-                a.iter().filter(|a| a["host_limit"].is_null()).count()
-            })
-        })
-        .sum();
+    let sent = attempts(false);
     ensure!(
         (50..=sent).contains(&arrivals.len()),
         "the upstream saw {} requests of 50 runs whose attempts sent {sent}",

@@ -4,11 +4,11 @@
 //! request, a second tenant with the same grant makes its own, later runs
 //! reuse the token, and a token is replaced ahead of its `expires_in`.
 
-use https_step_host::{HostLimits, StepRuntime, Tenant};
+use https_step_host::Tenant;
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
-use https_step_tests::shared::tokio;
+use https_step_tests::shared::{step_runtime, tokio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 /// A token endpoint (`/token`, slow enough that concurrent runs overlap it)
 /// and an API (`/api`) that accepts exactly the tokens it issued.
@@ -55,19 +55,8 @@ fn config(origin: &str, margin: Option<u32>) -> https_step_core::StepConfig {
 
 const CONTEXT: &str = r#"{"secrets": {"cs": "cs_shared_secret_77"}}"#;
 
-/// A runtime with room for 50 concurrent runs.
-fn runtime() -> &'static StepRuntime {
-    static RT: OnceLock<StepRuntime> = OnceLock::new();
-    RT.get_or_init(|| {
-        StepRuntime::builder()
-            .max_concurrency(64)
-            .build()
-            .expect("runtime")
-    })
-}
-
 async fn status(tenant: &Arc<Tenant>, config: &https_step_core::StepConfig) -> Result<u16, String> {
-    match runtime()
+    match step_runtime()
         .run(tenant, config, CONTEXT, Arc::new(|_: &str| {}))
         .await
     {
@@ -84,19 +73,7 @@ fn fifty_concurrent_cold_runs_of_one_tenant_make_one_token_request_and_tenants_n
         let (server, issued) = servers(3600).await?;
         let origin = server.origin();
         let config = Arc::new(config(&origin, None));
-        // Each tenant may use every slot: 50 runs of one tenant at once.
-        let every_slot = HostLimits {
-            max_concurrent_runs: Some(64),
-            ..HostLimits::default()
-        };
-        let tenant = |id: &str| {
-            anyhow::Ok(Arc::new(
-                Tenant::builder(id)
-                    .allow(&origin)?
-                    .limits(every_slot.clone())
-                    .build()?,
-            ))
-        };
+        let tenant = |id: &str| anyhow::Ok(Arc::new(Tenant::builder(id).allow(&origin)?.build()?));
         let (a, b) = (tenant("tenant-a")?, tenant("tenant-b")?);
 
         let runs: Vec<_> = (0..50)

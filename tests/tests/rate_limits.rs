@@ -5,34 +5,18 @@
 //! most `max_in_flight` requests open. Held-back requests are answered by
 //! the host's own `429`, which the step retries and names in `attempts`.
 
-use https_step_host::{HostLimits, RateLimitEntry, StepRuntime, Tenant, parse_step_config};
+use https_step_host::{RateLimitEntry, Tenant, parse_step_config};
 use https_step_tests::loopback::{LoopbackServer, Recorded, Reply};
-use https_step_tests::shared::tokio;
+use https_step_tests::shared::{step_runtime, tokio};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A runtime with room for 64 runs at once.
-fn runtime() -> &'static StepRuntime {
-    static RT: OnceLock<StepRuntime> = OnceLock::new();
-    RT.get_or_init(|| {
-        StepRuntime::builder()
-            .max_concurrency(64)
-            .build()
-            .expect("runtime")
-    })
-}
-
-/// A tenant allowed to reach `server`, with `rules`, who may use every slot.
+/// A tenant allowed to reach `server`, with `rules` (its share of the
+/// default runtime's slots, 256, holds the 50 runs of a test at once).
 fn tenant(id: &str, server: &LoopbackServer, rules: &[RateLimitEntry]) -> Arc<Tenant> {
-    let mut b = Tenant::builder(id)
-        .allow(&server.origin())
-        .expect("allow")
-        .limits(HostLimits {
-            max_concurrent_runs: Some(64),
-            ..HostLimits::default()
-        });
+    let mut b = Tenant::builder(id).allow(&server.origin()).expect("allow");
     for rule in rules {
         b = b.rate_limit(rule).expect("a valid rule");
     }
@@ -74,7 +58,7 @@ fn a_429_with_retry_after_holds_back_the_tenant_and_only_it() {
         .expect("server");
         let url = format!("{}/quota", server.origin());
         let t = tenant("t", &server, &[]);
-        let first = runtime()
+        let first = step_runtime()
             .run(&t, &step(&url, json!({})), "{}", quiet())
             .await
             .expect("ran");
@@ -82,7 +66,7 @@ fn a_429_with_retry_after_holds_back_the_tenant_and_only_it() {
         let started = Instant::now();
         // Ten more runs of the tenant inside the window: none reaches the upstream.
         for _ in 0..10 {
-            let failure = runtime()
+            let failure = step_runtime()
                 .run(&t, &step(&url, json!({})), "{}", quiet())
                 .await
                 .expect("ran")
@@ -107,7 +91,7 @@ fn a_429_with_retry_after_holds_back_the_tenant_and_only_it() {
         );
         // Another tenant is not held back.
         let u = tenant("u", &server, &[]);
-        let other = runtime()
+        let other = step_runtime()
             .run(&u, &step(&url, json!({})), "{}", quiet())
             .await
             .expect("ran");
@@ -141,7 +125,7 @@ fn a_token_bucket_keeps_the_upstream_under_its_rate() {
         let runs: Vec<_> = (0..50)
             .map(|_| {
                 let (t, config) = (t.clone(), config.clone());
-                tokio::spawn(async move { runtime().run(&t, &config, "{}", quiet()).await })
+                tokio::spawn(async move { step_runtime().run(&t, &config, "{}", quiet()).await })
             })
             .collect();
         let (mut local, mut sent) = (0, 0);
@@ -217,7 +201,7 @@ fn at_most_max_in_flight_requests_are_open() {
         let runs: Vec<_> = (0..8)
             .map(|_| {
                 let (t, config) = (t.clone(), config.clone());
-                tokio::spawn(async move { runtime().run(&t, &config, "{}", quiet()).await })
+                tokio::spawn(async move { step_runtime().run(&t, &config, "{}", quiet()).await })
             })
             .collect();
         for run in runs {
